@@ -1,0 +1,202 @@
+"""Command line: ``strangler run | validate``.
+
+``validate`` never touches the network (Envoy's ``--mode validate``): it loads
+routes.yaml, prints what each route does, and exits 0 (valid) or 1 (invalid,
+with file:line: reason on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from .facts import Fact, FactSink
+from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder
+from .routes import RoutesError, RouteTable, load_routes
+from .stomp import Limits
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def _version() -> str:
+    try:
+        return version("strangler")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strangler",
+        description=(
+            "A STOMP proxy that sits next to your producers and moves their messages from a "
+            "self-hosted ActiveMQ (legacy) to Amazon MQ, one destination at a time, as "
+            "routes.yaml says. Every decision is written as a JSON fact."
+        ),
+        epilog="Start with `strangler validate routes.yaml`, then `strangler run --routes ...`",
+    )
+    parser.add_argument("--version", action="version", version=f"strangler {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the proxy",
+        description="Listen for producers and route each SEND as routes.yaml says.",
+    )
+    run.add_argument("--routes", required=True, help="path to routes.yaml")
+    run.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 61613),
+        metavar="HOST:PORT",
+        help="where producers connect (default 127.0.0.1:61613, loopback only)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and record every message, but send everything to legacy",
+    )
+    run.add_argument(
+        "--facts", metavar="FILE", help="append facts (JSON lines) to FILE instead of stdout"
+    )
+    run.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=Limits().max_frame_bytes,
+        help="refuse frames larger than this (default %(default)s)",
+    )
+    run.add_argument(
+        "--max-inflight",
+        type=int,
+        default=1000,
+        help="per connection, frames awaiting an Amazon MQ receipt before the producer "
+        "is slowed down (default %(default)s)",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a routes.yaml without connecting anywhere (exit 0 valid, 1 invalid)",
+    )
+    validate.add_argument("routes", help="path to routes.yaml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return _validate(args.routes)
+    if args.command == "run":
+        return _run(args)
+    return EXIT_USAGE
+
+
+def _validate(path: str) -> int:
+    try:
+        table = load_routes(path)
+    except RoutesError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(_describe(table))
+    return EXIT_OK
+
+
+def _describe(table: RouteTable) -> str:
+    lines = [f"{table.source}: valid, routes version {table.version}"]
+    for name, broker in table.brokers.items():
+        urls = ", ".join(str(e) for e in broker.endpoints)
+        lines.append(f"  broker {name}: {urls}")
+    for route in table.routes:
+        extra = ""
+        if route.weight is not None:
+            extra += f" weight={route.weight:g}%"
+        if route.sticky_header:
+            extra += f" sticky={route.sticky_header}"
+        if route.on_failure is not None:
+            extra += f" on_failure={route.on_failure}"
+        if route.target_destination:
+            extra += f" -> {route.target_destination}"
+        if route.dry_run:
+            extra += " (dry-run)"
+        lines.append(f"  {route.name}: {route.match_kind} {route.pattern!r} {route.mode}{extra}")
+    lines.append("  anything else: legacy")
+    for warning in getattr(table, "warnings", ()):
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        table = load_routes(args.routes)
+    except RoutesError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    facts = FactSink(path=args.facts) if args.facts else FactSink(sys.stdout)
+    settings = ProxySettings(
+        listen_host=args.listen[0],
+        listen_port=args.listen[1],
+        dry_run=args.dry_run,
+        limits=Limits(max_frame_bytes=args.max_frame_bytes),
+        max_inflight=args.max_inflight,
+    )
+    ctx = ProxyContext(settings, RoutesHolder(table), facts)
+    facts.emit(
+        Fact.ROUTES_LOADED,
+        source=table.source,
+        routes_version=table.version,
+        routes=[r.name for r in table.routes],
+    )
+    try:
+        _event_loop_run(_serve(ctx))
+    except OSError as exc:
+        print(
+            f"strangler: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr
+        )
+        return EXIT_INVALID
+    finally:
+        facts.close()
+    return EXIT_OK
+
+
+def _event_loop_run(main: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
+    try:
+        import uvloop  # optional: measurably faster loop (see bench/)
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+    else:
+        uvloop.run(main)  # type: ignore[arg-type]
+
+
+async def _serve(ctx: ProxyContext) -> None:
+    server = ProxyServer(ctx)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    host, port = server.address
+    print(f"strangler: listening on {host}:{port}", file=sys.stderr, flush=True)
+    serving = asyncio.create_task(server.serve_forever())
+    await stop.wait()
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+    await server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Writing facts as JSON lines, off the hot path, with bounded memory.
+
+``FactSink.emit`` only appends a tuple to a bounded deque (no formatting, no
+I/O, no lock), so a producer's frame is never delayed by logging. A writer
+thread drains the deque, renders each fact through a structlog processor
+chain (one JSON object per line) and writes a batch at a time.
+
+Invariants: at most ``capacity`` facts wait in memory; when the writer cannot
+keep up, new facts are counted and dropped, and a ``facts_dropped`` fact with
+the count is written as soon as there is room, so the gap is itself on record.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from .vocabulary import Fact
+
+_Pending = tuple[float, str, Mapping[str, Any]]
+
+
+def _event_first(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """Put ``event`` and an ISO ``ts`` first, so a line reads as what happened, then when."""
+    ts = datetime.fromtimestamp(event_dict.pop("ts"), UTC).isoformat(timespec="microseconds")
+    return {"event": event_dict.pop("event"), "ts": ts, **event_dict}
+
+
+class _BatchLogger:
+    """structlog's final destination: collects rendered lines for one write."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def msg(self, message: str) -> None:
+        self.lines.append(message)
+
+    info = msg
+
+
+class FactSink:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        path: str | Path | None = None,
+        capacity: int = 100_000,
+        interval: float = 0.05,
+        static: Mapping[str, Any] | None = None,
+    ) -> None:
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._stream: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115 closed in close()
+            self._owns_stream = True
+        else:
+            self._stream = stream if stream is not None else sys.stdout
+            self._owns_stream = False
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._capacity = capacity
+        self._interval = interval
+        self._dropped = 0
+        self._emitted = 0
+        self._processed = 0
+        self.dropped_total = 0
+        self.written_total = 0
+        self._batch = _BatchLogger()
+        self._log = structlog.wrap_logger(
+            self._batch,
+            processors=[
+                _event_first,
+                structlog.processors.JSONRenderer(sort_keys=False),
+            ],
+            context_class=dict,
+            **dict(static or {}),
+        )
+        self._wake = threading.Event()
+        self._flushed = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="strangler-facts", daemon=True)
+        self._thread.start()
+        self.listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
+
+    def emit(self, fact: Fact, /, **fields: Any) -> None:
+        """Record ``fact`` with ``fields``; never blocks, never raises for a full sink."""
+        for listener in self.listeners:
+            listener(fact, fields)
+        self._emitted += 1
+        if len(self._pending) >= self._capacity:
+            self._dropped += 1
+            return
+        self._pending.append((time.time(), fact, fields))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until every fact emitted before this call is written."""
+        deadline = time.monotonic() + timeout
+        target = self._emitted
+        with self._flushed:
+            while self._processed < target:
+                self._wake.set()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._flushed.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        self.flush()
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+        if self._owns_stream:
+            self._stream.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._write_pending()
+            if self._closing and not self._pending:
+                return
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        batch = self._batch
+        processed = 0
+        while pending:
+            ts, fact, fields = pending.popleft()
+            self._log.info(fact, ts=ts, **fields)
+            processed += 1
+        if self._dropped:
+            # Read-then-subtract keeps drops that race with this line counted.
+            dropped = self._dropped
+            self._dropped -= dropped
+            processed += dropped
+            self.dropped_total += dropped
+            self._log.info(Fact.FACTS_DROPPED, ts=time.time(), count=dropped)
+        if batch.lines:
+            lines, batch.lines = batch.lines, []
+            try:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):
+                # The sink must never take the proxy down; the count shows the loss.
+                self.dropped_total += len(lines)
+            else:
+                self.written_total += len(lines)
+        with self._flushed:
+            self._processed += processed
+            self._flushed.notify_all()

@@ -1,0 +1,31 @@
+"""The closed vocabulary of facts.
+
+A fact is named for what happened, in the past tense, and is data: the
+event name plus flat JSON fields. New names are added here, never invented at
+a call site, so the audit trail (and replay, which reads it) has a fixed shape.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Fact(StrEnum):
+    PROXY_STARTED = "proxy_started"
+    PROXY_STOPPED = "proxy_stopped"
+    ROUTES_LOADED = "routes_loaded"
+    CLIENT_CONNECTED = "client_connected"
+    CLIENT_REFUSED = "client_refused"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    CLIENT_PROTOCOL_ERROR = "client_protocol_error"
+    MESSAGE_ROUTED = "message_routed"
+    MESSAGE_CONFIRMED = "message_confirmed"
+    MESSAGE_MIRROR_FAILED = "message_mirror_failed"
+    MESSAGE_FELL_BACK = "message_fell_back"
+    MESSAGE_REJECTED = "message_rejected"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    BROKER_RECOVERED = "broker_recovered"
+    TRANSACTION_COMMITTED = "transaction_committed"
+    TRANSACTION_ABORTED = "transaction_aborted"
+    TRANSACTION_PARTIAL_COMMIT = "transaction_partial_commit"
+    FACTS_DROPPED = "facts_dropped"

@@ -1,0 +1,41 @@
+"""What every client session of one proxy shares: settings, routes, facts, health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..facts import FactSink
+from ..routes import RouteTable
+from ..stomp import DEFAULT_LIMITS, Limits
+from ..upstream import BrokerHealth
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 61613
+    dry_run: bool = False  # global --dry-run: decide and record, but send everything to legacy
+    limits: Limits = DEFAULT_LIMITS
+    max_inflight: int = 1000  # frames per session awaiting an Amazon MQ receipt
+    connect_timeout: float = 10.0
+    handshake_timeout: float = 30.0  # a client must finish CONNECT within this
+    drain_timeout: float = 30.0  # on DISCONNECT/close, wait this long for Amazon MQ receipts
+    read_size: int = 256 * 1024
+
+
+@dataclass
+class RoutesHolder:
+    """The active route table; replaced whole (atomically) on reload."""
+
+    table: RouteTable
+
+
+@dataclass
+class ProxyContext:
+    settings: ProxySettings
+    routes: RoutesHolder
+    facts: FactSink
+    health: BrokerHealth = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = BrokerHealth(self.facts)

@@ -1,0 +1,80 @@
+"""The listening socket: one :class:`ClientSession` per accepted connection.
+
+This is the only place that owns the event loop's server; sessions own their
+own sockets. Shutdown stops accepting first, then lets sessions finish their
+in-flight work within a grace period, then closes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from ..facts import Fact
+from .context import ProxyContext
+from .session import ClientSession
+
+
+class ProxyServer:
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.sessions: set[ClientSession] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def start(self) -> None:
+        settings = self.ctx.settings
+        self._server = await asyncio.start_server(
+            self._accept,
+            settings.listen_host,
+            settings.listen_port,
+            limit=settings.read_size,
+            reuse_address=True,
+        )
+        host, port = self.address
+        table = self.ctx.routes.table
+        self.ctx.facts.emit(
+            Fact.PROXY_STARTED,
+            listen=f"{host}:{port}",
+            dry_run=settings.dry_run,
+            routes_version=table.version,
+        )
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Receipts are small frames a producer waits on: no Nagle delay.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = ClientSession(self.ctx, reader, writer)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        sessions = list(self.sessions)
+        if sessions:
+            waits = [asyncio.ensure_future(s.wait_closed()) for s in sessions]
+            _, pending = await asyncio.wait(waits, timeout=grace)
+            for fut in pending:
+                fut.cancel()
+            for session in self.sessions:
+                session.close_now("proxy shutting down")
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+        self.ctx.facts.emit(Fact.PROXY_STOPPED, sessions_open=len(self.sessions))

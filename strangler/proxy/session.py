@@ -1,0 +1,653 @@
+"""One producer connection: codec + router + brokers + facts, wired together.
+
+The client's CONNECT goes to legacy with the client's own credentials; the
+session only proceeds when legacy answers CONNECTED, so nobody reaches Amazon
+MQ (through the proxy's login) without a login legacy accepted.
+
+Invariants:
+- a RECEIPT reaches the client only after the broker responsible for that
+  frame confirmed it: legacy receipts pass through; Amazon MQ receipts are the
+  proxy's own and are turned into the client's receipt on confirmation;
+- frames to legacy keep their order and their original bytes (plus a spliced
+  trace header on SEND); nothing is re-encoded unless it must be;
+- a frame that fails on Amazon MQ is sent to legacy (``on_failure: legacy``),
+  answered with ERROR (``reject``), or, for a mirror copy, only recorded: it is
+  never dropped silently;
+- memory per session is bounded: the parsers enforce frame limits, the
+  Amazon MQ link holds at most ``max_inflight`` frames, and both directions
+  wait for the socket to drain (TCP back-pressure) after each read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..facts import Fact
+from ..routes import Decision, Mode, OnFailure, RouteTable, decide
+from ..stomp import (
+    Event,
+    Frame,
+    FrameParser,
+    Heartbeat,
+    MalformedFrame,
+    ProtocolError,
+    encode_parts,
+    error_frame,
+    insert_header,
+)
+from ..upstream import BrokerLink, BrokerUnavailable, describe_os_error, open_stream
+from .context import ProxyContext
+
+LEGACY = "legacy"
+AMAZONMQ = "amazonmq"
+_session_ids = itertools.count(1)
+# Receipts the proxy asks legacy for (never the client's own ids).
+_INTERNAL_PREFIX = "strangler-legacy-"
+_MAX_TRACKED_RECEIPTS = 100_000
+_CLIENT_CLOSED = "client closed the connection"
+
+
+@dataclass(slots=True)
+class Transaction:
+    """A client transaction, possibly spanning both brokers."""
+
+    id: str
+    table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
+    amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
+    primary_traces: list[str] = field(default_factory=list)  # confirmed only by Amazon MQ
+    mirror_traces: list[str] = field(default_factory=list)
+    failure: str | None = None  # the Amazon MQ part is lost: COMMIT must fail
+
+
+class SessionClosed(Exception):
+    """Raised inside the client loop when the session was closed from elsewhere."""
+
+
+class ClientSession:
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        client_reader: asyncio.StreamReader,
+        client_writer: asyncio.StreamWriter,
+    ) -> None:
+        self.ctx = ctx
+        self.id = f"s{next(_session_ids)}"
+        self._client_reader = client_reader
+        self._client = client_writer
+        limits = ctx.settings.limits
+        self._client_parser = FrameParser(limits)
+        self._legacy_parser = FrameParser(limits)
+        self._legacy: asyncio.StreamWriter | None = None
+        self._legacy_reader: asyncio.StreamReader | None = None
+        self._link: BrokerLink | None = None
+        self.version = "1.0"
+        self._tx: dict[str, Transaction] = {}
+        self._legacy_receipts: dict[str, str] = {}  # client receipt id -> trace id
+        self._commit_receipts: dict[str, str] = {}  # receipt id on a legacy COMMIT -> tx id
+        self._internal_seq = itertools.count(1)
+        self._closed = False
+        self._close_reason = _CLIENT_CLOSED
+        self._done = asyncio.Event()
+        self.sent = 0
+        peer = client_writer.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self) -> None:
+        pump: asyncio.Task[None] | None = None
+        try:
+            pending = await self._handshake()
+            if pending is None:
+                return
+            pump = asyncio.create_task(self._pump_legacy())
+            await self._serve(pending)
+        except ProtocolError as exc:
+            self._emit(Fact.CLIENT_PROTOCOL_ERROR, reason=exc.reason)
+            self._close_reason = f"protocol error: {exc.reason}"
+            self._write_client(error_frame(exc.reason))
+        except SessionClosed:
+            pass
+        except (OSError, TimeoutError) as exc:
+            self._close_reason = f"client connection: {describe_os_error(exc)}"
+        finally:
+            await self._shutdown(pump)
+
+    async def _shutdown(self, pump: asyncio.Task[None] | None) -> None:
+        # Let Amazon MQ outcomes settle so facts (and fallbacks) are complete.
+        if self._link is not None:
+            if not self._closed:
+                await self._link.wait_idle(self.ctx.settings.drain_timeout)
+            await self._link.close(graceful=not self._closed)
+        self._closed = True
+        if pump is not None and not pump.done():
+            # Give legacy a moment to answer what was forwarded (e.g. a DISCONNECT receipt).
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(pump), timeout=1.0)
+            pump.cancel()
+        for writer in (self._legacy, self._client):
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+        if self._legacy is not None:
+            self._emit(Fact.CLIENT_DISCONNECTED, reason=self._close_reason, messages=self.sent)
+        self._done.set()
+
+    def _abort(self, reason: str, to_client: bytes | None = None) -> None:
+        """Close the session now (from any task); ``to_client`` is written first."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        if to_client is not None:
+            self._write_client(to_client)
+        for writer in (self._legacy, self._client):
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+
+    # -- handshake ------------------------------------------------------------
+
+    async def _handshake(self) -> list[Event] | None:
+        """CONNECT through legacy; the events the client sent after it, or None to stop."""
+        settings = self.ctx.settings
+        async with asyncio.timeout(settings.handshake_timeout):
+            events = await self._read_until_frame(self._client_reader, self._client_parser)
+        if not events:
+            self._close_reason = "client closed before CONNECT"
+            return None
+        connect = events.pop(0)
+        assert isinstance(connect, Frame)
+        if connect.command not in ("CONNECT", "STOMP"):
+            raise MalformedFrame(f"expected CONNECT or STOMP, got {connect.command}")
+        legacy = self.ctx.routes.table.brokers[LEGACY]
+        try:
+            self._legacy_reader, self._legacy = await open_stream(
+                LEGACY, legacy.endpoints[0], legacy.ca_file, settings.connect_timeout
+            )
+        except BrokerUnavailable as exc:
+            self.ctx.health.mark_down(LEGACY, exc.reason)
+            self._emit(Fact.CLIENT_REFUSED, reason=f"legacy unavailable: {exc.reason}")
+            self._write_client(error_frame("legacy broker unavailable", exc.reason))
+            return None
+        self.ctx.health.mark_up(LEGACY, str(legacy.endpoints[0]))
+        assert connect.raw is not None
+        self._legacy.write(connect.raw)
+        async with asyncio.timeout(settings.handshake_timeout):
+            answer = await self._read_until_frame(self._legacy_reader, self._legacy_parser)
+        if not answer:
+            self._emit(Fact.CLIENT_REFUSED, reason="legacy closed the connection at login")
+            self._write_client(error_frame("legacy broker closed the connection at login"))
+            return None
+        reply = answer.pop(0)
+        assert isinstance(reply, Frame) and reply.raw is not None
+        self._write_client(reply.raw)
+        for extra in answer:  # whatever legacy sent right behind CONNECTED
+            self._write_client(extra.raw if isinstance(extra, Frame) and extra.raw else b"\n")
+        if reply.command != "CONNECTED":
+            self._emit(Fact.CLIENT_REFUSED, reason=reply.get("message") or reply.command)
+            return None
+        self.version = reply.get("version") or "1.0"
+        self._client_parser.version = self._legacy_parser.version = self.version
+        self._emit(
+            Fact.CLIENT_CONNECTED,
+            peer=self._peer,
+            login=connect.get("login"),
+            version=self.version,
+            routes_version=self.ctx.routes.table.version,
+        )
+        return events
+
+    @staticmethod
+    async def _read_until_frame(reader: asyncio.StreamReader, parser: FrameParser) -> list[Event]:
+        """Events up to and including the first frame (heart-beats before it are dropped)."""
+        events: list[Event] = []
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return []
+            events += parser.feed(data)
+            while events and isinstance(events[0], Heartbeat):
+                events.pop(0)
+            if events:
+                return events
+
+    # -- client -> brokers ----------------------------------------------------
+
+    async def _serve(self, events: list[Event]) -> None:
+        reader = self._client_reader
+        parser = self._client_parser
+        read_size = self.ctx.settings.read_size
+        while True:
+            for event in events:
+                if self._closed:
+                    raise SessionClosed
+                waiting = self._on_client_event(event)
+                if waiting is not None:
+                    await waiting
+            if self._closed:
+                raise SessionClosed
+            assert self._legacy is not None
+            await self._legacy.drain()
+            data = await reader.read(read_size)
+            if not data:
+                return
+            events = parser.feed(data)
+
+    def _on_client_event(self, event: Event) -> Awaitable[None] | None:
+        legacy = self._legacy
+        assert legacy is not None
+        if not isinstance(event, Frame):
+            legacy.write(b"\n")
+            return None
+        command = event.command
+        if command == "SEND":
+            return self._on_send(event)
+        if command == "BEGIN":
+            self._on_begin(event)
+        elif command == "COMMIT":
+            return self._on_commit(event)
+        elif command == "ABORT":
+            self._on_abort(event)
+        elif command == "DISCONNECT":
+            return self._on_disconnect(event)
+        elif command in ("CONNECT", "STOMP"):
+            raise MalformedFrame("CONNECT after the session is established")
+        elif command in ("CONNECTED", "MESSAGE", "RECEIPT", "ERROR"):
+            raise MalformedFrame(f"{command} is a server frame")
+        else:  # SUBSCRIBE, UNSUBSCRIBE, ACK, NACK: consumers stay on legacy
+            assert event.raw is not None
+            legacy.write(event.raw)
+        return None
+
+    def _on_send(self, frame: Frame) -> Awaitable[None] | None:
+        destination = frame.get("destination")
+        if not destination:
+            raise MalformedFrame("SEND frame has no destination header")
+        tx_id = frame.get("transaction")
+        tx = self._tx.get(tx_id) if tx_id is not None else None
+        table = tx.table if tx is not None else self.ctx.routes.table
+        trace_header = table.trace_header
+        raw = frame.raw
+        assert raw is not None
+        trace = frame.get(trace_header)
+        if trace is None:
+            trace = uuid.uuid4().hex
+            raw = insert_header(raw, trace_header, trace, self.version)
+        route = table.match(destination)
+        sticky = (
+            frame.get(route.sticky_header)
+            if route is not None and route.sticky_header is not None
+            else None
+        )
+        decision = decide(table, destination, sticky, trace)
+        dry_run = decision.dry_run or self.ctx.settings.dry_run
+        to_amazonmq = AMAZONMQ in decision.targets and not dry_run
+        self.sent += 1
+        receipt = frame.get("receipt")
+        self._emit(
+            Fact.MESSAGE_ROUTED,
+            trace_id=trace,
+            destination=destination,
+            rule=decision.rule,
+            mode=decision.mode,
+            targets=decision.targets if to_amazonmq else (LEGACY,),
+            primary=decision.primary if to_amazonmq else LEGACY,
+            would_target=decision.targets if dry_run else None,
+            dry_run=dry_run,
+            routes_version=decision.routes_version,
+            transaction=tx_id,
+            receipt=receipt is not None,
+        )
+        if not to_amazonmq:
+            self._send_legacy(raw, trace, receipt)
+            return None
+        if decision.mode is Mode.MIRROR:
+            self._send_legacy(raw, trace, receipt)
+            self._send_mirror(frame, trace, decision, tx)
+            return None
+        return self._send_amazonmq(frame, raw, trace, decision, receipt, tx)
+
+    def _send_legacy(self, raw: bytes, trace: str, receipt: str | None) -> None:
+        if self._legacy is None or self._closed:
+            return
+        if receipt is not None and len(self._legacy_receipts) < _MAX_TRACKED_RECEIPTS:
+            self._legacy_receipts[receipt] = trace
+        self._legacy.write(raw)
+
+    def _amazonmq_frame(
+        self, frame: Frame, trace: str, decision: Decision, receipt_id: str
+    ) -> bytes:
+        """The SEND for Amazon MQ: our receipt id, the target name, the trace header."""
+        trace_header = self.ctx.routes.table.trace_header
+        headers: list[tuple[str, str]] = [("receipt", receipt_id)]
+        if frame.get(trace_header) is None:
+            headers.append((trace_header, trace))
+        renamed = False
+        for name, value in frame.headers:
+            if name == "receipt":
+                continue
+            if name == "destination" and not renamed:
+                renamed = True
+                value = decision.amazonmq_destination or value
+            headers.append((name, value))
+        return encode_parts("SEND", tuple(headers), frame.body, self.version)
+
+    def _amazonmq(self) -> BrokerLink:
+        if self._link is None:
+            settings = self.ctx.settings
+            self._link = BrokerLink(
+                AMAZONMQ,
+                self.ctx.routes.table.brokers[AMAZONMQ],
+                self.version,
+                self.ctx.health,
+                limits=settings.limits,
+                max_inflight=settings.max_inflight,
+                connect_timeout=settings.connect_timeout,
+            )
+        return self._link
+
+    def _send_mirror(
+        self, frame: Frame, trace: str, decision: Decision, tx: Transaction | None
+    ) -> None:
+        """A copy for Amazon MQ that never delays the client: failures are facts only."""
+        link = self._amazonmq()
+        if not link.has_capacity():
+            self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason="mirror backlog full")
+            return
+        if tx is not None:
+            if not self._begin_on_amazonmq(tx, link):
+                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=tx.failure)
+                return
+            tx.mirror_traces.append(trace)
+
+        def done(failure: str | None) -> None:
+            if failure is None:
+                self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=AMAZONMQ, role="mirror")
+            else:
+                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=failure)
+
+        link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
+
+    async def _send_amazonmq(
+        self,
+        frame: Frame,
+        raw: bytes,
+        trace: str,
+        decision: Decision,
+        receipt: str | None,
+        tx: Transaction | None,
+    ) -> None:
+        """Amazon MQ is responsible (cutover, or split choosing it)."""
+        link = self._amazonmq()
+        await link.wait_capacity()
+        if tx is not None:
+            self._check_transaction(tx, link)
+            if tx.failure is None and link.in_backoff:
+                # Nothing of this message reached Amazon MQ: its fallback is safe in the tx.
+                self._fail_primary(raw, trace, decision, receipt, link.last_failure or "down")
+                return
+            if tx.failure is not None or not self._begin_on_amazonmq(tx, link):
+                tx.primary_traces.append(trace)
+                return
+            tx.primary_traces.append(trace)
+
+        def done(failure: str | None) -> None:
+            if failure is None:
+                self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=AMAZONMQ, role="primary")
+                if receipt is not None:
+                    self._write_client(self._receipt(receipt))
+            elif tx is not None:
+                # The broker rolls the transaction back: COMMIT will fail, not fall back.
+                tx.failure = tx.failure or failure
+            else:
+                self._fail_primary(raw, trace, decision, receipt, failure)
+
+        link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
+
+    def _fail_primary(
+        self, raw: bytes, trace: str, decision: Decision, receipt: str | None, reason: str
+    ) -> None:
+        if decision.on_failure is OnFailure.LEGACY and not self._closed:
+            self._emit(Fact.MESSAGE_FELL_BACK, trace_id=trace, reason=reason, to=LEGACY)
+            self._send_legacy(raw, trace, receipt)
+            return
+        self._emit(Fact.MESSAGE_REJECTED, trace_id=trace, reason=reason)
+        if not self._closed:
+            message = f"message {trace} not accepted: {AMAZONMQ} unavailable"
+            self._abort(f"rejected: {reason}", error_frame(message, reason, receipt_id=receipt))
+
+    # -- transactions ---------------------------------------------------------
+
+    def _on_begin(self, frame: Frame) -> None:
+        tx_id = frame.get("transaction")
+        if tx_id is None:
+            raise MalformedFrame("BEGIN frame has no transaction header")
+        self._tx[tx_id] = Transaction(tx_id, self.ctx.routes.table)
+        assert self._legacy is not None and frame.raw is not None
+        self._legacy.write(frame.raw)
+
+    def _check_transaction(self, tx: Transaction, link: BrokerLink) -> None:
+        """Note when Amazon MQ lost its part of ``tx`` (the link failed since BEGIN)."""
+        if tx.amazonmq_generation is None or tx.amazonmq_generation == link.generation:
+            return
+        reason = link.last_failure or "connection lost"
+        for trace in tx.mirror_traces:
+            self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=reason)
+        tx.mirror_traces.clear()
+        tx.amazonmq_generation = None
+        if tx.primary_traces:
+            tx.failure = tx.failure or reason
+
+    def _begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> bool:
+        self._check_transaction(tx, link)
+        if tx.failure is not None:
+            return False
+        if tx.amazonmq_generation is None:
+            link.submit(lambda rid: self._control("BEGIN", tx.id, rid), lambda failure: None)
+            tx.amazonmq_generation = link.generation
+        return True
+
+    def _on_commit(self, frame: Frame) -> Awaitable[None] | None:
+        tx_id = frame.get("transaction")
+        if tx_id is None:
+            raise MalformedFrame("COMMIT frame has no transaction header")
+        tx = self._tx.pop(tx_id, None)
+        assert frame.raw is not None
+        if tx is None or (tx.amazonmq_generation is None and tx.failure is None):
+            self._forward_commit(frame, tx_id, tx)
+            return None
+        return self._commit_both(frame, tx)
+
+    async def _commit_both(self, frame: Frame, tx: Transaction) -> None:
+        link = self._amazonmq()
+        self._check_transaction(tx, link)
+        if tx.failure is None and not tx.primary_traces:
+            # Mirror copies only: legacy is primary, the copy's commit is not awaited.
+            self._forward_commit(frame, tx.id, tx)
+            if tx.amazonmq_generation is not None:
+                mirror_traces = tuple(tx.mirror_traces)
+                link.submit(
+                    lambda rid: self._control("COMMIT", tx.id, rid),
+                    lambda failure: self._mirror_commit_failed(mirror_traces, failure),
+                )
+            return
+        if tx.failure is None:
+            outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+            def settle(failure: str | None) -> None:
+                if not outcome.done():
+                    outcome.set_result(failure)
+
+            link.submit(lambda rid: self._control("COMMIT", tx.id, rid), settle)
+            failure = await outcome
+            if failure is None:
+                self._forward_commit(frame, tx.id, tx)
+                return
+            tx.failure = failure
+        # Amazon MQ lost or refused its part: undo legacy's part too, tell the client.
+        assert self._legacy is not None
+        self._legacy.write(encode_parts("ABORT", (("transaction", tx.id),), b"", self.version))
+        if tx.amazonmq_generation == link.generation and link.up:
+            link.submit(lambda rid: self._control("ABORT", tx.id, rid), lambda failure: None)
+        self._emit(
+            Fact.TRANSACTION_ABORTED,
+            transaction=tx.id,
+            reason=tx.failure,
+            traces=tx.primary_traces,
+        )
+        message = f"transaction {tx.id} aborted: {AMAZONMQ} did not keep its part"
+        self._abort(
+            f"transaction aborted: {tx.failure}",
+            error_frame(message, tx.failure or "", receipt_id=frame.get("receipt")),
+        )
+
+    def _mirror_commit_failed(self, traces: tuple[str, ...], failure: str | None) -> None:
+        if failure is not None:
+            for trace in traces:
+                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=failure)
+
+    def _forward_commit(self, frame: Frame, tx_id: str, tx: Transaction | None) -> None:
+        """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""
+        assert self._legacy is not None and frame.raw is not None
+        raw = frame.raw
+        spans_both = tx is not None and tx.amazonmq_generation is not None
+        if spans_both:
+            receipt = frame.get("receipt")
+            if receipt is None:
+                receipt = f"{_INTERNAL_PREFIX}{next(self._internal_seq)}"
+                raw = insert_header(raw, "receipt", receipt, self.version)
+            self._commit_receipts[receipt] = tx_id
+        self._legacy.write(raw)
+
+    def _on_abort(self, frame: Frame) -> None:
+        tx_id = frame.get("transaction")
+        if tx_id is None:
+            raise MalformedFrame("ABORT frame has no transaction header")
+        tx = self._tx.pop(tx_id, None)
+        assert self._legacy is not None and frame.raw is not None
+        self._legacy.write(frame.raw)
+        link = self._link
+        if tx is not None and link is not None and tx.amazonmq_generation == link.generation:
+            link.submit(lambda rid: self._control("ABORT", tx_id, rid), lambda failure: None)
+            self._emit(
+                Fact.TRANSACTION_ABORTED,
+                transaction=tx_id,
+                reason="client ABORT",
+                traces=tx.primary_traces,
+            )
+
+    def _control(self, command: str, tx_id: str, receipt_id: str) -> bytes:
+        return encode_parts(
+            command, (("transaction", tx_id), ("receipt", receipt_id)), b"", self.version
+        )
+
+    # -- end of session ---------------------------------------------------------
+
+    async def _on_disconnect(self, frame: Frame) -> None:
+        """Settle Amazon MQ first (fallbacks must reach legacy before DISCONNECT)."""
+        if self._link is not None:
+            await self._link.wait_idle(self.ctx.settings.drain_timeout)
+            await self._link.close(graceful=True)
+        self._close_reason = "client DISCONNECT"
+        assert self._legacy is not None and frame.raw is not None
+        self._legacy.write(frame.raw)
+        await self._legacy.drain()
+
+    # -- legacy -> client -------------------------------------------------------
+
+    async def _pump_legacy(self) -> None:
+        reader = self._legacy_reader
+        assert reader is not None
+        parser = self._legacy_parser
+        client = self._client
+        read_size = self.ctx.settings.read_size
+        try:
+            while True:
+                data = await reader.read(read_size)
+                if not data:
+                    break
+                for event in parser.feed(data):
+                    if not isinstance(event, Frame):
+                        client.write(b"\n")
+                    elif event.command == "RECEIPT":
+                        self._on_legacy_receipt(event)
+                    else:
+                        if event.command == "ERROR":
+                            self._on_legacy_error(event)
+                        assert event.raw is not None
+                        client.write(event.raw)
+                await client.drain()
+        except ProtocolError as exc:
+            self._emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {exc.reason}")
+        except OSError:
+            pass
+        finally:
+            self._on_legacy_closed()
+
+    def _on_legacy_receipt(self, frame: Frame) -> None:
+        receipt = frame.get("receipt-id") or ""
+        tx_id = self._commit_receipts.pop(receipt, None)
+        if tx_id is not None:
+            self._emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
+            if receipt.startswith(_INTERNAL_PREFIX):
+                return
+        trace = self._legacy_receipts.pop(receipt, None)
+        if trace is not None:
+            self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=LEGACY)
+        assert frame.raw is not None
+        self._client.write(frame.raw)
+
+    def _on_legacy_error(self, frame: Frame) -> None:
+        for tx_id in self._commit_receipts.values():
+            self._emit(
+                Fact.TRANSACTION_PARTIAL_COMMIT,
+                transaction=tx_id,
+                committed=(AMAZONMQ,),
+                failed=(LEGACY,),
+                reason=frame.get("message"),
+            )
+        self._commit_receipts.clear()
+        self._close_reason = f"legacy ERROR: {frame.get('message')}"
+
+    def _on_legacy_closed(self) -> None:
+        for tx_id in self._commit_receipts.values():
+            self._emit(
+                Fact.TRANSACTION_PARTIAL_COMMIT,
+                transaction=tx_id,
+                committed=(AMAZONMQ,),
+                failed=(LEGACY,),
+                reason="legacy connection closed before confirming COMMIT",
+            )
+        self._commit_receipts.clear()
+        if not self._closed:
+            self._abort(
+                self._close_reason
+                if self._close_reason != _CLIENT_CLOSED
+                else "legacy closed the connection"
+            )
+
+    # -- small pieces -----------------------------------------------------------
+
+    def _receipt(self, receipt_id: str) -> bytes:
+        return encode_parts("RECEIPT", (("receipt-id", receipt_id),), b"", self.version)
+
+    def _write_client(self, data: bytes) -> None:
+        with contextlib.suppress(Exception):
+            if not self._client.is_closing():
+                self._client.write(data)
+
+    def _emit(self, fact: Fact, **fields: Any) -> None:
+        self.ctx.facts.emit(fact, session=self.id, **fields)
+
+    def close_now(self, reason: str) -> None:
+        self._abort(reason)
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()

@@ -1,0 +1,50 @@
+"""Declarative routing of STOMP destinations between the legacy broker and Amazon MQ.
+
+Pure: no sockets, no asyncio; the only I/O is reading routes.yaml (``load_routes``) and,
+when the proxy asks, a credentials file (``Credentials.resolve``).
+"""
+
+from .credentials import Credentials
+from .decide import decide, split_bucket
+from .errors import CredentialsError, RoutesError
+from .loader import load_routes, parse_routes
+from .model import (
+    AMAZONMQ,
+    DEFAULT_HEARTBEAT_MS,
+    DEFAULT_RULE,
+    DEFAULT_TRACE_HEADER,
+    LEGACY,
+    BrokerConfig,
+    BrokerEndpoint,
+    Decision,
+    MatchKind,
+    Mode,
+    OnFailure,
+    Route,
+)
+from .table import DEFAULT_CACHE_LIMIT, Resolution, RouteTable
+
+__all__ = [
+    "AMAZONMQ",
+    "DEFAULT_CACHE_LIMIT",
+    "DEFAULT_HEARTBEAT_MS",
+    "DEFAULT_RULE",
+    "DEFAULT_TRACE_HEADER",
+    "LEGACY",
+    "BrokerConfig",
+    "BrokerEndpoint",
+    "Credentials",
+    "CredentialsError",
+    "Decision",
+    "MatchKind",
+    "Mode",
+    "OnFailure",
+    "Resolution",
+    "Route",
+    "RouteTable",
+    "RoutesError",
+    "decide",
+    "load_routes",
+    "parse_routes",
+    "split_bucket",
+]

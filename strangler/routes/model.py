@@ -1,0 +1,102 @@
+"""Immutable values describing brokers, routes and per-message routing decisions.
+
+Invariants:
+- Every value here is a frozen, slotted dataclass or a StrEnum; nothing does I/O.
+- The loader is the only producer that validates YAML; these classes trust their inputs
+  except where a wrong value would silently misroute (see ``Route.__post_init__``).
+- ``Route.dry_run`` is the *effective* flag: the loader folds the table-wide default into it,
+  so ``Decision.dry_run == route.dry_run`` always holds.
+- ``Decision.targets[0] == Decision.primary``; ``amazonmq_destination`` is set iff
+  ``"amazonmq" in targets``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Literal
+
+from .credentials import Credentials
+
+LEGACY: Final = "legacy"
+AMAZONMQ: Final = "amazonmq"
+BROKER_NAMES: Final = (LEGACY, AMAZONMQ)
+
+DEFAULT_HEARTBEAT_MS: Final = 10_000
+DEFAULT_TRACE_HEADER: Final = "strangler-trace-id"
+# The rule name reported when no route matches; the loader reserves it for that reason.
+DEFAULT_RULE: Final = "default"
+
+MatchKind = Literal["exact", "glob", "prefix"]
+MATCH_KINDS: Final[tuple[MatchKind, ...]] = ("exact", "glob", "prefix")
+
+
+class Mode(StrEnum):
+    LEGACY = "legacy"  # legacy only: the route exists to pin a destination back
+    MIRROR = "mirror"  # both; the client waits for legacy, Amazon MQ failures are only logged
+    SPLIT = "split"  # weight% of messages to Amazon MQ, the rest to legacy
+    CUTOVER = "cutover"  # Amazon MQ only
+
+
+class OnFailure(StrEnum):
+    LEGACY = "legacy"  # Amazon MQ failed: send to legacy instead
+    REJECT = "reject"  # Amazon MQ failed: ERROR the client's frame
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEndpoint:
+    scheme: str  # "stomp" | "stomp+ssl"
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "stomp+ssl"
+
+    def __str__(self) -> str:
+        # IPv6 literals need their brackets back to be a usable URL.
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    name: str  # "legacy" | "amazonmq"
+    endpoints: tuple[BrokerEndpoint, ...]  # active first, then standbys, in file order
+    ca_file: str | None  # absolute: the loader resolves it against the routes file's folder
+    credentials: Credentials | None
+    heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    match_kind: MatchKind
+    pattern: str
+    mode: Mode
+    weight: float | None = None  # split only: % of messages to Amazon MQ, 0..100
+    sticky_header: str | None = None  # split only
+    on_failure: OnFailure | None = None  # split and cutover only
+    target_destination: str | None = None  # never for legacy
+    dry_run: bool = False  # effective value (route override, else table default)
+    line: int = 0  # 1-based line in the routes file; 0 when built in code
+
+    def __post_init__(self) -> None:
+        if self.match_kind not in MATCH_KINDS:
+            raise ValueError(f"Route {self.name}: match_kind {self.match_kind!r}")
+        if (self.weight is None) != (self.mode is not Mode.SPLIT):
+            raise ValueError(f"Route {self.name}: weight is required for split and only split")
+        if self.weight is not None and not 0.0 <= self.weight <= 100.0:
+            raise ValueError(f"Route {self.name}: weight {self.weight} outside 0..100")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    rule: str  # route name, or "default" when nothing matched
+    mode: Mode
+    targets: tuple[str, ...]  # broker names, primary first
+    primary: str  # the broker whose confirmation the client's receipt waits for
+    amazonmq_destination: str | None  # None iff "amazonmq" not in targets
+    on_failure: OnFailure | None
+    dry_run: bool  # what decide reports would happen; the proxy enforces legacy-only sending
+    routes_version: str

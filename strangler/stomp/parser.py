@@ -1,0 +1,161 @@
+"""Incremental, sans-I/O STOMP 1.0/1.1/1.2 frame parser.
+
+Feed it bytes as they arrive; it returns every complete event (frames and
+heart-beat EOLs) and keeps the rest. It never blocks, never touches a socket,
+and raises only :class:`~strangler.stomp.errors.ProtocolError` subclasses.
+
+Invariants:
+- the buffer never holds more than one frame's worth of bytes beyond
+  ``Limits.max_frame_bytes`` (plus the last chunk fed): an incomplete frame
+  that already exceeds a limit is refused before more bytes are buffered;
+- a body is read by ``content-length`` when that header is present (binary
+  bodies may hold NUL), else up to the first NUL (spec: "Body");
+- lines end in LF or CRLF (1.2 "Augmented BNF"; accepted for every version,
+  as ActiveMQ does);
+- header names/values are UTF-8; values are unescaped per :attr:`version`
+  except in CONNECT/STOMP/CONNECTED frames.
+"""
+
+from __future__ import annotations
+
+from .errors import FrameTooLarge, HeaderLineTooLong, MalformedFrame, TooManyHeaders
+from .escaping import unescape
+from .frame import COMMANDS, HEARTBEAT, UNESCAPED_COMMANDS, Event, Frame
+from .limits import DEFAULT_LIMITS, Limits
+
+_LF = 0x0A
+_CR = 0x0D
+
+
+class FrameParser:
+    """Bytes in, :class:`Frame`/:class:`Heartbeat` events out.
+
+    ``version`` starts at "1.0" (CONNECT frames are never escaped, so the
+    parser does not need the version before the handshake); the session sets
+    it to the negotiated version once CONNECTED is seen.
+    """
+
+    __slots__ = ("_buf", "limits", "version")
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, version: str = "1.0") -> None:
+        self._buf = bytearray()
+        self.limits = limits
+        self.version = version
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Add ``data`` and return every event now complete, in order."""
+        buf = self._buf
+        buf += data
+        events: list[Event] = []
+        pos = 0
+        try:
+            while pos < len(buf):
+                first = buf[pos]
+                if first == _LF:
+                    events.append(HEARTBEAT)
+                    pos += 1
+                    continue
+                if first == _CR:
+                    if pos + 1 >= len(buf):
+                        break
+                    if buf[pos + 1] != _LF:
+                        raise MalformedFrame("CR not followed by LF")
+                    events.append(HEARTBEAT)
+                    pos += 2
+                    continue
+                frame, end = self._parse_frame(buf, pos)
+                if frame is None:
+                    break
+                events.append(frame)
+                pos = end
+        finally:
+            if pos:
+                del buf[:pos]
+        return events
+
+    def _parse_frame(self, buf: bytearray, start: int) -> tuple[Frame | None, int]:
+        limits = self.limits
+        # Header block: lines up to the first empty line.
+        lines: list[bytes] = []
+        line_start = start
+        while True:
+            nl = buf.find(b"\n", line_start)
+            if nl < 0:
+                if len(buf) - line_start > limits.max_header_line:
+                    raise HeaderLineTooLong(
+                        f"header line longer than {limits.max_header_line} bytes"
+                    )
+                self._check_size(len(buf) - start, complete=False)
+                return None, start
+            line_end = nl - 1 if nl > line_start and buf[nl - 1] == _CR else nl
+            if line_end - line_start > limits.max_header_line:
+                raise HeaderLineTooLong(f"header line longer than {limits.max_header_line} bytes")
+            if line_end == line_start:
+                break
+            lines.append(bytes(buf[line_start:line_end]))
+            if len(lines) > limits.max_headers + 1:
+                raise TooManyHeaders(f"more than {limits.max_headers} headers")
+            line_start = nl + 1
+        body_start = nl + 1
+        self._check_size(body_start - start, complete=False)
+
+        try:
+            command = lines[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedFrame("command is not ASCII") from None
+        if command not in COMMANDS:
+            raise MalformedFrame(f"unknown command {command[:32]!r}")
+        escaped = command not in UNESCAPED_COMMANDS and self.version != "1.0"
+        headers: list[tuple[str, str]] = []
+        first: dict[str, str] = {}
+        for raw_line in lines[1:]:
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedFrame("header is not valid UTF-8") from None
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise MalformedFrame(f"header line without ':' ({line[:32]!r})")
+            if escaped:
+                name = unescape(name, self.version)
+                value = unescape(value, self.version)
+            headers.append((name, value))
+            if name not in first:
+                first[name] = value
+
+        length_text = first.get("content-length")
+        if length_text is not None:
+            length_text = length_text.strip()
+            if not length_text.isdigit():
+                raise MalformedFrame(f"content-length is not a number: {length_text[:32]!r}")
+            length = int(length_text)
+            self._check_size(body_start - start + length, complete=False)
+            end = body_start + length
+            if len(buf) <= end:
+                return None, start
+            if buf[end] != 0:
+                raise MalformedFrame("frame body longer than content-length (no NUL after body)")
+        else:
+            end = buf.find(b"\0", body_start)
+            if end < 0:
+                self._check_size(len(buf) - start, complete=False)
+                return None, start
+        self._check_size(end + 1 - start, complete=True)
+        frame = Frame(
+            command,
+            tuple(headers),
+            bytes(buf[body_start:end]),
+            bytes(buf[start : end + 1]),
+            first,
+        )
+        return frame, end + 1
+
+    def _check_size(self, size: int, *, complete: bool) -> None:
+        if size > self.limits.max_frame_bytes:
+            what = "frame" if complete else "incomplete frame"
+            raise FrameTooLarge(f"{what} larger than {self.limits.max_frame_bytes} bytes")

@@ -1,0 +1,328 @@
+"""A session's own connection to a broker the proxy logs in to (Amazon MQ).
+
+The proxy, not the producer, owns this connection: it logs in with the
+proxy's credentials, asks a receipt for every frame it sends, and reports each
+frame's outcome exactly once through the callback given at :meth:`submit`
+(``None`` = the broker confirmed it, a string = why it did not).
+
+Invariants:
+- at most ``max_inflight`` frames wait for a receipt; callers check
+  :meth:`has_capacity` / await :meth:`wait_capacity` (back-pressure), never
+  buffer beyond it;
+- frames are written in submit order, including those submitted while the
+  connection is being opened;
+- when the connection fails, every waiting frame fails at once and the link
+  stays down for a back-off period, during which submits fail immediately
+  (so a dead Amazon MQ costs a producer nothing but the fallback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..routes import BrokerConfig
+from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
+from .errors import BrokerUnavailable, describe_os_error
+from .health import BrokerHealth
+from .transport import open_stream
+
+OutcomeCallback = Callable[[str | None], None]
+FrameBuilder = Callable[[str], bytes]
+
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    payload: bytes
+    on_done: OutcomeCallback
+
+
+class BrokerLink:
+    def __init__(
+        self,
+        broker: str,
+        config: BrokerConfig,
+        version: str,
+        health: BrokerHealth,
+        *,
+        limits: Limits,
+        max_inflight: int = 1000,
+        connect_timeout: float = 10.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.broker = broker
+        self._config = config
+        self._version = version
+        self._health = health
+        self._limits = limits
+        self._max_inflight = max_inflight
+        self._connect_timeout = connect_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._backoff = backoff_initial
+        self._down_until = 0.0
+        self._prefix = f"strangler-{next(_ids)}-"
+        self._seq = itertools.count(1)
+        self._pending: dict[str, _Waiting] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_write = 0.0
+        self._last_read = 0.0
+        self.generation = 0  # bumped on every failure: transactions begun before it are gone
+        self.last_failure: str | None = None
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def in_backoff(self) -> bool:
+        return (
+            self._writer is None
+            and self._connecting is None
+            and (time.monotonic() < self._down_until)
+        )
+
+    def has_capacity(self) -> bool:
+        return len(self._pending) < self._max_inflight
+
+    async def wait_capacity(self) -> None:
+        while not self.has_capacity():
+            self._capacity.clear()
+            await self._capacity.wait()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until every submitted frame has an outcome."""
+        if not self._pending:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- sending -------------------------------------------------------------
+
+    def submit(self, build: FrameBuilder, on_done: OutcomeCallback) -> None:
+        """Send the frame ``build(receipt_id)``; ``on_done`` gets its outcome once."""
+        if self.in_backoff:
+            on_done(f"{self.broker} unavailable: {self.last_failure}")
+            return
+        receipt_id = f"{self._prefix}{next(self._seq)}"
+        payload = build(receipt_id)
+        self._pending[receipt_id] = _Waiting(payload, on_done)
+        self._idle.clear()
+        if self._writer is not None:
+            self._write(payload)
+        elif self._connecting is None:
+            self._connecting = asyncio.create_task(self._connect())
+
+    def _write(self, payload: bytes) -> None:
+        assert self._writer is not None
+        self._writer.write(payload)
+        self._last_write = time.monotonic()
+
+    # -- connection lifecycle -------------------------------------------------
+
+    async def _connect(self) -> None:
+        config = self._config
+        failure = "no endpoint configured"
+        try:
+            username, password = config.credentials.resolve() if config.credentials else ("", "")
+        except Exception as exc:  # credentials errors carry an operator-facing reason
+            self._fail(f"credentials: {exc}")
+            self._connecting = None
+            return
+        for endpoint in config.endpoints:
+            try:
+                reader, writer = await open_stream(
+                    self.broker, endpoint, config.ca_file, self._connect_timeout
+                )
+            except BrokerUnavailable as exc:
+                failure = exc.reason
+                continue
+            try:
+                parser, heartbeat = await self._handshake(
+                    reader, writer, endpoint.host, username, password
+                )
+            except BrokerUnavailable as exc:
+                failure = exc.reason
+                writer.close()
+                continue
+            self._writer = writer
+            self._connecting = None
+            self._backoff = self._backoff_initial
+            self._health.mark_up(self.broker, str(endpoint))
+            self._last_read = self._last_write = time.monotonic()
+            self._reader_task = asyncio.create_task(self._read(reader, parser))
+            if heartbeat != (0, 0):
+                self._heartbeat_task = asyncio.create_task(self._heartbeats(*heartbeat))
+            for waiting in list(self._pending.values()):
+                self._write(waiting.payload)
+            return
+        self._connecting = None
+        self._fail(failure)
+
+    async def _handshake(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        username: str,
+        password: str,
+    ) -> tuple[FrameParser, tuple[float, float]]:
+        wanted = self._config.heartbeat_ms
+        headers = [
+            ("accept-version", self._version if self._version != "1.0" else "1.0,1.1,1.2"),
+            ("host", host),
+            ("heart-beat", f"{wanted},{wanted}"),
+        ]
+        if username:
+            headers += [("login", username), ("passcode", password)]
+        writer.write(encode_parts("CONNECT", tuple(headers), b"", "1.0"))
+        parser = FrameParser(self._limits)
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        raise BrokerUnavailable(self.broker, "closed the connection at login")
+                    for event in parser.feed(data):
+                        if isinstance(event, Frame):
+                            return parser, self._accept(event, parser)
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
+            raise BrokerUnavailable(self.broker, f"login failed: {reason}") from exc
+
+    def _accept(self, frame: Frame, parser: FrameParser) -> tuple[float, float]:
+        if frame.command != "CONNECTED":
+            message = frame.get("message") or frame.command
+            raise BrokerUnavailable(self.broker, f"login refused: {message}")
+        parser.version = frame.get("version") or "1.0"
+        server_x, _, server_y = (frame.get("heart-beat") or "0,0").partition(",")
+        wanted = self._config.heartbeat_ms
+        try:
+            sx, sy = int(server_x), int(server_y or 0)
+        except ValueError:
+            sx = sy = 0
+        send_every = max(wanted, sy) / 1000 if wanted and sy else 0.0
+        expect_every = max(wanted, sx) / 1000 if wanted and sx else 0.0
+        return send_every, expect_every
+
+    async def _read(self, reader: asyncio.StreamReader, parser: FrameParser) -> None:
+        reason = "connection closed by broker"
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                self._last_read = time.monotonic()
+                for event in parser.feed(data):
+                    if not isinstance(event, Frame):
+                        continue
+                    if event.command == "RECEIPT":
+                        self._resolve(event.get("receipt-id") or "", None)
+                    elif event.command == "ERROR":
+                        reason = f"ERROR: {event.get('message') or 'no message'}"
+                        failed = event.get("receipt-id")
+                        if failed is not None:
+                            self._resolve(failed, reason)
+                        return
+        except (OSError, ProtocolError) as exc:
+            reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
+        finally:
+            if self._reader_task is asyncio.current_task():
+                self._reader_task = None
+            self._drop_connection(reason)
+
+    async def _heartbeats(self, send_every: float, expect_every: float) -> None:
+        tick = min(x for x in (send_every, expect_every) if x) / 2
+        while self._writer is not None:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if send_every and now - self._last_write >= send_every:
+                self._write(b"\n")
+            if expect_every and now - self._last_read > 2 * expect_every + 1:
+                self._drop_connection("no heart-beat from broker")
+                return
+
+    def _resolve(self, receipt_id: str, failure: str | None) -> None:
+        waiting = self._pending.pop(receipt_id, None)
+        if waiting is None:
+            return
+        self._after_pop()
+        waiting.on_done(failure)
+
+    def _after_pop(self) -> None:
+        if len(self._pending) < self._max_inflight:
+            self._capacity.set()
+        if not self._pending:
+            self._idle.set()
+
+    def _drop_connection(self, reason: str) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self._heartbeat_task is not None and self._heartbeat_task is not asyncio.current_task():
+            self._heartbeat_task.cancel()
+        self._heartbeat_task = None
+        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
+            self._reader_task.cancel()
+            self._reader_task = None
+        if writer is not None or self._pending:
+            self._fail(reason)
+
+    def _fail(self, reason: str) -> None:
+        self.generation += 1
+        self.last_failure = reason
+        jitter = random.uniform(0.8, 1.2)
+        self._down_until = time.monotonic() + self._backoff * jitter
+        self._backoff = min(self._backoff * 2, self._backoff_max)
+        self._health.mark_down(self.broker, reason)
+        pending, self._pending = self._pending, {}
+        self._capacity.set()
+        self._idle.set()
+        for waiting in pending.values():
+            waiting.on_done(reason)
+
+    async def close(self, *, graceful: bool) -> None:
+        """Close the link; ``graceful`` sends DISCONNECT first (spec: "DISCONNECT")."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+            self._connecting = None
+        writer = self._writer
+        if writer is not None and graceful:
+            with contextlib.suppress(OSError):
+                writer.write(b"DISCONNECT\n\n\0")
+                await writer.drain()
+        self._writer = None
+        for task in (self._reader_task, self._heartbeat_task):
+            if task is not None:
+                task.cancel()
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        pending, self._pending = self._pending, {}
+        for waiting in pending.values():
+            waiting.on_done("session closed before the broker confirmed")
