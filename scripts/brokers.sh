@@ -47,7 +47,7 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
     sed -n '12,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit 2
+    exit "${1:-2}"
 }
 
 # --- installation -------------------------------------------------------------
@@ -245,6 +245,12 @@ validate_port() {
     fi
 }
 
+# log_tail DIR: last lines of this run's part of broker.log, stack frames elided.
+log_tail() {
+    awk '/^===== .* starting broker /{n=0} {line[n++]=$0} END{for(i=0;i<n;i++) print line[i]}' \
+        "$1/broker.log" 2>/dev/null | grep -v $'^\tat ' | tail -n 40 >&2 || true
+}
+
 # wait_for_broker NAME PID PORT: poll until PID listens on PORT; fail with the log tail.
 wait_for_broker() {
     local name="$1" pid="$2" port="$3" dir="$STATE_DIR/$1"
@@ -252,13 +258,13 @@ wait_for_broker() {
     while ! pid_listens "$pid" "$port"; do
         if ! pid_alive "$pid"; then
             log "broker '$name' (pid $pid) exited during startup; last lines of $dir/broker.log:"
-            tail -n 40 "$dir/broker.log" >&2 || true
+            log_tail "$dir"
             exit 1
         fi
         if ((SECONDS >= deadline)); then
             log "broker '$name' (pid $pid) not listening on 127.0.0.1:$port after ${START_TIMEOUT}s;" \
                 "last lines of $dir/broker.log:"
-            tail -n 40 "$dir/broker.log" >&2 || true
+            log_tail "$dir"
             kill -KILL "$pid" 2>/dev/null || true
             exit 1
         fi
@@ -446,7 +452,7 @@ main() {
         stop) [[ $# -le 1 ]] || usage; cmd_stop "$@" ;;
         status) cmd_status ;;
         env) cmd_env ;;
-        -h | --help | help) usage ;;
+        -h | --help | help) usage 0 ;;
         *) usage ;;
     esac
 }

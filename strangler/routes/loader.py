@@ -194,7 +194,7 @@ class _Reader:
                 )
         if "brokers" not in top:
             self.fail(root, "brokers: required (at least brokers.legacy)")
-        brokers = self.brokers(top["brokers"].value)
+        brokers = self.brokers(top["brokers"])
         routes: tuple[Route, ...] = ()
         if "routes" in top:
             routes = self.routes(top["routes"].value, dry_run, AMAZONMQ in brokers)
@@ -209,15 +209,18 @@ class _Reader:
 
     # -- brokers ----------------------------------------------------------------------------
 
-    def brokers(self, node: Node) -> dict[str, BrokerConfig]:
-        fields = self.mapping(node, "brokers", BROKER_NAMES, noun="broker")
-        if LEGACY not in fields:
-            self.fail(node, "brokers.legacy: required")
-        return {name: self.broker(name, field.value) for name, field in fields.items()}
+    # Block mappings start at their first key, so "missing key" errors point at the key that
+    # owns the mapping (`legacy:`) instead, which is where a reader looks for it.
 
-    def broker(self, name: str, node: Node) -> BrokerConfig:
+    def brokers(self, owner: _Field) -> dict[str, BrokerConfig]:
+        fields = self.mapping(owner.value, "brokers", BROKER_NAMES, noun="broker")
+        if LEGACY not in fields:
+            self.fail(owner.key, "brokers.legacy: required")
+        return {name: self.broker(name, field) for name, field in fields.items()}
+
+    def broker(self, name: str, owner: _Field) -> BrokerConfig:
         path = f"brokers.{name}"
-        fields = self.mapping(node, path, _BROKER_KEYS)
+        fields = self.mapping(owner.value, path, _BROKER_KEYS)
         given = [key for key in fields if key in ("url", "urls")]
         if len(given) == 2:
             self.fail(
@@ -226,7 +229,7 @@ class _Reader:
                 "or 'urls' for an active/standby list",
             )
         if not given:
-            self.fail(node, f"{path}: needs 'url' (or 'urls' for an active/standby list)")
+            self.fail(owner.key, f"{path}: needs 'url' (or 'urls' for an active/standby list)")
         if given[0] == "url":
             endpoints: tuple[BrokerEndpoint, ...] = (
                 self.endpoint(fields["url"].value, f"{path}.url"),
@@ -243,7 +246,7 @@ class _Reader:
 
         credentials = None
         if "credentials" in fields:
-            credentials = self.credentials(fields["credentials"].value, f"{path}.credentials")
+            credentials = self.credentials(fields["credentials"], f"{path}.credentials")
 
         heartbeat_ms = DEFAULT_HEARTBEAT_MS
         if "heartbeat_ms" in fields:
@@ -313,8 +316,9 @@ class _Reader:
             self.fail(node, f"{path}: port must be between 1 and 65535")
         return BrokerEndpoint(scheme=scheme, host=parts.hostname, port=port)
 
-    def credentials(self, node: Node, path: str) -> Credentials:
-        fields = self.mapping(node, path, _CREDENTIAL_KEYS)
+    def credentials(self, owner: _Field, path: str) -> Credentials:
+        node = owner.key
+        fields = self.mapping(owner.value, path, _CREDENTIAL_KEYS)
         if "file" in fields:
             if "username_env" in fields or "password_env" in fields:
                 self.fail(

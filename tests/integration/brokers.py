@@ -7,6 +7,7 @@ No pytest import, so it can be used from fixtures, benchmarks or a REPL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -62,8 +63,7 @@ def _run(*args: str) -> None:
     proc = subprocess.run(
         ["bash", str(SCRIPT), *args],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         timeout=SCRIPT_TIMEOUT,
         check=False,
@@ -161,10 +161,8 @@ def kill(name: str, timeout: float = 30.0) -> None:
     """SIGKILL broker ``name`` (simulated crash); return once it is dead and its port closed."""
     b = info(name)
     if pid_is_broker(b.pid, name):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(b.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while pid_alive(b.pid):
             if time.monotonic() >= deadline:
