@@ -54,15 +54,31 @@ _CLIENT_CLOSED = "client closed the connection"
 
 
 @dataclass(slots=True)
+class MovedMessage:
+    """A transactional SEND whose responsible broker is Amazon MQ, kept until COMMIT.
+
+    Amazon MQ rolls a transaction back when its connection drops, so until the
+    commit is confirmed these bytes are the only copy the proxy can fall back with.
+    """
+
+    trace: str
+    raw: bytes  # as sent by the client, trace header spliced in
+    receipt: str | None
+    decision: Decision
+    receipted: bool = False  # the client already has its receipt
+    settled: bool = False  # fell back or rejected: later outcomes are ignored
+
+
+@dataclass(slots=True)
 class Transaction:
     """A client transaction, possibly spanning both brokers."""
 
     id: str
     table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
     amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
-    primary_traces: list[str] = field(default_factory=list)  # confirmed only by Amazon MQ
+    moved: list[MovedMessage] = field(default_factory=list)
     mirror_traces: list[str] = field(default_factory=list)
-    failure: str | None = None  # the Amazon MQ part is lost: COMMIT must fail
+    closed: bool = False  # committed or aborted by the client
 
 
 class SessionClosed(Exception):
@@ -362,9 +378,7 @@ class ClientSession:
             self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason="mirror backlog full")
             return
         if tx is not None:
-            if not self._begin_on_amazonmq(tx, link):
-                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=tx.failure)
-                return
+            self._begin_on_amazonmq(tx, link)
             tx.mirror_traces.append(trace)
 
         def done(failure: str | None) -> None:
@@ -388,26 +402,49 @@ class ClientSession:
         link = self._amazonmq()
         await link.wait_capacity()
         if tx is not None:
-            self._check_transaction(tx, link)
-            if tx.failure is None and link.in_backoff:
-                # Nothing of this message reached Amazon MQ: its fallback is safe in the tx.
-                self._fail_primary(raw, trace, decision, receipt, link.last_failure or "down")
-                return
-            if tx.failure is not None or not self._begin_on_amazonmq(tx, link):
-                tx.primary_traces.append(trace)
-                return
-            tx.primary_traces.append(trace)
+            self._send_moved_in_transaction(frame, raw, trace, decision, receipt, tx, link)
+            return
 
         def done(failure: str | None) -> None:
             if failure is None:
                 self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=AMAZONMQ, role="primary")
                 if receipt is not None:
                     self._write_client(self._receipt(receipt))
-            elif tx is not None:
-                # The broker rolls the transaction back: COMMIT will fail, not fall back.
-                tx.failure = tx.failure or failure
             else:
                 self._fail_primary(raw, trace, decision, receipt, failure)
+
+        link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
+
+    def _send_moved_in_transaction(
+        self,
+        frame: Frame,
+        raw: bytes,
+        trace: str,
+        decision: Decision,
+        receipt: str | None,
+        tx: Transaction,
+        link: BrokerLink,
+    ) -> None:
+        self._begin_on_amazonmq(tx, link)
+        moved = MovedMessage(trace, raw, receipt, decision)
+        tx.moved.append(moved)
+
+        def done(failure: str | None) -> None:
+            if moved.settled:
+                return
+            if failure is None:
+                moved.receipted = True
+                self._emit(
+                    Fact.MESSAGE_CONFIRMED,
+                    trace_id=trace,
+                    broker=AMAZONMQ,
+                    role="primary",
+                    transaction=tx.id,
+                )
+                if receipt is not None:
+                    self._write_client(self._receipt(receipt))
+            else:
+                self._transaction_lost_amazonmq(tx, failure)
 
         link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
 
@@ -434,51 +471,82 @@ class ClientSession:
         self._legacy.write(frame.raw)
 
     def _check_transaction(self, tx: Transaction, link: BrokerLink) -> None:
-        """Note when Amazon MQ lost its part of ``tx`` (the link failed since BEGIN)."""
-        if tx.amazonmq_generation is None or tx.amazonmq_generation == link.generation:
+        """Amazon MQ's part of ``tx`` is gone if the link failed since BEGIN reached it."""
+        if tx.amazonmq_generation is not None and tx.amazonmq_generation != link.generation:
+            self._transaction_lost_amazonmq(tx, link.last_failure or "connection lost")
+
+    def _transaction_lost_amazonmq(self, tx: Transaction, reason: str) -> None:
+        """Amazon MQ rolled back its part of ``tx``: move that part to legacy, or reject.
+
+        Nothing of a transaction is stored on Amazon MQ before its COMMIT, so the
+        fallback adds no duplicate: every moved message goes into legacy's side
+        of the same transaction, and the client's COMMIT then covers it there.
+        """
+        if tx.closed:
             return
-        reason = link.last_failure or "connection lost"
+        tx.amazonmq_generation = None
         for trace in tx.mirror_traces:
             self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=reason)
         tx.mirror_traces.clear()
-        tx.amazonmq_generation = None
-        if tx.primary_traces:
-            tx.failure = tx.failure or reason
+        moved, tx.moved = tx.moved, []
+        for message in moved:
+            message.settled = True
+        if any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
+            for message in moved:
+                self._emit(
+                    Fact.MESSAGE_REJECTED, trace_id=message.trace, reason=reason, transaction=tx.id
+                )
+            pending = next((m.receipt for m in moved if not m.receipted), None)
+            detail = f"transaction {tx.id}: {AMAZONMQ} unavailable"
+            self._abort(f"rejected: {reason}", error_frame(detail, reason, receipt_id=pending))
+            return
+        for message in moved:
+            self._emit(
+                Fact.MESSAGE_FELL_BACK,
+                trace_id=message.trace,
+                reason=reason,
+                to=LEGACY,
+                transaction=tx.id,
+            )
+            raw = message.raw
+            if message.receipted and message.receipt is not None:
+                raw = _without_receipt(raw, self.version)
+            self._send_legacy(raw, message.trace, None if message.receipted else message.receipt)
 
-    def _begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> bool:
+    def _begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> None:
         self._check_transaction(tx, link)
-        if tx.failure is not None:
-            return False
         if tx.amazonmq_generation is None:
-            link.submit(lambda rid: self._control("BEGIN", tx.id, rid), lambda failure: None)
             tx.amazonmq_generation = link.generation
-        return True
+
+            def done(failure: str | None) -> None:
+                if failure is not None:
+                    self._transaction_lost_amazonmq(tx, failure)
+
+            link.submit(lambda rid: self._control("BEGIN", tx.id, rid), done)
 
     def _on_commit(self, frame: Frame) -> Awaitable[None] | None:
         tx_id = frame.get("transaction")
         if tx_id is None:
             raise MalformedFrame("COMMIT frame has no transaction header")
         tx = self._tx.pop(tx_id, None)
-        assert frame.raw is not None
-        if tx is None or (tx.amazonmq_generation is None and tx.failure is None):
-            self._forward_commit(frame, tx_id, tx)
+        if tx is None or tx.amazonmq_generation is None:
+            self._forward_commit(frame, tx_id, None)
+            if tx is not None:
+                tx.closed = True
             return None
         return self._commit_both(frame, tx)
 
     async def _commit_both(self, frame: Frame, tx: Transaction) -> None:
         link = self._amazonmq()
         self._check_transaction(tx, link)
-        if tx.failure is None and not tx.primary_traces:
+        if tx.amazonmq_generation is not None and not tx.moved:
             # Mirror copies only: legacy is primary, the copy's commit is not awaited.
-            self._forward_commit(frame, tx.id, tx)
-            if tx.amazonmq_generation is not None:
-                mirror_traces = tuple(tx.mirror_traces)
-                link.submit(
-                    lambda rid: self._control("COMMIT", tx.id, rid),
-                    lambda failure: self._mirror_commit_failed(mirror_traces, failure),
-                )
-            return
-        if tx.failure is None:
+            mirror_traces = tuple(tx.mirror_traces)
+            link.submit(
+                lambda rid: self._control("COMMIT", tx.id, rid),
+                lambda failure: self._mirror_commit_failed(mirror_traces, failure),
+            )
+        elif tx.amazonmq_generation is not None:
             outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
             def settle(failure: str | None) -> None:
@@ -487,26 +555,14 @@ class ClientSession:
 
             link.submit(lambda rid: self._control("COMMIT", tx.id, rid), settle)
             failure = await outcome
-            if failure is None:
-                self._forward_commit(frame, tx.id, tx)
-                return
-            tx.failure = failure
-        # Amazon MQ lost or refused its part: undo legacy's part too, tell the client.
-        assert self._legacy is not None
-        self._legacy.write(encode_parts("ABORT", (("transaction", tx.id),), b"", self.version))
-        if tx.amazonmq_generation == link.generation and link.up:
-            link.submit(lambda rid: self._control("ABORT", tx.id, rid), lambda failure: None)
-        self._emit(
-            Fact.TRANSACTION_ABORTED,
-            transaction=tx.id,
-            reason=tx.failure,
-            traces=tx.primary_traces,
-        )
-        message = f"transaction {tx.id} aborted: {AMAZONMQ} did not keep its part"
-        self._abort(
-            f"transaction aborted: {tx.failure}",
-            error_frame(message, tx.failure or "", receipt_id=frame.get("receipt")),
-        )
+            if failure is not None:
+                # Unconfirmed COMMIT: Amazon MQ may or may not have committed (the fact says).
+                self._transaction_lost_amazonmq(tx, f"COMMIT not confirmed: {failure}")
+        if self._closed:
+            return
+        spans_both = tx.amazonmq_generation is not None and bool(tx.moved)
+        tx.closed = True
+        self._forward_commit(frame, tx.id, tx if spans_both else None)
 
     def _mirror_commit_failed(self, traces: tuple[str, ...], failure: str | None) -> None:
         if failure is not None:
@@ -517,8 +573,7 @@ class ClientSession:
         """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""
         assert self._legacy is not None and frame.raw is not None
         raw = frame.raw
-        spans_both = tx is not None and tx.amazonmq_generation is not None
-        if spans_both:
+        if tx is not None:  # Amazon MQ already committed its part
             receipt = frame.get("receipt")
             if receipt is None:
                 receipt = f"{_INTERNAL_PREFIX}{next(self._internal_seq)}"
@@ -533,15 +588,18 @@ class ClientSession:
         tx = self._tx.pop(tx_id, None)
         assert self._legacy is not None and frame.raw is not None
         self._legacy.write(frame.raw)
+        if tx is None:
+            return
+        tx.closed = True
         link = self._link
-        if tx is not None and link is not None and tx.amazonmq_generation == link.generation:
+        if link is not None and tx.amazonmq_generation == link.generation:
             link.submit(lambda rid: self._control("ABORT", tx_id, rid), lambda failure: None)
-            self._emit(
-                Fact.TRANSACTION_ABORTED,
-                transaction=tx_id,
-                reason="client ABORT",
-                traces=tx.primary_traces,
-            )
+        self._emit(
+            Fact.TRANSACTION_ABORTED,
+            transaction=tx_id,
+            reason="client ABORT",
+            traces=[m.trace for m in tx.moved],
+        )
 
     def _control(self, command: str, tx_id: str, receipt_id: str) -> bytes:
         return encode_parts(
@@ -651,3 +709,12 @@ class ClientSession:
 
     async def wait_closed(self) -> None:
         await self._done.wait()
+
+
+def _without_receipt(raw: bytes, version: str) -> bytes:
+    """``raw`` minus its receipt header (the client already has that receipt)."""
+    parsed = FrameParser(version=version).feed(raw)
+    frame = parsed[0]
+    assert isinstance(frame, Frame)
+    headers = tuple((k, v) for k, v in frame.headers if k != "receipt")
+    return encode_parts(frame.command, headers, frame.body, version)

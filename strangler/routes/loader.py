@@ -106,7 +106,8 @@ def load_routes(path: str | os.PathLike[str]) -> RouteTable:
 
 def parse_routes(text: str | bytes, source: str) -> RouteTable:
     """Validate routes given as text; ``source`` names the file in errors and anchors paths."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
+    # surrogatepass: a str with lone surrogates then fails as "not valid UTF-8", not a crash.
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     version = hashlib.sha256(data).hexdigest()[:12]
     try:
         decoded = data.decode("utf-8-sig")

@@ -86,7 +86,10 @@ class FrameParser:
         while True:
             nl = buf.find(b"\n", line_start)
             if nl < 0:
-                if len(buf) - line_start > limits.max_header_line:
+                pending = len(buf) - line_start
+                if pending and buf[-1] == _CR:
+                    pending -= 1  # may be the CR of a CRLF, not part of the line
+                if pending > limits.max_header_line:
                     raise HeaderLineTooLong(
                         f"header line longer than {limits.max_header_line} bytes"
                     )
@@ -131,10 +134,14 @@ class FrameParser:
         length_text = first.get("content-length")
         if length_text is not None:
             length_text = length_text.strip()
-            if not length_text.isdigit():
+            if not (length_text.isascii() and length_text.isdigit()):
                 raise MalformedFrame(f"content-length is not a number: {length_text[:32]!r}")
-            length = int(length_text)
-            self._check_size(body_start - start + length, complete=False)
+            digits = length_text.lstrip("0")
+            if len(digits) > 18:  # int() refuses > 4300 digits; any limit is far below this
+                raise FrameTooLarge(f"frame larger than {limits.max_frame_bytes} bytes")
+            length = int(digits or "0")
+            # + 1 for the terminating NUL, which counts in the complete-frame check below.
+            self._check_size(body_start - start + length + 1, complete=False)
             end = body_start + length
             if len(buf) <= end:
                 return None, start

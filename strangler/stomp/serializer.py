@@ -42,12 +42,17 @@ def insert_header(raw: bytes, name: str, value: str, version: str) -> bytes:
 
 def error_frame(message: str, detail: str = "", receipt_id: str | None = None) -> bytes:
     """An ERROR frame for the peer (spec: "ERROR"); ``message`` names the problem."""
-    headers: list[tuple[str, str]] = [("message", message.replace("\n", " ")[:512])]
+    headers: list[tuple[str, str]] = [("message", _plain(message)[:512])]
     if receipt_id is not None:
-        headers.append(("receipt-id", receipt_id))
+        headers.append(("receipt-id", _plain(receipt_id)))
     body = detail.encode("utf-8")
     headers.append(("content-type", "text/plain"))
     headers.append(("content-length", str(len(body))))
-    # Values are kept free of LF/colon-sensitive bytes above, so the 1.0 form is
+    # Values are kept free of LF, CR and backslash above, so the 1.0 form is
     # valid for every version.
     return encode_parts("ERROR", tuple(headers), body, "1.0")
+
+
+def _plain(value: str) -> str:
+    """``value`` without the bytes whose meaning depends on the version (LF, CR, ``\\``)."""
+    return value.replace("\\", "/").replace("\r", " ").replace("\n", " ")

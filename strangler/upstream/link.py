@@ -191,7 +191,8 @@ class BrokerLink:
     ) -> tuple[FrameParser, tuple[float, float]]:
         wanted = self._config.heartbeat_ms
         headers = [
-            ("accept-version", self._version if self._version != "1.0" else "1.0,1.1,1.2"),
+            # The client's own version, so its frames can be forwarded without re-escaping.
+            ("accept-version", self._version),
             ("host", host),
             ("heart-beat", f"{wanted},{wanted}"),
         ]

@@ -241,7 +241,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "duplicate_yaml_key_in_route",
         BROKERS
-        + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: mirror\n    mode: legacy  # <-\n",
+        + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: mirror\n"
+        + "    mode: legacy  # <-\n",
         "routes[0]: duplicate key 'mode' (first at line 9)",
     ),
     (
@@ -332,7 +333,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "credentials_env_and_file_together",
         BROKERS
-        + "    credentials:  # <-\n      file: s.yaml\n      username_env: U\n      password_env: P\n",
+        + "    credentials:  # <-\n      file: s.yaml\n"
+        + "      username_env: U\n      password_env: P\n",
         "brokers.amazonmq.credentials: use either 'file' or 'username_env' + 'password_env'",
     ),
     (
@@ -347,7 +349,8 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "credentials_env_name_invalid",
-        BROKERS + "    credentials:\n      username_env: U\n      password_env: 'p@ss w0rd'  # <-\n",
+        BROKERS
+        + "    credentials:\n      username_env: U\n      password_env: 'p@ss w0rd'  # <-\n",
         "brokers.amazonmq.credentials.password_env: must be the NAME of an environment variable",
     ),
     (
@@ -508,3 +511,9 @@ def test_load_routes_errors_carry_the_path_and_line(tmp_path: Path) -> None:
     with pytest.raises(RoutesError) as caught:
         load_routes(path)
     assert str(caught.value).startswith(f"{path}:9: routes[0].mode:")
+
+
+def test_text_with_lone_surrogates_is_an_encoding_error_not_a_crash() -> None:
+    with pytest.raises(RoutesError) as caught:
+        parse_routes("brokers: \udcff\n", "routes.yaml")
+    assert "UTF-8" in caught.value.reason

@@ -112,7 +112,9 @@ def test_repeated_exact_pattern_uses_the_first_occurrence() -> None:
 
 
 def test_unmatched_destination_gets_the_default_legacy_decision() -> None:
-    table = table_of("- {name: e, match: {exact: /queue/orders}, mode: cutover, on_failure: reject}\n")
+    table = table_of(
+        "- {name: e, match: {exact: /queue/orders}, mode: cutover, on_failure: reject}\n"
+    )
     decision = decide(table, "/queue/other", None, "k")
     assert decision.rule == "default"
     assert decision.mode is Mode.LEGACY
