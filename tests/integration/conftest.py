@@ -39,9 +39,7 @@ ProxyFactory = Callable[..., RunningProxy]
 
 
 @pytest.fixture
-def make_proxy(
-    tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo
-) -> Iterator[ProxyFactory]:
+def make_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Iterator[ProxyFactory]:
     """``make_proxy(routes_body, **settings)`` starts a proxy with those routes."""
     running: list[RunningProxy] = []
 

@@ -233,8 +233,9 @@ def connect(
 
 
 def connect_broker(broker: BrokerInfo) -> Client:
-    return connect(broker.host, broker.port, broker.username, broker.password,
-                   ca_file=broker.ca_file)
+    return connect(
+        broker.host, broker.port, broker.username, broker.password, ca_file=broker.ca_file
+    )
 
 
 def drain(broker: BrokerInfo, destination: str) -> list[StompFrame]:

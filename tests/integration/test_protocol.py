@@ -9,7 +9,7 @@ import threading
 import pytest
 import stomp
 
-from strangler.stomp import FrameParser, Limits
+from strangler.stomp import Frame, FrameParser, Limits
 
 from .brokers import BrokerInfo
 from .conftest import ProxyFactory
@@ -202,13 +202,13 @@ def _raw_session(host: str, port: int, legacy: BrokerInfo) -> tuple[socket.socke
     return sock, parser
 
 
-def _read_frames(sock: socket.socket, parser: FrameParser, n: int) -> list:  # type: ignore[type-arg]
-    frames: list = []  # type: ignore[type-arg]
+def _read_frames(sock: socket.socket, parser: FrameParser, n: int) -> list[Frame]:
+    frames: list[Frame] = []
     while len(frames) < n:
         data = sock.recv(65536)
         if not data:
             break
-        frames += [e for e in parser.feed(data) if not isinstance(e, type(None)) and hasattr(e, "command")]
+        frames += [e for e in parser.feed(data) if isinstance(e, Frame)]
     return frames
 
 

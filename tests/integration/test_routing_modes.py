@@ -53,8 +53,9 @@ def test_unmatched_destination_goes_to_legacy_under_the_default_rule(
     make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo
 ) -> None:
     dest = unique_queue("unmatched")
-    proxy = make_proxy("  - {name: other, match: {prefix: /queue/elsewhere.}, mode: cutover,"
-                       " on_failure: reject}\n")
+    proxy = make_proxy(
+        "  - {name: other, match: {prefix: /queue/elsewhere.}, mode: cutover, on_failure: reject}\n"
+    )
     produce(proxy, legacy, dest, n=5)
     assert len(drain(legacy, dest)) == 5
     assert drain(amazonmq, dest) == []
