@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from .facts import Fact, FactSink
-from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder
+from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
 from .routes import RoutesError, RouteTable, load_routes
 from .stomp import Limits
 
@@ -30,6 +30,10 @@ def _version() -> str:
         return version("strangler")
     except PackageNotFoundError:  # running from a source tree
         return "0+unknown"
+
+
+def _admin(text: str) -> tuple[str, int] | None:
+    return None if text == "off" else _listen(text)
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -87,6 +91,40 @@ def build_parser() -> argparse.ArgumentParser:
         "is slowed down (default %(default)s)",
     )
 
+    run.add_argument(
+        "--admin",
+        type=_admin,
+        default=("127.0.0.1", 9090),
+        metavar="HOST:PORT",
+        help="admin HTTP: /healthz /readyz /metrics /routes /status "
+        "(default 127.0.0.1:9090; 'off' to disable)",
+    )
+    run.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not reload routes.yaml when it changes (SIGHUP still reloads)",
+    )
+    run.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, wait this long for in-flight receipts (default %(default)s)",
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="show what each route is doing (talks to a running proxy's admin port)",
+    )
+    status.add_argument(
+        "--admin",
+        type=_listen,
+        default=("127.0.0.1", 9090),
+        metavar="HOST:PORT",
+        help="the proxy's admin address (default 127.0.0.1:9090)",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
     validate = commands.add_parser(
         "validate",
         help="check a routes.yaml without connecting anywhere (exit 0 valid, 1 invalid)",
@@ -101,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.routes)
     if args.command == "run":
         return _run(args)
+    if args.command == "status":
+        from .admin.client import print_status
+
+        return print_status(args.admin, as_json=args.json)
     return EXIT_USAGE
 
 
@@ -160,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
         routes=[r.name for r in table.routes],
     )
     try:
-        _event_loop_run(_serve(ctx))
+        _event_loop_run(_serve(ctx, args))
     except OSError as exc:
         print(
             f"strangler: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr
@@ -180,22 +222,51 @@ def _event_loop_run(main: asyncio.Future[None] | asyncio.Task[None] | object) ->
         uvloop.run(main)  # type: ignore[arg-type]
 
 
-async def _serve(ctx: ProxyContext) -> None:
+async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
+    from .admin import AdminServer, ProxyMetrics, StatusWindow
+
     server = ProxyServer(ctx)
+    metrics = ProxyMetrics(ctx, open_sessions=lambda: len(server.sessions))
+    ctx.facts.listeners.append(metrics.on_fact)
+    reloader = RoutesReloader(ctx, args.routes)
+    stopping = asyncio.Event()
+    admin = None
+    if args.admin is not None:
+        admin_host, admin_port = args.admin
+        admin = AdminServer(
+            ctx,
+            metrics,
+            StatusWindow(ctx, metrics),
+            admin_host,
+            admin_port,
+            alive=lambda: not stopping.is_set(),
+        )
+        await admin.start()
     await server.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP"))
+        )
+    if not args.no_watch:
+        reloader.start_watching()
     host, port = server.address
-    print(f"strangler: listening on {host}:{port}", file=sys.stderr, flush=True)
+    where = f"listening on {host}:{port}"
+    if admin is not None:
+        where += " (admin http://{}:{})".format(*admin.address)
+    print(f"strangler: {where}", file=sys.stderr, flush=True)
     serving = asyncio.create_task(server.serve_forever())
-    await stop.wait()
+    await stopping.wait()
     serving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await serving
-    await server.stop()
+    await reloader.stop()
+    await server.stop(grace=args.shutdown_grace)
+    if admin is not None:
+        await admin.stop()
 
 
 if __name__ == "__main__":

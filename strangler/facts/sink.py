@@ -66,7 +66,11 @@ class FactSink:
         self._pending: collections.deque[_Pending] = collections.deque()
         self._capacity = capacity
         self._interval = interval
-        self._dropped = 0
+        # Each counter has one writer thread (emit: the caller; *_reported: the writer),
+        # so no read-modify-write races between threads.
+        self._dropped_seen = 0
+        self._dropped_reported = 0
+        self.listener_errors = 0
         self._emitted = 0
         self._processed = 0
         self.dropped_total = 0
@@ -91,10 +95,13 @@ class FactSink:
     def emit(self, fact: Fact, /, **fields: Any) -> None:
         """Record ``fact`` with ``fields``; never blocks, never raises for a full sink."""
         for listener in self.listeners:
-            listener(fact, fields)
+            try:
+                listener(fact, fields)
+            except Exception:  # a metrics bug must not break the data path
+                self.listener_errors += 1
         self._emitted += 1
         if len(self._pending) >= self._capacity:
-            self._dropped += 1
+            self._dropped_seen += 1
             return
         self._pending.append((time.time(), fact, fields))
 
@@ -133,12 +140,14 @@ class FactSink:
         processed = 0
         while pending:
             ts, fact, fields = pending.popleft()
-            self._log.info(fact, ts=ts, **fields)
             processed += 1
-        if self._dropped:
-            # Read-then-subtract keeps drops that race with this line counted.
-            dropped = self._dropped
-            self._dropped -= dropped
+            try:
+                self._log.info(fact, ts=ts, **fields)
+            except Exception as exc:  # e.g. a field named like a reserved key: keep writing
+                self._log.info(Fact.FACTS_DROPPED, ts=ts, count=1, reason=repr(exc)[:200])
+        dropped = self._dropped_seen - self._dropped_reported
+        if dropped:
+            self._dropped_reported += dropped
             processed += dropped
             self.dropped_total += dropped
             self._log.info(Fact.FACTS_DROPPED, ts=time.time(), count=dropped)

@@ -14,6 +14,8 @@ class Fact(StrEnum):
     PROXY_STARTED = "proxy_started"
     PROXY_STOPPED = "proxy_stopped"
     ROUTES_LOADED = "routes_loaded"
+    ROUTES_APPLIED = "routes_applied"
+    ROUTES_REJECTED = "routes_rejected"
     CLIENT_CONNECTED = "client_connected"
     CLIENT_REFUSED = "client_refused"
     CLIENT_DISCONNECTED = "client_disconnected"

@@ -64,17 +64,15 @@ class ProxyServer:
         await self._server.serve_forever()
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight receipts complete within ``grace``, close the rest."""
         if self._server is None:
             return
         self._server.close()
         sessions = list(self.sessions)
         if sessions:
-            waits = [asyncio.ensure_future(s.wait_closed()) for s in sessions]
-            _, pending = await asyncio.wait(waits, timeout=grace)
-            for fut in pending:
-                fut.cancel()
-            for session in self.sessions:
-                session.close_now("proxy shutting down")
+            await asyncio.gather(
+                *(s.drain_and_close(grace) for s in sessions), return_exceptions=True
+            )
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
-        self.ctx.facts.emit(Fact.PROXY_STOPPED, sessions_open=len(self.sessions))
+        self.ctx.facts.emit(Fact.PROXY_STOPPED, sessions_closed=len(sessions))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class Transaction:
     table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
     amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
     moved: list[MovedMessage] = field(default_factory=list)
-    mirror_traces: list[str] = field(default_factory=list)
+    mirror_traces: list[tuple[str, str]] = field(default_factory=list)  # (trace, rule)
     closed: bool = False  # committed or aborted by the client
 
 
@@ -104,12 +105,15 @@ class ClientSession:
         self._link: BrokerLink | None = None
         self.version = "1.0"
         self._tx: dict[str, Transaction] = {}
-        self._legacy_receipts: dict[str, str] = {}  # client receipt id -> trace id
+        # client receipt id -> (trace id, rule, monotonic send time), for the confirmed fact
+        self._legacy_receipts: dict[str, tuple[str, str, float]] = {}
         self._commit_receipts: dict[str, str] = {}  # receipt id on a legacy COMMIT -> tx id
         self._internal_seq = itertools.count(1)
         self._closed = False
+        self._connected = False  # CONNECTED reached the client: a client_connected fact exists
         self._close_reason = _CLIENT_CLOSED
         self._done = asyncio.Event()
+        self._receipts_settled: asyncio.Event | None = None  # set while draining for shutdown
         self.sent = 0
         peer = client_writer.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -151,7 +155,7 @@ class ClientSession:
             if writer is not None:
                 with contextlib.suppress(Exception):
                     writer.close()
-        if self._legacy is not None:
+        if self._connected:
             self._emit(Fact.CLIENT_DISCONNECTED, reason=self._close_reason, messages=self.sent)
         self._done.set()
 
@@ -211,6 +215,7 @@ class ClientSession:
             return None
         self.version = reply.get("version") or "1.0"
         self._client_parser.version = self._legacy_parser.version = self.version
+        self._connected = True
         self._emit(
             Fact.CLIENT_CONNECTED,
             peer=self._peer,
@@ -322,19 +327,19 @@ class ClientSession:
             receipt=receipt is not None,
         )
         if not to_amazonmq:
-            self._send_legacy(raw, trace, receipt)
+            self._send_legacy(raw, trace, decision.rule, receipt)
             return None
         if decision.mode is Mode.MIRROR:
-            self._send_legacy(raw, trace, receipt)
+            self._send_legacy(raw, trace, decision.rule, receipt)
             self._send_mirror(frame, trace, decision, tx)
             return None
         return self._send_amazonmq(frame, raw, trace, decision, receipt, tx)
 
-    def _send_legacy(self, raw: bytes, trace: str, receipt: str | None) -> None:
+    def _send_legacy(self, raw: bytes, trace: str, rule: str, receipt: str | None) -> None:
         if self._legacy is None or self._closed:
             return
         if receipt is not None and len(self._legacy_receipts) < _MAX_TRACKED_RECEIPTS:
-            self._legacy_receipts[receipt] = trace
+            self._legacy_receipts[receipt] = (trace, rule, time.monotonic())
         self._legacy.write(raw)
 
     def _amazonmq_frame(
@@ -374,18 +379,29 @@ class ClientSession:
     ) -> None:
         """A copy for Amazon MQ that never delays the client: failures are facts only."""
         link = self._amazonmq()
+        rule = decision.rule
         if not link.has_capacity():
-            self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason="mirror backlog full")
+            self._emit(
+                Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason="mirror backlog full"
+            )
             return
         if tx is not None:
             self._begin_on_amazonmq(tx, link)
-            tx.mirror_traces.append(trace)
+            tx.mirror_traces.append((trace, rule))
+        started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if failure is None:
-                self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=AMAZONMQ, role="mirror")
+                self._emit(
+                    Fact.MESSAGE_CONFIRMED,
+                    trace_id=trace,
+                    rule=rule,
+                    broker=AMAZONMQ,
+                    role="mirror",
+                    latency_ms=_ms_since(started),
+                )
             else:
-                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=failure)
+                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
         link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
 
@@ -404,10 +420,18 @@ class ClientSession:
         if tx is not None:
             self._send_moved_in_transaction(frame, raw, trace, decision, receipt, tx, link)
             return
+        started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if failure is None:
-                self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=AMAZONMQ, role="primary")
+                self._emit(
+                    Fact.MESSAGE_CONFIRMED,
+                    trace_id=trace,
+                    rule=decision.rule,
+                    broker=AMAZONMQ,
+                    role="primary",
+                    latency_ms=_ms_since(started),
+                )
                 if receipt is not None:
                     self._write_client(self._receipt(receipt))
             else:
@@ -428,6 +452,7 @@ class ClientSession:
         self._begin_on_amazonmq(tx, link)
         moved = MovedMessage(trace, raw, receipt, decision)
         tx.moved.append(moved)
+        started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if moved.settled:
@@ -437,9 +462,11 @@ class ClientSession:
                 self._emit(
                     Fact.MESSAGE_CONFIRMED,
                     trace_id=trace,
+                    rule=decision.rule,
                     broker=AMAZONMQ,
                     role="primary",
                     transaction=tx.id,
+                    latency_ms=_ms_since(started),
                 )
                 if receipt is not None:
                     self._write_client(self._receipt(receipt))
@@ -452,10 +479,12 @@ class ClientSession:
         self, raw: bytes, trace: str, decision: Decision, receipt: str | None, reason: str
     ) -> None:
         if decision.on_failure is OnFailure.LEGACY and not self._closed:
-            self._emit(Fact.MESSAGE_FELL_BACK, trace_id=trace, reason=reason, to=LEGACY)
-            self._send_legacy(raw, trace, receipt)
+            self._emit(
+                Fact.MESSAGE_FELL_BACK, trace_id=trace, rule=decision.rule, reason=reason, to=LEGACY
+            )
+            self._send_legacy(raw, trace, decision.rule, receipt)
             return
-        self._emit(Fact.MESSAGE_REJECTED, trace_id=trace, reason=reason)
+        self._emit(Fact.MESSAGE_REJECTED, trace_id=trace, rule=decision.rule, reason=reason)
         if not self._closed:
             message = f"message {trace} not accepted: {AMAZONMQ} unavailable"
             self._abort(f"rejected: {reason}", error_frame(message, reason, receipt_id=receipt))
@@ -485,8 +514,8 @@ class ClientSession:
         if tx.closed:
             return
         tx.amazonmq_generation = None
-        for trace in tx.mirror_traces:
-            self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=reason)
+        for trace, rule in tx.mirror_traces:
+            self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
         tx.mirror_traces.clear()
         moved, tx.moved = tx.moved, []
         for message in moved:
@@ -494,7 +523,11 @@ class ClientSession:
         if any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
             for message in moved:
                 self._emit(
-                    Fact.MESSAGE_REJECTED, trace_id=message.trace, reason=reason, transaction=tx.id
+                    Fact.MESSAGE_REJECTED,
+                    trace_id=message.trace,
+                    rule=message.decision.rule,
+                    reason=reason,
+                    transaction=tx.id,
                 )
             pending = next((m.receipt for m in moved if not m.receipted), None)
             detail = f"transaction {tx.id}: {AMAZONMQ} unavailable"
@@ -504,6 +537,7 @@ class ClientSession:
             self._emit(
                 Fact.MESSAGE_FELL_BACK,
                 trace_id=message.trace,
+                rule=message.decision.rule,
                 reason=reason,
                 to=LEGACY,
                 transaction=tx.id,
@@ -511,7 +545,12 @@ class ClientSession:
             raw = message.raw
             if message.receipted and message.receipt is not None:
                 raw = _without_receipt(raw, self.version)
-            self._send_legacy(raw, message.trace, None if message.receipted else message.receipt)
+            self._send_legacy(
+                raw,
+                message.trace,
+                message.decision.rule,
+                None if message.receipted else message.receipt,
+            )
 
     def _begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> None:
         self._check_transaction(tx, link)
@@ -564,10 +603,12 @@ class ClientSession:
         tx.closed = True
         self._forward_commit(frame, tx.id, tx if spans_both else None)
 
-    def _mirror_commit_failed(self, traces: tuple[str, ...], failure: str | None) -> None:
+    def _mirror_commit_failed(
+        self, traces: tuple[tuple[str, str], ...], failure: str | None
+    ) -> None:
         if failure is not None:
-            for trace in traces:
-                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, reason=failure)
+            for trace, rule in traces:
+                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
     def _forward_commit(self, frame: Frame, tx_id: str, tx: Transaction | None) -> None:
         """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""
@@ -656,9 +697,18 @@ class ClientSession:
             self._emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
             if receipt.startswith(_INTERNAL_PREFIX):
                 return
-        trace = self._legacy_receipts.pop(receipt, None)
-        if trace is not None:
-            self._emit(Fact.MESSAGE_CONFIRMED, trace_id=trace, broker=LEGACY)
+        sent = self._legacy_receipts.pop(receipt, None)
+        if self._receipts_settled is not None and not self._legacy_receipts:
+            self._receipts_settled.set()
+        if sent is not None:
+            trace, rule, started = sent
+            self._emit(
+                Fact.MESSAGE_CONFIRMED,
+                trace_id=trace,
+                rule=rule,
+                broker=LEGACY,
+                latency_ms=_ms_since(started),
+            )
         assert frame.raw is not None
         self._client.write(frame.raw)
 
@@ -707,6 +757,21 @@ class ClientSession:
     def close_now(self, reason: str) -> None:
         self._abort(reason)
 
+    async def drain_and_close(self, timeout: float) -> None:
+        """Shutdown: let outstanding receipts arrive (within ``timeout``), then close."""
+        deadline = time.monotonic() + timeout
+        if self._link is not None:
+            await self._link.wait_idle(timeout)
+        if self._legacy_receipts:
+            self._receipts_settled = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self._receipts_settled.wait()
+        self._abort("proxy shutting down")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                await self._done.wait()
+
     async def wait_closed(self) -> None:
         await self._done.wait()
 
@@ -718,3 +783,7 @@ def _without_receipt(raw: bytes, version: str) -> bytes:
     assert isinstance(frame, Frame)
     headers = tuple((k, v) for k, v in frame.headers if k != "receipt")
     return encode_parts(frame.command, headers, frame.body, version)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)

@@ -44,14 +44,21 @@ def make_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Iter
     running: list[RunningProxy] = []
 
     def factory(
-        routes: str, *, amazonmq_port: int | None = None, extra: str = "", **settings: Any
+        routes: str,
+        *,
+        amazonmq_port: int | None = None,
+        extra: str = "",
+        watch: bool = False,
+        routes_file: Path | None = None,
+        **settings: Any,
     ) -> RunningProxy:
         index = len(running)
-        routes_file = tmp_path / f"routes{index}.yaml"
-        routes_file.write_text(
-            routes_yaml(legacy, amazonmq, routes, amazonmq_port=amazonmq_port, extra=extra)
-        )
-        proxy = start_proxy(routes_file, tmp_path / f"facts{index}.jsonl", **settings)
+        if routes_file is None:
+            routes_file = tmp_path / f"routes{index}.yaml"
+            routes_file.write_text(
+                routes_yaml(legacy, amazonmq, routes, amazonmq_port=amazonmq_port, extra=extra)
+            )
+        proxy = start_proxy(routes_file, tmp_path / f"facts{index}.jsonl", watch=watch, **settings)
         running.append(proxy)
         return proxy
 

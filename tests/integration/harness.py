@@ -20,7 +20,13 @@ import stomp
 from stomp.utils import Frame as StompFrame
 
 from strangler.facts import FactSink
-from strangler.proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder
+from strangler.proxy import (
+    ProxyContext,
+    ProxyServer,
+    ProxySettings,
+    RoutesHolder,
+    RoutesReloader,
+)
 from strangler.routes import load_routes
 
 from .brokers import BrokerInfo
@@ -67,6 +73,7 @@ class RunningProxy:
     server: ProxyServer
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
+    reloader: RoutesReloader
     emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -102,7 +109,12 @@ class RunningProxy:
             self.emitted.append((str(name), dict(fields)))
             self.changed.notify_all()
 
+    def reload(self, trigger: str = "test") -> bool:
+        future = asyncio.run_coroutine_threadsafe(self.reloader.reload(trigger), self.loop)
+        return future.result(timeout=WAIT)
+
     def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.reloader.stop(), self.loop).result(timeout=30)
         future = asyncio.run_coroutine_threadsafe(self.server.stop(grace=5.0), self.loop)
         future.result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -110,7 +122,9 @@ class RunningProxy:
         self.sink.close()
 
 
-def start_proxy(routes_file: Path, facts_path: Path, **settings: Any) -> RunningProxy:
+def start_proxy(
+    routes_file: Path, facts_path: Path, *, watch: bool = False, **settings: Any
+) -> RunningProxy:
     table = load_routes(routes_file)
     sink = FactSink(path=facts_path, interval=0.01)
     ctx = ProxyContext(
@@ -119,12 +133,18 @@ def start_proxy(routes_file: Path, facts_path: Path, **settings: Any) -> Running
         sink,
     )
     server = ProxyServer(ctx)
+    reloader = RoutesReloader(ctx, routes_file)
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
+    async def begin() -> None:
+        await server.start()
+        if watch:
+            reloader.start_watching()
+
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
+        loop.run_until_complete(begin())
         started.set()
         loop.run_forever()
         loop.close()
@@ -134,7 +154,7 @@ def start_proxy(routes_file: Path, facts_path: Path, **settings: Any) -> Running
     if not started.wait(WAIT):
         raise RuntimeError("proxy did not start")
     host, port = server.address
-    proxy = RunningProxy(host, port, facts_path, sink, server, loop, thread)
+    proxy = RunningProxy(host, port, facts_path, sink, server, loop, thread, reloader)
     sink.listeners.append(proxy._on_fact)
     return proxy
 

@@ -1,0 +1,184 @@
+"""Admin HTTP on its own port (loopback by default): /healthz, /readyz,
+/metrics, /routes, /status.
+
+A deliberately tiny HTTP/1.1 responder on asyncio streams (GET only, one
+request per connection): the admin surface must not pull a web framework into
+a sidecar, and it must keep answering while producers load the data path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..proxy import ProxyContext
+from ..routes import RouteTable
+from ..upstream import BrokerUnavailable, open_stream
+from .metrics import ProxyMetrics
+from .status import StatusWindow
+
+_READY_CACHE_SECONDS = 2.0
+
+
+def routes_document(table: RouteTable) -> dict[str, Any]:
+    """The active table as JSON: everything but secrets (credentials show their source)."""
+    brokers = {}
+    for name, broker in table.brokers.items():
+        creds = broker.credentials
+        source: dict[str, Any] | None = None
+        if creds is not None:
+            source = {k: v for k, v in _public_fields(creds).items() if v is not None}
+        brokers[name] = {
+            "endpoints": [str(e) for e in broker.endpoints],
+            "ca_file": broker.ca_file,
+            "credentials_from": source,
+            "heartbeat_ms": broker.heartbeat_ms,
+        }
+    return {
+        "version": table.version,
+        "source": table.source,
+        "dry_run": table.dry_run,
+        "trace_header": table.trace_header,
+        "brokers": brokers,
+        "routes": [
+            {
+                "name": r.name,
+                "match": {r.match_kind: r.pattern},
+                "mode": str(r.mode),
+                "weight": r.weight,
+                "sticky_header": r.sticky_header,
+                "on_failure": None if r.on_failure is None else str(r.on_failure),
+                "target_destination": r.target_destination,
+                "dry_run": r.dry_run,
+                "line": r.line,
+            }
+            for r in table.routes
+        ],
+    }
+
+
+def _public_fields(creds: object) -> dict[str, Any]:
+    # Credentials hold only *where* secrets are (env var names, file paths, secret ids).
+    names = getattr(creds, "__slots__", ()) or getattr(creds, "__dataclass_fields__", {})
+    return {n: getattr(creds, n) for n in names if not n.startswith("_")}
+
+
+class AdminServer:
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        metrics: ProxyMetrics,
+        status: StatusWindow,
+        host: str,
+        port: int,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._ctx = ctx
+        self._metrics = metrics
+        self._status = status
+        self._host = host
+        self._port = port
+        self._alive = alive
+        self._server: asyncio.Server | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._ready: tuple[float, bool, dict[str, str]] = (0.0, False, {})
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        self._sampler = asyncio.create_task(self._sample_forever())
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+        if self._server is not None:
+            self._server.close()
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._status.interval)
+            self._status.sample()
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Legacy reachable and, when a route needs it, Amazon MQ reachable (cached 2 s)."""
+        checked, ok, detail = self._ready
+        if time.monotonic() - checked < _READY_CACHE_SECONDS:
+            return ok, detail
+        table = self._ctx.routes.table
+        needed = ["legacy"] + (["amazonmq"] if table.needs_amazonmq else [])
+        detail = {}
+        for name in needed:
+            detail[name] = await self._probe(table, name)
+        ok = all(v == "reachable" for v in detail.values())
+        self._ready = (time.monotonic(), ok, detail)
+        return ok, detail
+
+    async def _probe(self, table: RouteTable, name: str) -> str:
+        broker = table.brokers.get(name)
+        if broker is None or not broker.endpoints:
+            return "not configured"
+        reason = "no endpoint"
+        for endpoint in broker.endpoints:
+            try:
+                _, writer = await open_stream(name, endpoint, broker.ca_file, timeout=2.0)
+            except BrokerUnavailable as exc:
+                reason = exc.reason
+                continue
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return "reachable"
+        return reason
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                request = await reader.readuntil(b"\r\n\r\n")
+            method, _, rest = request.decode("latin-1").partition(" ")
+            path = rest.partition(" ")[0].partition("?")[0]
+            status, content_type, body = await self._route(method, path)
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1") + body)
+            await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
+        if method != "GET":
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        if path == "/healthz":
+            alive = self._alive()
+            return (
+                ("200 OK" if alive else "503 Service Unavailable"),
+                "text/plain",
+                (b"ok\n" if alive else b"stopping\n"),
+            )
+        if path == "/readyz":
+            ok, detail = await self.readiness()
+            body = json.dumps({"ready": ok, "brokers": detail}).encode() + b"\n"
+            return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
+        if path == "/metrics":
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+        if path == "/routes":
+            body = json.dumps(routes_document(self._ctx.routes.table), indent=2).encode()
+            return "200 OK", "application/json", body + b"\n"
+        if path == "/status":
+            body = json.dumps(self._status.report(), indent=2).encode()
+            return "200 OK", "application/json", body + b"\n"
+        return "404 Not Found", "text/plain", b"try /healthz /readyz /metrics /routes /status\n"

@@ -1,0 +1,218 @@
+"""FactSink: JSON lines off the hot path, bounded memory, drops on record."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strangler.facts import Fact, FactSink
+
+# The writer waits this long between batches unless woken; large enough that in
+# a test it only ever runs when flush()/close() wakes it.
+IDLE = 3600.0
+
+
+@pytest.fixture
+def stream() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+def sink(stream: io.StringIO) -> Iterator[FactSink]:
+    s = FactSink(stream, interval=IDLE, static={"service": "strangler", "node": "n1"})
+    yield s
+    s.close()
+
+
+def lines_of(stream: io.StringIO) -> list[dict[str, Any]]:
+    text = stream.getvalue()
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_each_fact_is_one_json_line_with_event_first_then_iso_ts(
+    sink: FactSink, stream: io.StringIO
+) -> None:
+    before = datetime.now(UTC)
+    sink.emit(Fact.CLIENT_CONNECTED, session="s1", version="1.2")
+    sink.emit(Fact.MESSAGE_ROUTED, session="s1", destination="/queue/a\nb", targets=["x"])
+    assert sink.flush()
+    after = datetime.now(UTC)
+
+    raw_lines = stream.getvalue().splitlines()
+    assert len(raw_lines) == 2  # a field holding a newline does not split the line
+    facts = [json.loads(line) for line in raw_lines]
+    assert [list(f)[:2] for f in facts] == [["event", "ts"], ["event", "ts"]]
+    assert [f["event"] for f in facts] == ["client_connected", "message_routed"]
+    for fact in facts:
+        ts = datetime.fromisoformat(fact["ts"])
+        assert ts.tzinfo is not None
+        assert ts.utcoffset() == UTC.utcoffset(None)
+        assert before - timedelta(milliseconds=1) <= ts <= after + timedelta(milliseconds=1)
+    assert facts[0]["session"] == "s1"
+    assert facts[0]["version"] == "1.2"
+    assert facts[1]["destination"] == "/queue/a\nb"
+    assert facts[1]["targets"] == ["x"]
+
+
+def test_static_fields_are_in_every_line(sink: FactSink, stream: io.StringIO) -> None:
+    sink.emit(Fact.PROXY_STARTED, port=61613)
+    sink.emit(Fact.PROXY_STOPPED)
+    assert sink.flush()
+    facts = lines_of(stream)
+    assert len(facts) == 2
+    for fact in facts:
+        assert fact["service"] == "strangler"
+        assert fact["node"] == "n1"
+    assert facts[0]["port"] == 61613
+
+
+def test_facts_keep_emit_order(sink: FactSink, stream: io.StringIO) -> None:
+    for i in range(500):
+        sink.emit(Fact.MESSAGE_CONFIRMED, n=i)
+    assert sink.flush()
+    assert [f["n"] for f in lines_of(stream)] == list(range(500))
+
+
+def test_flush_writes_everything_emitted_before_it(sink: FactSink, stream: io.StringIO) -> None:
+    assert sink.flush()  # nothing pending: returns at once
+    assert stream.getvalue() == ""
+    for round_ in range(3):
+        for i in range(10):
+            sink.emit(Fact.MESSAGE_ROUTED, round=round_, n=i)
+        # The writer sleeps for an hour unless woken: only flush can get these out.
+        assert sink.flush()
+        assert len(lines_of(stream)) == 10 * (round_ + 1)
+    assert sink.written_total == 30
+    assert sink.dropped_total == 0
+
+
+def test_nothing_is_written_before_flush_when_the_writer_is_idle(
+    sink: FactSink, stream: io.StringIO
+) -> None:
+    sink.emit(Fact.MESSAGE_ROUTED)
+    assert stream.getvalue() == ""
+    assert sink.flush()
+    assert len(lines_of(stream)) == 1
+
+
+def test_close_writes_pending_facts(stream: io.StringIO) -> None:
+    sink = FactSink(stream, interval=IDLE)
+    sink.emit(Fact.PROXY_STOPPED, sessions_open=0)
+    sink.close()
+    assert [f["event"] for f in lines_of(stream)] == ["proxy_stopped"]
+
+
+def test_capacity_overflow_drops_and_records_facts_dropped_with_count(
+    stream: io.StringIO,
+) -> None:
+    sink = FactSink(stream, capacity=5, interval=IDLE)
+    try:
+        for i in range(12):
+            sink.emit(Fact.MESSAGE_ROUTED, n=i)
+        assert sink.flush()
+        facts = lines_of(stream)
+        assert [f["n"] for f in facts if f["event"] == "message_routed"] == [0, 1, 2, 3, 4]
+        dropped = [f for f in facts if f["event"] == "facts_dropped"]
+        assert len(dropped) == 1
+        assert dropped[0]["count"] == 7
+        assert facts[-1] is dropped[0]
+        assert sink.dropped_total == 7
+        assert sink.written_total == 6
+
+        # Once drained, there is room again and nothing more is dropped.
+        sink.emit(Fact.MESSAGE_CONFIRMED)
+        assert sink.flush()
+        facts = lines_of(stream)
+        assert facts[-1]["event"] == "message_confirmed"
+        assert sum(1 for f in facts if f["event"] == "facts_dropped") == 1
+        assert sink.dropped_total == 7
+    finally:
+        sink.close()
+
+
+def test_listeners_see_every_emit_including_dropped_ones(stream: io.StringIO) -> None:
+    sink = FactSink(stream, capacity=2, interval=IDLE)
+    seen: list[tuple[str, Mapping[str, Any]]] = []
+    sink.listeners.append(lambda fact, fields: seen.append((fact, dict(fields))))
+    try:
+        for i in range(4):
+            sink.emit(Fact.MESSAGE_ROUTED, n=i)
+        sink.emit(Fact.BROKER_UNAVAILABLE, broker="legacy")
+        assert seen == [
+            (Fact.MESSAGE_ROUTED, {"n": 0}),
+            (Fact.MESSAGE_ROUTED, {"n": 1}),
+            (Fact.MESSAGE_ROUTED, {"n": 2}),
+            (Fact.MESSAGE_ROUTED, {"n": 3}),
+            (Fact.BROKER_UNAVAILABLE, {"broker": "legacy"}),
+        ]
+    finally:
+        sink.close()
+
+
+def test_failing_stream_does_not_raise_from_emit_flush_or_writer() -> None:
+    broken = io.StringIO()
+    broken.close()
+    sink = FactSink(broken, interval=IDLE)
+    sink.emit(Fact.MESSAGE_ROUTED, n=1)
+    sink.emit(Fact.MESSAGE_ROUTED, n=2)
+    assert sink.flush()  # the writer survived and accounted for both facts
+    assert sink.written_total == 0
+    assert sink.dropped_total == 2
+    # The writer thread is still alive and keeps serving flushes.
+    sink.emit(Fact.MESSAGE_ROUTED, n=3)
+    assert sink.flush()
+    assert sink.dropped_total == 3
+    sink.close()
+
+
+class _OSErrorStream(io.StringIO):
+    def write(self, s: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_stream_raising_oserror_counts_lost_lines() -> None:
+    sink = FactSink(_OSErrorStream(), interval=IDLE)
+    sink.emit(Fact.MESSAGE_ROUTED)
+    assert sink.flush()
+    assert sink.dropped_total == 1
+    assert sink.written_total == 0
+    sink.close()
+
+
+def test_path_mode_creates_parent_dirs_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "facts.jsonl"
+    first = FactSink(path=path, interval=IDLE)
+    first.emit(Fact.PROXY_STARTED, run=1)
+    first.close()
+    assert path.exists()
+
+    second = FactSink(path=str(path), interval=IDLE)
+    second.emit(Fact.PROXY_STARTED, run=2)
+    second.emit(Fact.PROXY_STOPPED, run=2)
+    second.close()
+
+    facts = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(f["event"], f["run"]) for f in facts] == [
+        ("proxy_started", 1),
+        ("proxy_started", 2),
+        ("proxy_stopped", 2),
+    ]
+
+
+def test_path_mode_closes_its_own_file_but_not_a_given_stream(
+    tmp_path: Path, stream: io.StringIO
+) -> None:
+    owned = FactSink(path=tmp_path / "f.jsonl", interval=IDLE)
+    owned.close()
+    assert owned._stream.closed
+
+    borrowed = FactSink(stream, interval=IDLE)
+    borrowed.close()
+    assert not stream.closed
