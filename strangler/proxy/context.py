@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..facts import FactSink
 from ..routes import RouteTable
@@ -30,11 +31,28 @@ class RoutesHolder:
     table: RouteTable
 
 
+class TrafficTap(Protocol):
+    """Receives a copy of client-side traffic (``strangler run --capture``).
+
+    Called on the event loop with each chunk as read; implementations must not
+    block and must bound their own memory (drop and count rather than grow).
+    """
+
+    def opened(self, session: str, peer: str) -> None: ...
+
+    def from_client(self, session: str, data: bytes) -> None: ...
+
+    def to_client(self, session: str, data: bytes) -> None: ...
+
+    def closed(self, session: str) -> None: ...
+
+
 @dataclass
 class ProxyContext:
     settings: ProxySettings
     routes: RoutesHolder
     facts: FactSink
+    tap: TrafficTap | None = None
     health: BrokerHealth = field(init=False)
 
     def __post_init__(self) -> None:

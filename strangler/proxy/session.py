@@ -122,6 +122,8 @@ class ClientSession:
 
     async def run(self) -> None:
         pump: asyncio.Task[None] | None = None
+        if self.ctx.tap is not None:
+            self.ctx.tap.opened(self.id, self._peer)
         try:
             pending = await self._handshake()
             if pending is None:
@@ -155,6 +157,8 @@ class ClientSession:
             if writer is not None:
                 with contextlib.suppress(Exception):
                     writer.close()
+        if self.ctx.tap is not None:
+            self.ctx.tap.closed(self.id)
         if self._connected:
             self._emit(Fact.CLIENT_DISCONNECTED, reason=self._close_reason, messages=self.sent)
         self._done.set()
@@ -225,12 +229,16 @@ class ClientSession:
         )
         return events
 
-    @staticmethod
-    async def _read_until_frame(reader: asyncio.StreamReader, parser: FrameParser) -> list[Event]:
+    async def _read_until_frame(
+        self, reader: asyncio.StreamReader, parser: FrameParser
+    ) -> list[Event]:
         """Events up to and including the first frame (heart-beats before it are dropped)."""
         events: list[Event] = []
+        tap = self.ctx.tap if reader is self._client_reader else None
         while True:
             data = await reader.read(65536)
+            if tap is not None and data:
+                tap.from_client(self.id, data)
             if not data:
                 return []
             events += parser.feed(data)
@@ -245,6 +253,7 @@ class ClientSession:
         reader = self._client_reader
         parser = self._client_parser
         read_size = self.ctx.settings.read_size
+        tap = self.ctx.tap
         while True:
             for event in events:
                 if self._closed:
@@ -259,6 +268,8 @@ class ClientSession:
             data = await reader.read(read_size)
             if not data:
                 return
+            if tap is not None:
+                tap.from_client(self.id, data)
             events = parser.feed(data)
 
     def _on_client_event(self, event: Event) -> Awaitable[None] | None:
@@ -667,21 +678,31 @@ class ClientSession:
         parser = self._legacy_parser
         client = self._client
         read_size = self.ctx.settings.read_size
+        tap = self.ctx.tap
         try:
             while True:
                 data = await reader.read(read_size)
                 if not data:
                     break
+                out: list[bytes] = []
                 for event in parser.feed(data):
                     if not isinstance(event, Frame):
-                        client.write(b"\n")
+                        out.append(b"\n")
                     elif event.command == "RECEIPT":
-                        self._on_legacy_receipt(event)
+                        if self._on_legacy_receipt(event):
+                            assert event.raw is not None
+                            out.append(event.raw)
                     else:
                         if event.command == "ERROR":
                             self._on_legacy_error(event)
                         assert event.raw is not None
-                        client.write(event.raw)
+                        out.append(event.raw)
+                if out:
+                    # One write per read: MESSAGE bursts reach the client in few syscalls.
+                    chunk = out[0] if len(out) == 1 else b"".join(out)
+                    client.write(chunk)
+                    if tap is not None:
+                        tap.to_client(self.id, chunk)
                 await client.drain()
         except ProtocolError as exc:
             self._emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {exc.reason}")
@@ -690,13 +711,14 @@ class ClientSession:
         finally:
             self._on_legacy_closed()
 
-    def _on_legacy_receipt(self, frame: Frame) -> None:
+    def _on_legacy_receipt(self, frame: Frame) -> bool:
+        """Record what legacy confirmed; True when the RECEIPT is the client's to see."""
         receipt = frame.get("receipt-id") or ""
         tx_id = self._commit_receipts.pop(receipt, None)
         if tx_id is not None:
             self._emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
             if receipt.startswith(_INTERNAL_PREFIX):
-                return
+                return False
         sent = self._legacy_receipts.pop(receipt, None)
         if self._receipts_settled is not None and not self._legacy_receipts:
             self._receipts_settled.set()
@@ -709,8 +731,7 @@ class ClientSession:
                 broker=LEGACY,
                 latency_ms=_ms_since(started),
             )
-        assert frame.raw is not None
-        self._client.write(frame.raw)
+        return True
 
     def _on_legacy_error(self, frame: Frame) -> None:
         for tx_id in self._commit_receipts.values():
@@ -750,6 +771,8 @@ class ClientSession:
         with contextlib.suppress(Exception):
             if not self._client.is_closing():
                 self._client.write(data)
+                if self.ctx.tap is not None:
+                    self.ctx.tap.to_client(self.id, data)
 
     def _emit(self, fact: Fact, **fields: Any) -> None:
         self.ctx.facts.emit(fact, session=self.id, **fields)
