@@ -82,6 +82,10 @@ class Transaction:
     closed: bool = False  # committed or aborted by the client
 
 
+class FrameTimeout(ProtocolError):
+    """The client began a frame and did not finish it in time."""
+
+
 class SessionClosed(Exception):
     """Raised inside the client loop when the session was closed from elsewhere."""
 
@@ -253,6 +257,8 @@ class ClientSession:
         reader = self._client_reader
         parser = self._client_parser
         read_size = self.ctx.settings.read_size
+        frame_timeout = self.ctx.settings.frame_timeout
+        partial_since: float | None = None
         tap = self.ctx.tap
         while True:
             for event in events:
@@ -265,7 +271,21 @@ class ClientSession:
                 raise SessionClosed
             assert self._legacy is not None
             await self._legacy.drain()
-            data = await reader.read(read_size)
+            if parser.buffered:
+                # A frame is under way: it must finish in time (a slowloris never does).
+                if partial_since is None:
+                    partial_since = time.monotonic()
+                remaining = partial_since + frame_timeout - time.monotonic()
+                try:
+                    async with asyncio.timeout(max(remaining, 0.0)):
+                        data = await reader.read(read_size)
+                except TimeoutError:
+                    raise FrameTimeout(
+                        f"frame not completed within {frame_timeout:g} seconds"
+                    ) from None
+            else:
+                partial_since = None
+                data = await reader.read(read_size)
             if not data:
                 return
             if tap is not None:
@@ -678,6 +698,7 @@ class ClientSession:
         parser = self._legacy_parser
         client = self._client
         read_size = self.ctx.settings.read_size
+        write_timeout = self.ctx.settings.write_timeout
         tap = self.ctx.tap
         try:
             while True:
@@ -703,7 +724,15 @@ class ClientSession:
                     client.write(chunk)
                     if tap is not None:
                         tap.to_client(self.id, chunk)
-                await client.drain()
+                try:
+                    async with asyncio.timeout(write_timeout):
+                        await client.drain()
+                except TimeoutError:
+                    self._emit(Fact.CLIENT_PROTOCOL_ERROR, reason="client stopped reading")
+                    # close() would wait to flush to a client that never reads: abort.
+                    self._client.transport.abort()
+                    self._abort(f"client read nothing for {write_timeout:g} seconds")
+                    return
         except ProtocolError as exc:
             self._emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {exc.reason}")
         except OSError:

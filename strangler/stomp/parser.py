@@ -35,10 +35,15 @@ class FrameParser:
     it to the negotiated version once CONNECTED is seen.
     """
 
-    __slots__ = ("_buf", "limits", "version")
+    # _need: bytes the incomplete frame at the buffer's start needs in total (known from
+    # its content-length), _scanned: bytes of it already searched for NUL. Both spare a
+    # slow-dripping frame from being re-parsed from scratch on every feed (quadratic).
+    __slots__ = ("_buf", "_need", "_scanned", "limits", "version")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, version: str = "1.0") -> None:
         self._buf = bytearray()
+        self._need = 0
+        self._scanned = 0
         self.limits = limits
         self.version = version
 
@@ -68,9 +73,12 @@ class FrameParser:
                     events.append(HEARTBEAT)
                     pos += 2
                     continue
+                if self._need and len(buf) - pos < self._need:
+                    break
                 frame, end = self._parse_frame(buf, pos)
                 if frame is None:
                     break
+                self._need = self._scanned = 0
                 events.append(frame)
                 pos = end
         finally:
@@ -144,13 +152,15 @@ class FrameParser:
             self._check_size(body_start - start + length + 1, complete=False)
             end = body_start + length
             if len(buf) <= end:
+                self._need = end + 1 - start
                 return None, start
             if buf[end] != 0:
                 raise MalformedFrame("frame body longer than content-length (no NUL after body)")
         else:
-            end = buf.find(b"\0", body_start)
+            end = buf.find(b"\0", max(body_start, start + self._scanned))
             if end < 0:
                 self._check_size(len(buf) - start, complete=False)
+                self._scanned = len(buf) - start
                 return None, start
         self._check_size(end + 1 - start, complete=True)
         frame = Frame(
