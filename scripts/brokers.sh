@@ -134,6 +134,8 @@ broker_running() {
 
 # --- configuration --------------------------------------------------------------
 
+# Each broker's self-signed certificate gets its own subject (OU names the broker):
+# with equal subjects, OpenSSL cannot pick the right one from a CA bundle of several.
 write_keystore() {
     local dir="$1"
     if [[ -s "$dir/broker.p12" && -s "$dir/ca.pem" ]]; then
@@ -144,7 +146,7 @@ write_keystore() {
     keytool -genkeypair -noprompt -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
         -storetype PKCS12 -keystore "$dir/broker.p12" \
         -storepass "$KEYSTORE_PASSWORD" -keypass "$KEYSTORE_PASSWORD" \
-        -dname "CN=localhost, OU=strangler tests, O=strangler" \
+        -dname "CN=localhost, OU=strangler test broker $(basename "$dir"), O=strangler" \
         -ext "SAN=dns:localhost,ip:127.0.0.1" >&2
     keytool -exportcert -rfc -alias broker -storetype PKCS12 -keystore "$dir/broker.p12" \
         -storepass "$KEYSTORE_PASSWORD" -file "$dir/ca.pem.tmp" >&2

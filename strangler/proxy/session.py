@@ -434,7 +434,11 @@ class ClientSession:
             else:
                 self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
-        link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
+        link.submit(
+            lambda rid: self._amazonmq_frame(frame, trace, decision, rid),
+            done,
+            resendable=tx is None,
+        )
 
     async def _send_amazonmq(
         self,
@@ -504,7 +508,9 @@ class ClientSession:
             else:
                 self._transaction_lost_amazonmq(tx, failure)
 
-        link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
+        link.submit(
+            lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done, resendable=False
+        )
 
     def _fail_primary(
         self, raw: bytes, trace: str, decision: Decision, receipt: str | None, reason: str
@@ -592,7 +598,7 @@ class ClientSession:
                 if failure is not None:
                     self._transaction_lost_amazonmq(tx, failure)
 
-            link.submit(lambda rid: self._control("BEGIN", tx.id, rid), done)
+            link.submit(lambda rid: self._control("BEGIN", tx.id, rid), done, resendable=False)
 
     def _on_commit(self, frame: Frame) -> Awaitable[None] | None:
         tx_id = frame.get("transaction")
@@ -615,6 +621,7 @@ class ClientSession:
             link.submit(
                 lambda rid: self._control("COMMIT", tx.id, rid),
                 lambda failure: self._mirror_commit_failed(mirror_traces, failure),
+                resendable=False,
             )
         elif tx.amazonmq_generation is not None:
             outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -623,7 +630,7 @@ class ClientSession:
                 if not outcome.done():
                     outcome.set_result(failure)
 
-            link.submit(lambda rid: self._control("COMMIT", tx.id, rid), settle)
+            link.submit(lambda rid: self._control("COMMIT", tx.id, rid), settle, resendable=False)
             failure = await outcome
             if failure is not None:
                 # Unconfirmed COMMIT: Amazon MQ may or may not have committed (the fact says).
@@ -665,7 +672,11 @@ class ClientSession:
         tx.closed = True
         link = self._link
         if link is not None and tx.amazonmq_generation == link.generation:
-            link.submit(lambda rid: self._control("ABORT", tx_id, rid), lambda failure: None)
+            link.submit(
+                lambda rid: self._control("ABORT", tx_id, rid),
+                lambda failure: None,
+                resendable=False,
+            )
         self._emit(
             Fact.TRANSACTION_ABORTED,
             transaction=tx_id,

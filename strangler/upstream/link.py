@@ -43,6 +43,7 @@ _ids = itertools.count(1)
 class _Waiting:
     payload: bytes
     on_done: OutcomeCallback
+    resendable: bool  # may be written again on a new connection (not part of a transaction)
 
 
 class BrokerLink:
@@ -121,14 +122,21 @@ class BrokerLink:
 
     # -- sending -------------------------------------------------------------
 
-    def submit(self, build: FrameBuilder, on_done: OutcomeCallback) -> None:
-        """Send the frame ``build(receipt_id)``; ``on_done`` gets its outcome once."""
+    def submit(
+        self, build: FrameBuilder, on_done: OutcomeCallback, *, resendable: bool = True
+    ) -> None:
+        """Send the frame ``build(receipt_id)``; ``on_done`` gets its outcome once.
+
+        ``resendable`` frames survive a lost connection: they are written again on
+        the next endpoint that accepts us (active/standby failover). Frames of a
+        transaction are not: the broker rolled the transaction back with the connection.
+        """
         if self.in_backoff:
             on_done(f"{self.broker} unavailable: {self.last_failure}")
             return
         receipt_id = f"{self._prefix}{next(self._seq)}"
         payload = build(receipt_id)
-        self._pending[receipt_id] = _Waiting(payload, on_done)
+        self._pending[receipt_id] = _Waiting(payload, on_done, resendable)
         self._idle.clear()
         if self._writer is not None:
             self._write(payload)
@@ -288,6 +296,18 @@ class BrokerLink:
         if self._reader_task is not None and self._reader_task is not asyncio.current_task():
             self._reader_task.cancel()
             self._reader_task = None
+        if writer is not None and any(w.resendable for w in self._pending.values()):
+            # A live connection was lost: try the endpoints again right away (the standby
+            # may have taken over) and resend what has no receipt yet; only if that fails
+            # do the frames fail (and fall back or get rejected by the session).
+            self.generation += 1
+            self.last_failure = reason
+            self._health.mark_down(self.broker, reason)
+            for receipt_id in [r for r, w in self._pending.items() if not w.resendable]:
+                self._resolve(receipt_id, reason)
+            if self._connecting is None:
+                self._connecting = asyncio.create_task(self._connect())
+            return
         if writer is not None or self._pending:
             self._fail(reason)
 

@@ -48,6 +48,7 @@ def make_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Iter
         *,
         amazonmq_port: int | None = None,
         extra: str = "",
+        amazonmq_block: str | None = None,
         watch: bool = False,
         routes_file: Path | None = None,
         **settings: Any,
@@ -56,7 +57,14 @@ def make_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Iter
         if routes_file is None:
             routes_file = tmp_path / f"routes{index}.yaml"
             routes_file.write_text(
-                routes_yaml(legacy, amazonmq, routes, amazonmq_port=amazonmq_port, extra=extra)
+                routes_yaml(
+                    legacy,
+                    amazonmq,
+                    routes,
+                    amazonmq_port=amazonmq_port,
+                    extra=extra,
+                    amazonmq_block=amazonmq_block,
+                )
             )
         proxy = start_proxy(routes_file, tmp_path / f"facts{index}.jsonl", watch=watch, **settings)
         running.append(proxy)

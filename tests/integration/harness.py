@@ -44,10 +44,16 @@ def routes_yaml(
     *,
     amazonmq_port: int | None = None,
     extra: str = "",
+    amazonmq_block: str | None = None,
 ) -> str:
-    """A routes.yaml for the test brokers; ``routes`` is the YAML list body."""
+    """A routes.yaml for the test brokers; ``routes`` is the YAML list body.
+
+    ``amazonmq_block`` replaces the generated ``amazonmq:`` broker section.
+    """
     text = f"brokers:\n  legacy:\n    url: {legacy.url}\n"
-    if amazonmq is not None:
+    if amazonmq_block is not None:
+        text += amazonmq_block
+    elif amazonmq is not None:
         port = amazonmq_port if amazonmq_port is not None else amazonmq.port
         text += (
             "  amazonmq:\n"
