@@ -1,4 +1,4 @@
-"""Command line: ``strangler run | validate``.
+"""Command line: ``strangler run | validate | status | plan | replay``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
 routes.yaml, prints what each route does, and exits 0 (valid) or 1 (invalid,
@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .facts import Fact, FactSink
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
+from .replay import commands as replay_commands
 from .routes import RoutesError, RouteTable, load_routes
 from .stomp import Limits
 
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, wait this long for in-flight receipts (default %(default)s)",
     )
 
+    replay_commands.add_capture_options(run)
+
     status = commands.add_parser(
         "status",
         help="show what each route is doing (talks to a running proxy's admin port)",
@@ -130,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a routes.yaml without connecting anywhere (exit 0 valid, 1 invalid)",
     )
     validate.add_argument("routes", help="path to routes.yaml")
+    replay_commands.add_plan_command(commands)
+    replay_commands.add_replay_command(commands)
     return parser
 
 
@@ -143,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .admin.client import print_status
 
         return print_status(args.admin, as_json=args.json)
+    if args.command in ("plan", "replay"):
+        return int(args.handler(args))
     return EXIT_USAGE
 
 
@@ -159,7 +166,7 @@ def _validate(path: str) -> int:
 def _describe(table: RouteTable) -> str:
     lines = [f"{table.source}: valid, routes version {table.version}"]
     for name, broker in table.brokers.items():
-        urls = ", ".join(str(e) for e in broker.endpoints)
+        urls = ", ".join(str(e) for e in broker.endpoints) or f"{broker.aws} (asked from AWS)"
         lines.append(f"  broker {name}: {urls}")
     for route in table.routes:
         extra = ""
@@ -186,15 +193,21 @@ def _run(args: argparse.Namespace) -> int:
     except RoutesError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    limits = Limits(max_frame_bytes=args.max_frame_bytes)
+    try:
+        capture = replay_commands.open_capture(args, table, limits)
+    except OSError as exc:
+        print(f"strangler: cannot write the capture file: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     facts = FactSink(path=args.facts) if args.facts else FactSink(sys.stdout)
     settings = ProxySettings(
         listen_host=args.listen[0],
         listen_port=args.listen[1],
         dry_run=args.dry_run,
-        limits=Limits(max_frame_bytes=args.max_frame_bytes),
+        limits=limits,
         max_inflight=args.max_inflight,
     )
-    ctx = ProxyContext(settings, RoutesHolder(table), facts)
+    ctx = ProxyContext(settings, RoutesHolder(table), facts, tap=capture)
     facts.emit(
         Fact.ROUTES_LOADED,
         source=table.source,
@@ -210,6 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     finally:
         facts.close()
+        replay_commands.close_capture(capture)  # after the proxy stopped: sessions closed
     return EXIT_OK
 
 

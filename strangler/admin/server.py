@@ -18,8 +18,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..proxy import ProxyContext
-from ..routes import RouteTable
+from ..routes import OnFailure, RouteTable
 from ..upstream import BrokerUnavailable, open_stream
+from ..upstream.discovery import resolve_endpoints
 from .metrics import ProxyMetrics
 from .status import StatusWindow
 
@@ -36,6 +37,7 @@ def routes_document(table: RouteTable) -> dict[str, Any]:
             source = {k: v for k, v in _public_fields(creds).items() if v is not None}
         brokers[name] = {
             "endpoints": [str(e) for e in broker.endpoints],
+            "amazonmq": None if broker.aws is None else str(broker.aws),
             "ca_file": broker.ca_file,
             "credentials_from": source,
             "heartbeat_ms": broker.heartbeat_ms,
@@ -61,6 +63,10 @@ def routes_document(table: RouteTable) -> dict[str, Any]:
             for r in table.routes
         ],
     }
+
+
+def _rejects_on_failure(table: RouteTable) -> bool:
+    return any(r.on_failure is OnFailure.REJECT and not r.dry_run for r in table.routes)
 
 
 def _public_fields(creds: object) -> dict[str, Any]:
@@ -111,23 +117,32 @@ class AdminServer:
             self._status.sample()
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Legacy reachable and, when a route needs it, Amazon MQ reachable (cached 2 s)."""
+        """Legacy reachable and, when a live route rejects on failure, Amazon MQ too (cached 2 s).
+
+        The body always reports every broker a route uses, gating or not.
+        """
         checked, ok, detail = self._ready
         if time.monotonic() - checked < _READY_CACHE_SECONDS:
             return ok, detail
         table = self._ctx.routes.table
-        needed = ["legacy"] + (["amazonmq"] if table.needs_amazonmq else [])
-        detail = {}
-        for name in needed:
-            detail[name] = await self._probe(table, name)
-        ok = all(v == "reachable" for v in detail.values())
+        detail = {"legacy": await self._probe(table, "legacy")}
+        if table.needs_amazonmq:
+            detail["amazonmq"] = await self._probe(table, "amazonmq")
+        # Producers are only refused when Amazon MQ is down if a live route rejects on
+        # failure; mirror and fall-back routes keep working, so they don't gate readiness.
+        gating = ["legacy"] + (["amazonmq"] if _rejects_on_failure(table) else [])
+        ok = all(detail[name] == "reachable" for name in gating)
         self._ready = (time.monotonic(), ok, detail)
         return ok, detail
 
     async def _probe(self, table: RouteTable, name: str) -> str:
-        broker = table.brokers.get(name)
-        if broker is None or not broker.endpoints:
+        configured = table.brokers.get(name)
+        if configured is None:
             return "not configured"
+        try:
+            broker = await resolve_endpoints(configured)
+        except BrokerUnavailable as exc:
+            return exc.reason
         reason = "no endpoint"
         for endpoint in broker.endpoints:
             try:

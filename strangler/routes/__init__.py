@@ -1,10 +1,11 @@
 """Declarative routing of STOMP destinations between the legacy broker and Amazon MQ.
 
 Pure: no sockets, no asyncio; the only I/O is reading routes.yaml (``load_routes``) and,
-when the proxy asks, a credentials file (``Credentials.resolve``).
+when the proxy asks, a credentials file or Secrets Manager secret (``Credentials.resolve``,
+which imports boto3 lazily).
 """
 
-from .credentials import Credentials
+from .credentials import Credentials, secret_arn_region
 from .decide import decide, split_bucket
 from .errors import CredentialsError, RoutesError
 from .loader import load_routes, parse_routes
@@ -15,6 +16,7 @@ from .model import (
     DEFAULT_TRACE_HEADER,
     LEGACY,
     MATCH_KINDS,
+    AmazonMQRef,
     BrokerConfig,
     BrokerEndpoint,
     Decision,
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_TRACE_HEADER",
     "LEGACY",
     "MATCH_KINDS",
+    "AmazonMQRef",
     "BrokerConfig",
     "BrokerEndpoint",
     "Credentials",
@@ -48,5 +51,6 @@ __all__ = [
     "decide",
     "load_routes",
     "parse_routes",
+    "secret_arn_region",
     "split_bucket",
 ]

@@ -2,8 +2,8 @@
 
 Invariants:
 - The only I/O in the package is ``load_routes`` reading the routes file. Secrets are never
-  read here (``Credentials`` only names env vars or a file) and ``ca_file`` is not opened:
-  the proxy checks those when it connects.
+  read here (``Credentials`` only names env vars, a file or a Secrets Manager secret) and
+  ``ca_file`` is not opened: the proxy checks those when it connects.
 - YAML is composed with ``yaml.SafeLoader`` into nodes and walked by hand, so every error
   names the offending node's line and column; arbitrary tags cannot construct objects.
 - Unknown keys, duplicate keys and YAML merge keys are errors at every level: a typo must
@@ -14,6 +14,13 @@ Invariants:
   every replica loading the same file reports the same version.
 - Relative ``ca_file`` and credentials ``file`` paths resolve against the routes file's
   folder (not the proxy's cwd), so a routes file and its certificates move together.
+- ``brokers.amazonmq`` names its endpoints with exactly one of ``url``, ``urls``,
+  ``broker_id`` or ``broker_name``; the last two (optionally with ``region``) become
+  ``BrokerConfig.aws`` with no endpoints, which ``strangler.aws`` discovers at connect time.
+  The legacy broker is self-hosted: it always needs ``url``/``urls``.
+- Credentials ``secret_id`` (Secrets Manager) takes its region from ``region:``, else the
+  secret's ARN, else the broker's ``region:``, else the AWS SDK default; a ``region:``
+  contradicting the ARN is an error.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .credentials import Credentials
+from .credentials import Credentials, secret_arn_region
 from .errors import RoutesError
 from .model import (
     AMAZONMQ,
@@ -42,6 +49,7 @@ from .model import (
     DEFAULT_TRACE_HEADER,
     LEGACY,
     MATCH_KINDS,
+    AmazonMQRef,
     BrokerConfig,
     BrokerEndpoint,
     MatchKind,
@@ -52,8 +60,20 @@ from .model import (
 from .table import RouteTable
 
 _TOP_KEYS: Final = ("brokers", "dry_run", "routes", "trace_header")
-_BROKER_KEYS: Final = ("url", "urls", "ca_file", "credentials", "heartbeat_ms")
-_CREDENTIAL_KEYS: Final = ("username_env", "password_env", "file")
+_BROKER_KEYS: Final = (
+    "url",
+    "urls",
+    "broker_id",
+    "broker_name",
+    "region",
+    "ca_file",
+    "credentials",
+    "heartbeat_ms",
+)
+# Exactly one of these says where a broker is; the last two ask Amazon MQ's API.
+_BROKER_SOURCES: Final = ("url", "urls", "broker_id", "broker_name")
+_AWS_BROKER_KEYS: Final = ("broker_id", "broker_name", "region")
+_CREDENTIAL_KEYS: Final = ("username_env", "password_env", "file", "secret_id", "region")
 _ROUTE_KEYS: Final = (
     "name",
     "match",
@@ -68,6 +88,14 @@ _ROUTE_KEYS: Final = (
 _SCHEMES: Final = ("stomp", "stomp+ssl")
 _ROUTE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Amazon MQ ids are "b-" + a UUID; kept loose so only obvious mix-ups (ARN, host, name) fail.
+_BROKER_ID: Final = re.compile(r"b-[A-Za-z0-9-]{1,100}")
+# Amazon MQ's own rule for broker names: 1-50 of letters, digits and - . _ ~
+_BROKER_NAME: Final = re.compile(r"[A-Za-z0-9._~-]{1,50}")
+# eu-west-1, us-gov-west-1, cn-north-1, eusc-de-east-1
+_REGION: Final = re.compile(r"[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}")
+# Secrets Manager names allow letters, digits and /_+=.@-; an ARN adds ':'.
+_SECRET_ID: Final = re.compile(r"[A-Za-z0-9/_+=.@:-]{1,2048}")
 _MAX_HEARTBEAT_MS: Final = 3_600_000
 # Headers the proxy or broker act on; reusing one as the trace header would corrupt a SEND.
 _RESERVED_HEADERS: Final = frozenset(
@@ -75,6 +103,11 @@ _RESERVED_HEADERS: Final = frozenset(
 )
 
 # Why a key is refused for a mode, keyed by (key, mode); absent pairs are allowed.
+# Rolling back is editing one line (`mode: cutover` -> `mode: legacy`), so legacy and
+# mirror routes keep the other modes' keys, ignored with a warning, for the way forward
+# again. Split and cutover stay strict: a stray key there is more likely a mistake.
+_TOLERATED: Final = frozenset({Mode.LEGACY, Mode.MIRROR})
+
 _FORBIDDEN: Final[dict[tuple[str, Mode], str]] = {
     ("weight", Mode.LEGACY): "only split routes have a weight",
     ("weight", Mode.MIRROR): "only split routes have a weight",
@@ -153,6 +186,7 @@ class _Reader:
         self.source = source
         self.folder = os.path.dirname(os.path.abspath(source))
         self.constructor = SafeConstructor()
+        self.warnings: list[str] = []
 
     def fail(self, node: Node, reason: str) -> NoReturn:
         mark = node.start_mark
@@ -206,6 +240,7 @@ class _Reader:
             routes=routes,
             dry_run=dry_run,
             trace_header=trace_header,
+            warnings=self.warnings,
         )
 
     # -- brokers ----------------------------------------------------------------------------
@@ -222,32 +257,62 @@ class _Reader:
     def broker(self, name: str, owner: _Field) -> BrokerConfig:
         path = f"brokers.{name}"
         fields = self.mapping(owner.value, path, _BROKER_KEYS)
-        given = [key for key in fields if key in ("url", "urls")]
-        if len(given) == 2:
+        if name != AMAZONMQ:
+            for key in _AWS_BROKER_KEYS:
+                if key in fields:
+                    self.fail(
+                        fields[key].key,
+                        f"{path}.{key}: only brokers.{AMAZONMQ} can be looked up in AWS; "
+                        f"the {name} broker needs 'url' or 'urls'",
+                    )
+        given = [key for key in fields if key in _BROKER_SOURCES]
+        if given[:2] == ["url", "urls"] or given[:2] == ["urls", "url"]:
             self.fail(
                 fields[given[1]].key,
                 f"{path}: has both 'url' and 'urls'; use 'url' for one broker "
                 "or 'urls' for an active/standby list",
             )
-        if not given:
-            self.fail(owner.key, f"{path}: needs 'url' (or 'urls' for an active/standby list)")
-        if given[0] == "url":
-            endpoints: tuple[BrokerEndpoint, ...] = (
-                self.endpoint(fields["url"].value, f"{path}.url"),
+        if len(given) > 1:
+            self.fail(
+                fields[given[1]].key,
+                f"{path}: has both '{given[0]}' and '{given[1]}'; "
+                f"use exactly one of {', '.join(_BROKER_SOURCES)}",
             )
-        else:
+        if not given:
+            lookup = (
+                ", or 'broker_id'/'broker_name' to look it up in AWS" if name == AMAZONMQ else ""
+            )
+            self.fail(
+                owner.key, f"{path}: needs 'url' (or 'urls' for an active/standby list{lookup})"
+            )
+        endpoints: tuple[BrokerEndpoint, ...] = ()
+        aws = None
+        if given[0] == "url":
+            endpoints = (self.endpoint(fields["url"].value, f"{path}.url"),)
+        elif given[0] == "urls":
             endpoints = self.endpoints(fields["urls"].value, f"{path}.urls")
+        else:
+            aws = self.aws_ref(fields, path)
+        if "region" in fields and aws is None:
+            self.fail(
+                fields["region"].key,
+                f"{path}.region: only used with broker_id or broker_name "
+                "(the Amazon MQ broker's region)",
+            )
 
         ca_file = None
         if "ca_file" in fields:
             ca_node = fields["ca_file"].value
             ca_file = self.path(ca_node, f"{path}.ca_file")
-            if not any(endpoint.tls for endpoint in endpoints):
+            # Discovered Amazon MQ endpoints are always stomp+ssl.
+            if aws is None and not any(endpoint.tls for endpoint in endpoints):
                 self.fail(ca_node, f"{path}.ca_file: only used with stomp+ssl:// URLs")
 
         credentials = None
         if "credentials" in fields:
-            credentials = self.credentials(fields["credentials"], f"{path}.credentials")
+            credentials = self.credentials(
+                fields["credentials"], f"{path}.credentials", aws.region if aws else None
+            )
 
         heartbeat_ms = DEFAULT_HEARTBEAT_MS
         if "heartbeat_ms" in fields:
@@ -265,7 +330,39 @@ class _Reader:
             ca_file=ca_file,
             credentials=credentials,
             heartbeat_ms=heartbeat_ms,
+            aws=aws,
         )
+
+    def aws_ref(self, fields: dict[str, _Field], path: str) -> AmazonMQRef:
+        region = None
+        if "region" in fields:
+            region = self.region(fields["region"].value, f"{path}.region")
+        if "broker_id" in fields:
+            node = fields["broker_id"].value
+            broker_id = self.string(node, f"{path}.broker_id")
+            if not _BROKER_ID.fullmatch(broker_id):
+                self.fail(
+                    node,
+                    f"{path}.broker_id: {broker_id!r} is not an Amazon MQ broker id "
+                    "(b-1234abcd-...; the last part of the broker's ARN); "
+                    "to look a broker up by name use 'broker_name'",
+                )
+            return AmazonMQRef(broker_id=broker_id, region=region)
+        node = fields["broker_name"].value
+        broker_name = self.string(node, f"{path}.broker_name")
+        if not _BROKER_NAME.fullmatch(broker_name):
+            self.fail(
+                node,
+                f"{path}.broker_name: {broker_name!r} is not an Amazon MQ broker name "
+                "(1-50 letters, digits, '-', '.', '_', '~')",
+            )
+        return AmazonMQRef(broker_name=broker_name, region=region)
+
+    def region(self, node: Node, path: str) -> str:
+        value = self.string(node, path)
+        if not _REGION.fullmatch(value):
+            self.fail(node, f"{path}: {value!r} is not an AWS region name like eu-west-1")
+        return value
 
     def endpoints(self, node: Node, path: str) -> tuple[BrokerEndpoint, ...]:
         items = self.sequence(node, path)
@@ -317,9 +414,13 @@ class _Reader:
             self.fail(node, f"{path}: port must be between 1 and 65535")
         return BrokerEndpoint(scheme=scheme, host=parts.hostname, port=port)
 
-    def credentials(self, owner: _Field, path: str) -> Credentials:
+    def credentials(self, owner: _Field, path: str, broker_region: str | None) -> Credentials:
         node = owner.key
         fields = self.mapping(owner.value, path, _CREDENTIAL_KEYS)
+        if "secret_id" in fields:
+            return self.secret(fields, node, path, broker_region)
+        if "region" in fields:
+            self.fail(fields["region"].key, f"{path}.region: only used with secret_id")
         if "file" in fields:
             if "username_env" in fields or "password_env" in fields:
                 self.fail(
@@ -327,13 +428,47 @@ class _Reader:
                 )
             return Credentials(file=self.path(fields["file"].value, f"{path}.file"))
         if "username_env" not in fields and "password_env" not in fields:
-            self.fail(node, f"{path}: needs 'username_env' and 'password_env', or 'file'")
+            self.fail(
+                node, f"{path}: needs 'username_env' and 'password_env', or 'file', or 'secret_id'"
+            )
         for key, other in (("username_env", "password_env"), ("password_env", "username_env")):
             if key not in fields:
                 self.fail(node, f"{path}.{key}: required together with {other}")
         username_env = self.env_name(fields["username_env"].value, f"{path}.username_env")
         password_env = self.env_name(fields["password_env"].value, f"{path}.password_env")
         return Credentials(username_env=username_env, password_env=password_env)
+
+    def secret(
+        self, fields: dict[str, _Field], node: Node, path: str, broker_region: str | None
+    ) -> Credentials:
+        for other in ("file", "username_env", "password_env"):
+            if other in fields:
+                self.fail(
+                    fields[other].key,
+                    f"{path}: use one of 'secret_id', 'file' or 'username_env' + 'password_env', "
+                    f"not 'secret_id' and '{other}'",
+                )
+        secret_node = fields["secret_id"].value
+        secret_id = self.string(secret_node, f"{path}.secret_id")
+        if not _SECRET_ID.fullmatch(secret_id):
+            # Not echoed: the usual mistake here is pasting the secret itself.
+            self.fail(
+                secret_node,
+                f"{path}.secret_id: must be the NAME or ARN of a Secrets Manager secret "
+                "(letters, digits, '/_+=.@-'), not the secret itself",
+            )
+        arn_region = secret_arn_region(secret_id)
+        region = None
+        if "region" in fields:
+            region_node = fields["region"].value
+            region = self.region(region_node, f"{path}.region")
+            if arn_region is not None and region != arn_region:
+                self.fail(
+                    region_node,
+                    f"{path}.region: {region} contradicts the secret ARN's region "
+                    f"{arn_region}; a secret is read in its own region",
+                )
+        return Credentials(secret_id=secret_id, region=region or arn_region or broker_region)
 
     def env_name(self, node: Node, path: str) -> str:
         name = self.string(node, path)
@@ -412,10 +547,17 @@ class _Reader:
                 f"{path}.mode: mode {mode} sends to Amazon MQ, "
                 "but brokers.amazonmq is not configured",
             )
+        ignored: set[str] = set()
         for key, field in fields.items():
             why = _FORBIDDEN.get((key, mode))
-            if why is not None:
+            if why is None:
+                continue
+            if mode not in _TOLERATED:
                 self.fail(field.key, f"{path}.{key}: not allowed for mode {mode} ({why})")
+            ignored.add(key)
+            self.warnings.append(
+                f"{self.source}:{_line(field.key)}: {path}.{key}: ignored for mode {mode} ({why})"
+            )
 
         weight = None
         sticky_header = None
@@ -441,7 +583,7 @@ class _Reader:
                 )
 
         target_destination = None
-        if "target_destination" in fields:
+        if "target_destination" in fields and "target_destination" not in ignored:
             target_destination = self.destination(
                 fields["target_destination"].value, f"{path}.target_destination"
             )

@@ -8,6 +8,8 @@ Invariants:
   so ``Decision.dry_run == route.dry_run`` always holds.
 - ``Decision.targets[0] == Decision.primary``; ``amazonmq_destination`` is set iff
   ``"amazonmq" in targets``.
+- A ``BrokerConfig`` has endpoints, or an ``aws`` reference to discover them from (or both,
+  once ``strangler.aws.discover_endpoints`` has filled them in); never neither.
 """
 
 from __future__ import annotations
@@ -60,12 +62,46 @@ class BrokerEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class AmazonMQRef:
+    """An Amazon MQ broker named by id or by name, whose endpoints the AWS API tells.
+
+    Exactly one of ``broker_id`` / ``broker_name``. ``region`` None means the AWS SDK's
+    default (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile). Only names things: the
+    lookup itself is ``strangler.aws.resolve_broker``, so routes stays free of boto3.
+    """
+
+    broker_id: str | None = None
+    broker_name: str | None = None
+    region: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.broker_id is None) == (self.broker_name is None):
+            raise ValueError("AmazonMQRef: give exactly one of broker_id and broker_name")
+
+    def __str__(self) -> str:
+        which = self.broker_id if self.broker_id is not None else f"named {self.broker_name!r}"
+        return f"Amazon MQ broker {which} in {self.region or 'the default AWS region'}"
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerConfig:
     name: str  # "legacy" | "amazonmq"
-    endpoints: tuple[BrokerEndpoint, ...]  # active first, then standbys, in file order
+    # Active first, then standbys: in file order, or in instance order once discovered.
+    # Empty only while ``aws`` is set and discovery has not run yet.
+    endpoints: tuple[BrokerEndpoint, ...]
     ca_file: str | None  # absolute: the loader resolves it against the routes file's folder
     credentials: Credentials | None
     heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
+    aws: AmazonMQRef | None = None  # set: endpoints come from Amazon MQ's API, not the file
+
+    def __post_init__(self) -> None:
+        if not self.endpoints and self.aws is None:
+            raise ValueError(f"BrokerConfig {self.name}: needs endpoints or an aws reference")
+
+    @property
+    def needs_discovery(self) -> bool:
+        """True while the endpoints still have to be asked from AWS before connecting."""
+        return self.aws is not None and not self.endpoints
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,7 @@ class RouteTable:
         routes: Iterable[Route],
         dry_run: bool = False,
         trace_header: str = DEFAULT_TRACE_HEADER,
+        warnings: Iterable[str] = (),
         cache_limit: int = DEFAULT_CACHE_LIMIT,
     ) -> None:
         if cache_limit < 1:
@@ -128,7 +129,7 @@ class RouteTable:
             for index, route in enumerate(self._routes)
             if route.mode is Mode.LEGACY or route.target_destination is not None
         }
-        self._warnings = _shadowing(self._routes)
+        self._warnings = tuple(warnings) + _shadowing(self._routes)
 
     # -- read-only view ---------------------------------------------------------------------
 

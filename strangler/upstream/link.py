@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from ..routes import BrokerConfig
 from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
+from .discovery import resolve_endpoints
 from .errors import BrokerUnavailable, describe_os_error
 from .health import BrokerHealth
 from .transport import open_stream
@@ -151,13 +152,23 @@ class BrokerLink:
     # -- connection lifecycle -------------------------------------------------
 
     async def _connect(self) -> None:
-        config = self._config
         failure = "no endpoint configured"
         try:
-            username, password = config.credentials.resolve() if config.credentials else ("", "")
-        except Exception as exc:  # credentials errors carry an operator-facing reason
-            self._fail(f"credentials: {exc}")
+            # After a failure, ask AWS again: the broker may have new endpoints.
+            config = await resolve_endpoints(self._config, fresh=self.generation > 0)
+        except BrokerUnavailable as exc:
             self._connecting = None
+            self._fail(exc.reason)
+            return
+        try:
+            # Read on every connect (a file or Secrets Manager), so a rotation is picked up.
+            credentials = config.credentials
+            username, password = (
+                await asyncio.to_thread(credentials.resolve) if credentials else ("", "")
+            )
+        except Exception as exc:  # credentials errors carry an operator-facing reason
+            self._connecting = None
+            self._fail(f"credentials: {exc}")
             return
         for endpoint in config.endpoints:
             try:

@@ -121,12 +121,6 @@ CASES: list[tuple[str, str, str]] = [
         "routes[0].weight: must be a finite number",
     ),
     (
-        "weight_on_mirror",
-        BROKERS
-        + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: mirror\n    weight: 5  # <-\n",
-        "routes[0].weight: not allowed for mode mirror",
-    ),
-    (
         "sticky_header_on_cutover",
         BROKERS
         + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: cutover\n"
@@ -145,32 +139,11 @@ CASES: list[tuple[str, str, str]] = [
         "routes[0].on_failure: required for mode split",
     ),
     (
-        "on_failure_forbidden_for_mirror",
-        BROKERS
-        + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: mirror\n"
-        + "    on_failure: legacy  # <-\n",
-        "routes[0].on_failure: not allowed for mode mirror (mirror failures never affect",
-    ),
-    (
-        "on_failure_forbidden_for_legacy",
-        BROKERS
-        + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: legacy\n"
-        + "    on_failure: reject  # <-\n",
-        "routes[0].on_failure: not allowed for mode legacy",
-    ),
-    (
         "on_failure_bad_value",
         BROKERS
         + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: cutover\n"
         + "    on_failure: retry  # <-\n",
         "routes[0].on_failure: 'retry' is not one of legacy, reject",
-    ),
-    (
-        "target_destination_forbidden_for_legacy",
-        BROKERS
-        + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: legacy\n"
-        + "    target_destination: /q2  # <-\n",
-        "routes[0].target_destination: not allowed for mode legacy",
     ),
     (
         "duplicate_route_names",
@@ -517,3 +490,38 @@ def test_text_with_lone_surrogates_is_an_encoding_error_not_a_crash() -> None:
     with pytest.raises(RoutesError) as caught:
         parse_routes("brokers: \udcff\n", "routes.yaml")
     assert "UTF-8" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("mode", "key", "value"),
+    [
+        ("mirror", "weight", "5"),
+        ("mirror", "on_failure", "legacy"),
+        ("legacy", "on_failure", "reject"),
+        ("legacy", "target_destination", "/q2"),
+        ("legacy", "weight", "10"),
+        ("legacy", "sticky_header", "JMSXGroupID"),
+    ],
+)
+def test_rollback_modes_ignore_other_modes_keys_with_a_warning_naming_the_line(
+    mode: str, key: str, value: str
+) -> None:
+    # Rolling back is one edited line: `mode: cutover` -> `mode: legacy` keeps loading.
+    text = BROKERS + f"routes:\n  - name: a\n    match: {{exact: /q}}\n    mode: {mode}\n"
+    text += f"    {key}: {value}\n"
+    table = parse_routes(text, "routes.yaml")
+    line = text.count("\n")
+    assert any(
+        w.startswith(f"routes.yaml:{line}: routes[0].{key}: ignored for mode {mode}")
+        for w in table.warnings
+    ), table.warnings
+    route = table.routes[0]
+    assert route.weight is None and route.on_failure is None
+    assert route.target_destination is None and route.sticky_header is None
+
+
+def test_split_and_cutover_still_refuse_keys_that_do_not_apply() -> None:
+    text = BROKERS + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: cutover\n"
+    text += "    on_failure: legacy\n    weight: 5\n"
+    with pytest.raises(RoutesError, match=r"routes\[0\]\.weight: not allowed for mode cutover"):
+        parse_routes(text, "routes.yaml")
