@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+# strangler: the STOMP sidecar proxy (see README.md). Small, non-root, pinned.
+#
+#   docker build -t strangler:0.1.0 .
+#   docker run --rm -v "$PWD/deploy/compose:/etc/strangler:ro" -p 127.0.0.1:61613:61613 \
+#       -p 127.0.0.1:9090:9090 strangler:0.1.0
+#
+# routes.yaml is expected at /etc/strangler/routes.yaml, mounted read-only. Mount the
+# *folder*, not the file: the proxy watches the folder, and a single-file bind mount (or a
+# Kubernetes subPath) pins the old inode, so an edit replaced by rename is never seen.
+
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+# --- build: the strangler wheel plus wheels for all its dependencies and uvloop --------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# Only what the wheel needs (.dockerignore keeps the rest of the tree out of the context).
+COPY pyproject.toml README.md ./
+COPY strangler ./strangler
+RUN pip wheel --wheel-dir /wheels ".[fast]"
+
+# --- runtime ------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="strangler" \
+      org.opencontainers.image.description="STOMP sidecar proxy moving producers from ActiveMQ to Amazon MQ" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed, numeric uid/gid so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+RUN groupadd --system --gid 10001 strangler \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin strangler \
+ && mkdir -p /etc/strangler
+
+# Installed from the build stage's wheels through a bind mount: no wheel files, no compiler
+# and no pip cache end up in a layer. uvloop comes with the [fast] extra.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels "strangler[fast]" \
+ && strangler --version
+
+USER 10001:10001
+WORKDIR /
+# 61613: STOMP for the producer (inside a pod the sidecar listens on loopback only);
+# 9090: admin HTTP (/healthz /readyz /metrics /routes /status).
+EXPOSE 61613 9090
+
+# No curl in slim: the standard library does the probe. urlopen raises on a 503.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=2)"]
+
+# SIGTERM: stop accepting, wait --shutdown-grace for in-flight receipts, exit.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["strangler"]
+CMD ["run", "--routes", "/etc/strangler/routes.yaml", "--listen", "0.0.0.0:61613", "--admin", "0.0.0.0:9090"]

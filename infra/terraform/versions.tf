@@ -1,0 +1,15 @@
+terraform {
+  # >= 1.5: variable validation, preconditions, startswith() and check blocks.
+  required_version = ">= 1.5"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
+  }
+}
