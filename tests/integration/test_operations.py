@@ -267,3 +267,93 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(
     assert _facts(facts, "routes_applied")[0]["trigger"] == "SIGHUP"
     assert _facts(facts, "proxy_stopped")
     client.close()
+
+
+def test_sigterm_with_messages_in_flight_loses_none_that_were_receipted(
+    tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    dest = unique_queue("sigterm")
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "cutover")))
+    port, admin = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "strangler",
+            "run",
+            "--routes",
+            str(routes_file),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin",
+            f"127.0.0.1:{admin}",
+            "--facts",
+            str(tmp_path / "facts.jsonl"),
+            "--shutdown-grace",
+            "5",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        assert "listening on" in process.stderr.readline()
+        client = connect("127.0.0.1", port, legacy.username, legacy.password)
+        sent: list[str] = []
+        stopped = threading.Event()
+
+        def produce() -> None:
+            # Pipelined sends, so some are always in flight when the signal lands.
+            for i in range(100_000):
+                if stopped.is_set() or not client.conn.is_connected():
+                    return
+                try:
+                    sent.append(client.send(dest, f"m{i}"))
+                except Exception:  # the proxy closed the connection: stop sending
+                    return
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        assert client.recorder.wait(lambda: len(client.recorder.receipts) >= 200)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(WAIT) == 0
+        stopped.set()
+        producer.join(WAIT)
+        receipted = set(client.recorder.receipts)
+        assert len(receipted) >= 200
+    finally:
+        if process.poll() is None:
+            process.kill()
+    on_amazonmq = drain(amazonmq, dest)
+    bodies = {m.body.decode() for m in on_amazonmq}
+    by_receipt = dict(zip(sent, (f"m{i}" for i in range(len(sent))), strict=False))
+    missing = [r for r in receipted if by_receipt[r] not in bodies]
+    assert not missing, f"{len(missing)} receipted messages are not on Amazon MQ"
+    stopped_facts = _facts(tmp_path / "facts.jsonl", "proxy_stopped")
+    assert stopped_facts and stopped_facts[0]["sessions_closed"] == 1
+
+
+def test_transaction_finishes_under_the_routes_it_began_with(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo, tmp_path: Path
+) -> None:
+    dest = unique_queue("tx-routes")
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "legacy")))
+    proxy = make_proxy("", routes_file=routes_file)
+    client = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    tx = client.conn.begin()
+    first = client.send(dest, "before reload", transaction=tx)
+    assert client.wait_receipts([first])
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "cutover")))
+    assert proxy.reload() is True
+    second = client.send(dest, "after reload, same transaction", transaction=tx)
+    outside = client.send(dest, "after reload, no transaction")
+    client.conn.commit(transaction=tx, headers={"receipt": "commit"})
+    assert client.wait_receipts([second, outside, "commit"])
+    client.close()
+    assert [m.body for m in drain(legacy, dest)] == [
+        b"before reload",
+        b"after reload, same transaction",
+    ]
+    assert [m.body for m in drain(amazonmq, dest)] == [b"after reload, no transaction"]
