@@ -24,6 +24,7 @@ class Fact(StrEnum):
     MESSAGE_CONFIRMED = "message_confirmed"
     MESSAGE_MIRROR_FAILED = "message_mirror_failed"
     MESSAGE_FELL_BACK = "message_fell_back"
+    MESSAGE_RESENT = "message_resent"
     MESSAGE_REJECTED = "message_rejected"
     BROKER_UNAVAILABLE = "broker_unavailable"
     BROKER_RECOVERED = "broker_recovered"

@@ -438,6 +438,7 @@ class ClientSession:
             lambda rid: self._amazonmq_frame(frame, trace, decision, rid),
             done,
             resendable=tx is None,
+            label=trace,
         )
 
     async def _send_amazonmq(
@@ -472,7 +473,9 @@ class ClientSession:
             else:
                 self._fail_primary(raw, trace, decision, receipt, failure)
 
-        link.submit(lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done)
+        link.submit(
+            lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done, label=trace
+        )
 
     def _send_moved_in_transaction(
         self,

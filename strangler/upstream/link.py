@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..facts import Fact
 from ..routes import BrokerConfig
 from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
 from .discovery import resolve_endpoints
@@ -45,6 +46,7 @@ class _Waiting:
     payload: bytes
     on_done: OutcomeCallback
     resendable: bool  # may be written again on a new connection (not part of a transaction)
+    label: str | None  # the message's trace id, for the resent fact
 
 
 class BrokerLink:
@@ -85,6 +87,7 @@ class BrokerLink:
         self._idle.set()
         self._last_write = 0.0
         self._last_read = 0.0
+        self._resending = False  # pending frames were written to a connection that died
         self.generation = 0  # bumped on every failure: transactions begun before it are gone
         self.last_failure: str | None = None
 
@@ -124,7 +127,12 @@ class BrokerLink:
     # -- sending -------------------------------------------------------------
 
     def submit(
-        self, build: FrameBuilder, on_done: OutcomeCallback, *, resendable: bool = True
+        self,
+        build: FrameBuilder,
+        on_done: OutcomeCallback,
+        *,
+        resendable: bool = True,
+        label: str | None = None,
     ) -> None:
         """Send the frame ``build(receipt_id)``; ``on_done`` gets its outcome once.
 
@@ -137,7 +145,7 @@ class BrokerLink:
             return
         receipt_id = f"{self._prefix}{next(self._seq)}"
         payload = build(receipt_id)
-        self._pending[receipt_id] = _Waiting(payload, on_done, resendable)
+        self._pending[receipt_id] = _Waiting(payload, on_done, resendable, label)
         self._idle.clear()
         if self._writer is not None:
             self._write(payload)
@@ -190,6 +198,16 @@ class BrokerLink:
             self._connecting = None
             self._backoff = self._backoff_initial
             self._health.mark_up(self.broker, str(endpoint))
+            if self._resending:
+                # These may already be stored on the endpoint that died: say so, for dedup.
+                self._resending = False
+                for waiting in self._pending.values():
+                    self._health.facts.emit(
+                        Fact.MESSAGE_RESENT,
+                        trace_id=waiting.label,
+                        broker=self.broker,
+                        endpoint=str(endpoint),
+                    )
             self._last_read = self._last_write = time.monotonic()
             self._reader_task = asyncio.create_task(self._read(reader, parser))
             if heartbeat != (0, 0):
@@ -316,6 +334,7 @@ class BrokerLink:
             self._health.mark_down(self.broker, reason)
             for receipt_id in [r for r, w in self._pending.items() if not w.resendable]:
                 self._resolve(receipt_id, reason)
+            self._resending = True
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect())
             return
@@ -323,6 +342,7 @@ class BrokerLink:
             self._fail(reason)
 
     def _fail(self, reason: str) -> None:
+        self._resending = False
         self.generation += 1
         self.last_failure = reason
         jitter = random.uniform(0.8, 1.2)
