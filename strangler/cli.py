@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the brokers in routes.yaml are reachable, verified and accept the login",
+    )
+    doctor.add_argument("--routes", required=True, help="path to routes.yaml")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+
     validate = commands.add_parser(
         "validate",
         help="check a routes.yaml without connecting anywhere (exit 0 valid, 1 invalid)",
@@ -144,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.routes)
     if args.command == "run":
         return _run(args)
+    if args.command == "doctor":
+        from .doctor import doctor
+
+        return doctor(args.routes, as_json=args.json)
     if args.command == "status":
         from .admin.client import print_status
 

@@ -1,0 +1,161 @@
+"""``strangler doctor``: preflight checks an operator runs before (and while) routing.
+
+Each check answers OK, WARN or FAIL with one line saying why; the exit code is
+1 when anything failed. Checks talk to the brokers exactly as the proxy would
+(same TLS verification, same credentials source, same discovery), but send
+nothing: the Amazon MQ check logs in and DISCONNECTs, the legacy check only
+sees that STOMP answers (producers log in to legacy with their own logins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+
+from .routes import BrokerConfig, BrokerEndpoint, RoutesError, RouteTable, load_routes
+from .stomp import Frame, FrameParser, ProtocolError, encode_parts
+from .upstream import BrokerUnavailable, describe_os_error, open_stream
+from .upstream.discovery import resolve_endpoints
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+# Engine versions Amazon MQ no longer supports (its CONNECTED frame names the server).
+_END_OF_SUPPORT = ("ActiveMQ/5.15", "ActiveMQ/5.16", "ActiveMQ/5.17")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+async def _stomp_answer(
+    broker: str, config: BrokerConfig, endpoint: BrokerEndpoint, login: tuple[str, str] | None
+) -> Frame:
+    reader, writer = await open_stream(broker, endpoint, config.ca_file, timeout=5.0)
+    try:
+        headers = [("accept-version", "1.0,1.1,1.2"), ("host", endpoint.host)]
+        if login is not None:
+            headers += [("login", login[0]), ("passcode", login[1])]
+        writer.write(encode_parts("CONNECT", tuple(headers), b"", "1.0"))
+        parser = FrameParser()
+        async with asyncio.timeout(5.0):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise BrokerUnavailable(broker, "closed the connection after CONNECT")
+                frames = [e for e in parser.feed(data) if isinstance(e, Frame)]
+                if frames:
+                    if frames[0].command == "CONNECTED":
+                        writer.write(b"DISCONNECT\n\n\0")
+                    return frames[0]
+    except (OSError, TimeoutError, ProtocolError) as exc:
+        reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
+        raise BrokerUnavailable(broker, reason) from exc
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _check_legacy(table: RouteTable) -> list[Check]:
+    config = table.brokers["legacy"]
+    checks = []
+    for endpoint in config.endpoints:
+        try:
+            answer = await _stomp_answer("legacy", config, endpoint, None)
+        except BrokerUnavailable as exc:
+            checks.append(Check(f"legacy {endpoint}", FAIL, exc.reason))
+            continue
+        what = "CONNECTED" if answer.command == "CONNECTED" else "an ERROR to an anonymous login"
+        checks.append(Check(f"legacy {endpoint}", OK, f"STOMP answers ({what})"))
+    return checks
+
+
+async def _check_amazonmq(table: RouteTable) -> list[Check]:
+    configured = table.brokers.get("amazonmq")
+    if configured is None:
+        return []
+    checks = []
+    try:
+        config = await resolve_endpoints(configured, fresh=True)
+    except BrokerUnavailable as exc:
+        return [Check("amazonmq discovery", FAIL, exc.reason)]
+    if configured.aws is not None:
+        urls = ", ".join(str(e) for e in config.endpoints)
+        checks.append(Check("amazonmq discovery", OK, f"{configured.aws}: {urls}"))
+    try:
+        login = await asyncio.to_thread(config.credentials.resolve) if config.credentials else None
+    except Exception as exc:  # credential errors carry an operator-facing reason
+        return [*checks, Check("amazonmq credentials", FAIL, str(exc))]
+    checks.append(
+        Check("amazonmq credentials", OK if login else WARN, "found" if login else "none set")
+    )
+    accepted = 0
+    for endpoint in config.endpoints:
+        try:
+            answer = await _stomp_answer("amazonmq", config, endpoint, login)
+        except BrokerUnavailable as exc:
+            checks.append(Check(f"amazonmq {endpoint}", FAIL, exc.reason))
+            continue
+        if answer.command == "CONNECTED":
+            accepted += 1
+            version = answer.get("version") or "1.0"
+            server = answer.get("server") or "?"
+            checks.append(
+                Check(
+                    f"amazonmq {endpoint}",
+                    OK,
+                    f"TLS verified, login accepted (STOMP {version}, server {server})",
+                )
+            )
+            if server.startswith(_END_OF_SUPPORT):
+                checks.append(
+                    Check(
+                        f"amazonmq {endpoint}",
+                        WARN,
+                        f"{server} is past end of support on Amazon MQ (use 5.18 or later)",
+                    )
+                )
+        else:
+            checks.append(
+                Check(
+                    f"amazonmq {endpoint}",
+                    FAIL,
+                    f"login refused: {answer.get('message') or answer.command}",
+                )
+            )
+    if len(config.endpoints) > 1 and accepted == 1:
+        # Active/standby: the standby refusing connections is the normal state.
+        checks = [
+            Check(c.name, WARN, f"{c.detail} (normal for the standby)")
+            if c.status == FAIL and c.name.startswith("amazonmq stomp")
+            else c
+            for c in checks
+        ]
+    return checks
+
+
+async def run_checks(path: str) -> list[Check]:
+    try:
+        table = load_routes(path)
+    except RoutesError as exc:
+        return [Check("routes", FAIL, str(exc))]
+    checks = [Check("routes", OK, f"{table.source}: valid, version {table.version}")]
+    checks += [Check("routes", WARN, warning) for warning in table.warnings]
+    checks += await _check_legacy(table)
+    if table.needs_amazonmq or "amazonmq" in table.brokers:
+        checks += await _check_amazonmq(table)
+    return checks
+
+
+def doctor(path: str, *, as_json: bool) -> int:
+    checks = asyncio.run(run_checks(path))
+    if as_json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        for check in checks:
+            print(f"{check.status.upper():4}  {check.name}: {check.detail}")
+    return 1 if any(c.status == FAIL for c in checks) else 0
