@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,13 @@ from strangler.stomp import (
 )
 from strangler.stomp.frame import CLIENT_COMMANDS, SERVER_COMMANDS, UNESCAPED_COMMANDS
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A fixed budget in CI (the profile in tests/conftest.py fixes the seed); more with
+# STRANGLER_FUZZ=N.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("STRANGLER_FUZZ", "0") or 0) or 200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 VERSIONS = ("1.0", "1.1", "1.2")
 SMALL_LIMITS = Limits(max_frame_bytes=300, max_headers=8, max_header_line=80)
 ROOMY_LIMITS = Limits(max_frame_bytes=20_000, max_headers=100, max_header_line=8_000)
