@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +25,7 @@ class ProxySettings:
     read_size: int = 256 * 1024
     frame_timeout: float = 60.0  # a frame begun must be complete within this (slowloris)
     write_timeout: float = 60.0  # a client that reads nothing for this long is closed
+    tls: ssl.SSLContext | None = None  # producers that already speak stomp+ssl keep doing so
 
 
 @dataclass

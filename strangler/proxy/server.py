@@ -37,12 +37,14 @@ class ProxyServer:
             settings.listen_port,
             limit=settings.read_size,
             reuse_address=True,
+            ssl=settings.tls,
         )
         host, port = self.address
         table = self.ctx.routes.table
         self.ctx.facts.emit(
             Fact.PROXY_STARTED,
             listen=f"{host}:{port}",
+            tls=settings.tls is not None,
             dry_run=settings.dry_run,
             routes_version=table.version,
         )
