@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="admin HTTP: /healthz /readyz /metrics /routes /status "
         "(default 127.0.0.1:9090; 'off' to disable)",
     )
+    run.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve STOMP over TLS to producers with this certificate (chain) file",
+    )
+    run.add_argument("--tls-key", metavar="PEM", help="the private key for --tls-cert")
     run.add_argument(
         "--no-watch",
         action="store_true",
@@ -206,6 +213,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     limits = Limits(max_frame_bytes=args.max_frame_bytes)
     try:
+        tls = _server_tls(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"strangler: cannot load --tls-cert/--tls-key: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
         capture = replay_commands.open_capture(args, table, limits)
     except OSError as exc:
         print(f"strangler: cannot write the capture file: {exc}", file=sys.stderr)
@@ -217,6 +229,7 @@ def _run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         limits=limits,
         max_inflight=args.max_inflight,
+        tls=tls,
     )
     ctx = ProxyContext(settings, RoutesHolder(table), facts, tap=capture)
     facts.emit(
@@ -236,6 +249,15 @@ def _run(args: argparse.Namespace) -> int:
         facts.close()
         replay_commands.close_capture(capture)  # after the proxy stopped: sessions closed
     return EXIT_OK
+
+
+def _server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _event_loop_run(main: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
