@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
-import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +52,10 @@ _session_ids = itertools.count(1)
 _INTERNAL_PREFIX = "strangler-legacy-"
 _MAX_TRACKED_RECEIPTS = 100_000
 _CLIENT_CLOSED = "client closed the connection"
+# Trace ids: a random per-process prefix and a counter: unique across replicas and
+# restarts without a urandom syscall per message (uuid4 was a measurable cost).
+_TRACE_PREFIX = os.urandom(8).hex()
+_trace_seq = itertools.count(1)
 
 
 @dataclass(slots=True)
@@ -106,6 +110,9 @@ class ClientSession:
         self._legacy_parser = FrameParser(limits)
         self._legacy: asyncio.StreamWriter | None = None
         self._legacy_reader: asyncio.StreamReader | None = None
+        # While one read's worth of client frames is handled, writes to legacy are
+        # gathered and sent with one write call (one syscall) instead of one per frame.
+        self._legacy_batch: list[bytes] | None = None
         self._link: BrokerLink | None = None
         self.version = "1.0"
         self._tx: dict[str, Transaction] = {}
@@ -260,17 +267,26 @@ class ClientSession:
         frame_timeout = self.ctx.settings.frame_timeout
         partial_since: float | None = None
         tap = self.ctx.tap
+        legacy = self._legacy
+        assert legacy is not None
+        high_water = legacy.transport.get_write_buffer_limits()[1]
         while True:
+            self._legacy_batch = []
             for event in events:
                 if self._closed:
                     raise SessionClosed
                 waiting = self._on_client_event(event)
                 if waiting is not None:
+                    self._flush_legacy()  # in order, before anything else can write
+                    self._legacy_batch = None
                     await waiting
+                    self._legacy_batch = []
+            self._flush_legacy()
+            self._legacy_batch = None
             if self._closed:
                 raise SessionClosed
-            assert self._legacy is not None
-            await self._legacy.drain()
+            if legacy.transport.get_write_buffer_size() > high_water:
+                await legacy.drain()  # legacy is slow: stop reading the producer (TCP)
             if parser.buffered:
                 # A frame is under way: it must finish in time (a slowloris never does).
                 if partial_since is None:
@@ -292,11 +308,22 @@ class ClientSession:
                 tap.from_client(self.id, data)
             events = parser.feed(data)
 
+    def _write_legacy(self, data: bytes) -> None:
+        batch = self._legacy_batch
+        if batch is not None:
+            batch.append(data)
+        elif self._legacy is not None:
+            self._legacy.write(data)
+
+    def _flush_legacy(self) -> None:
+        batch = self._legacy_batch
+        if batch and self._legacy is not None:
+            self._legacy.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            batch.clear()
+
     def _on_client_event(self, event: Event) -> Awaitable[None] | None:
-        legacy = self._legacy
-        assert legacy is not None
         if not isinstance(event, Frame):
-            legacy.write(b"\n")
+            self._write_legacy(b"\n")
             return None
         command = event.command
         if command == "SEND":
@@ -315,7 +342,7 @@ class ClientSession:
             raise MalformedFrame(f"{command} is a server frame")
         else:  # SUBSCRIBE, UNSUBSCRIBE, ACK, NACK: consumers stay on legacy
             assert event.raw is not None
-            legacy.write(event.raw)
+            self._write_legacy(event.raw)
         return None
 
     def _on_send(self, frame: Frame) -> Awaitable[None] | None:
@@ -330,7 +357,7 @@ class ClientSession:
         assert raw is not None
         trace = frame.get(trace_header)
         if trace is None:
-            trace = uuid.uuid4().hex
+            trace = f"{_TRACE_PREFIX}{next(_trace_seq):08x}"
             raw = insert_header(raw, trace_header, trace, self.version)
         route = table.match(destination)
         sticky = (
@@ -371,7 +398,7 @@ class ClientSession:
             return
         if receipt is not None and len(self._legacy_receipts) < _MAX_TRACKED_RECEIPTS:
             self._legacy_receipts[receipt] = (trace, rule, time.monotonic())
-        self._legacy.write(raw)
+        self._write_legacy(raw)
 
     def _amazonmq_frame(
         self, frame: Frame, trace: str, decision: Decision, receipt_id: str
@@ -537,7 +564,7 @@ class ClientSession:
             raise MalformedFrame("BEGIN frame has no transaction header")
         self._tx[tx_id] = Transaction(tx_id, self.ctx.routes.table)
         assert self._legacy is not None and frame.raw is not None
-        self._legacy.write(frame.raw)
+        self._write_legacy(frame.raw)
 
     def _check_transaction(self, tx: Transaction, link: BrokerLink) -> None:
         """Amazon MQ's part of ``tx`` is gone if the link failed since BEGIN reached it."""
@@ -661,7 +688,7 @@ class ClientSession:
                 receipt = f"{_INTERNAL_PREFIX}{next(self._internal_seq)}"
                 raw = insert_header(raw, "receipt", receipt, self.version)
             self._commit_receipts[receipt] = tx_id
-        self._legacy.write(raw)
+        self._write_legacy(raw)
 
     def _on_abort(self, frame: Frame) -> None:
         tx_id = frame.get("transaction")
@@ -669,7 +696,7 @@ class ClientSession:
             raise MalformedFrame("ABORT frame has no transaction header")
         tx = self._tx.pop(tx_id, None)
         assert self._legacy is not None and frame.raw is not None
-        self._legacy.write(frame.raw)
+        self._write_legacy(frame.raw)
         if tx is None:
             return
         tx.closed = True
@@ -701,7 +728,7 @@ class ClientSession:
             await self._link.close(graceful=True)
         self._close_reason = "client DISCONNECT"
         assert self._legacy is not None and frame.raw is not None
-        self._legacy.write(frame.raw)
+        self._write_legacy(frame.raw)
         await self._legacy.drain()
 
     # -- legacy -> client -------------------------------------------------------
@@ -713,6 +740,7 @@ class ClientSession:
         client = self._client
         read_size = self.ctx.settings.read_size
         write_timeout = self.ctx.settings.write_timeout
+        high_water = client.transport.get_write_buffer_limits()[1]
         tap = self.ctx.tap
         try:
             while True:
@@ -738,6 +766,8 @@ class ClientSession:
                     client.write(chunk)
                     if tap is not None:
                         tap.to_client(self.id, chunk)
+                if client.transport.get_write_buffer_size() <= high_water:
+                    continue  # nothing to wait for: skip the timer a timeout would arm
                 try:
                     async with asyncio.timeout(write_timeout):
                         await client.drain()
