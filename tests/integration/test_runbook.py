@@ -72,6 +72,7 @@ def test_every_runbook_step_routes_messages_where_it_says(
                     for f in proxy.facts("message_routed", destination=dest)
                     if f["trace_id"] in set(legacy_traces)
                 ]
+                assert len(facts) == PER_STEP
                 assert all(f["dry_run"] and "amazonmq" in f["would_target"] for f in facts)
         elif mode == "mirror":
             assert legacy_traces == amazonmq_traces and len(on_legacy) == PER_STEP, where
