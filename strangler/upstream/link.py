@@ -267,6 +267,7 @@ class BrokerLink:
 
     async def _read(self, reader: asyncio.StreamReader, parser: FrameParser) -> None:
         reason = "connection closed by broker"
+        cancelled = False
         try:
             while True:
                 data = await reader.read(65536)
@@ -284,12 +285,18 @@ class BrokerLink:
                         if failed is not None:
                             self._resolve(failed, reason)
                         return
+        except asyncio.CancelledError:
+            # Whoever cancelled us (a drop, a close) already handles the connection and
+            # its frames: dropping again here would fail frames meant to be resent.
+            cancelled = True
+            raise
         except (OSError, ProtocolError) as exc:
             reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
         finally:
             if self._reader_task is asyncio.current_task():
                 self._reader_task = None
-            self._drop_connection(reason)
+            if not cancelled:
+                self._drop_connection(reason)
 
     async def _heartbeats(self, send_every: float, expect_every: float) -> None:
         tick = min(x for x in (send_every, expect_every) if x) / 2
