@@ -1,4 +1,4 @@
-"""Command line: ``strangler run | validate | status | plan | replay``.
+"""Command line: ``strangler run | validate | doctor | status | plan | replay``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
 routes.yaml, prints what each route does, and exits 0 (valid) or 1 (invalid,
@@ -13,8 +13,9 @@ import contextlib
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .facts import Fact, FactSink
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
@@ -260,13 +261,13 @@ def _server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def _event_loop_run(main: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
+def _event_loop_run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop  # optional: measurably faster loop (see bench/)
     except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
+        asyncio.run(main)
     else:
-        uvloop.run(main)  # type: ignore[arg-type]
+        uvloop.run(main)
 
 
 async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
