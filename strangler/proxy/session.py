@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..facts import Fact
-from ..routes import Decision, Mode, OnFailure, RouteTable, decide
+from ..routes import Decision, Mode, OnFailure, RouteTable, decide_send
 from ..stomp import (
     Event,
     Frame,
@@ -359,13 +359,7 @@ class ClientSession:
         if trace is None:
             trace = f"{_TRACE_PREFIX}{next(_trace_seq):08x}"
             raw = insert_header(raw, trace_header, trace, self.version)
-        route = table.match(destination)
-        sticky = (
-            frame.get(route.sticky_header)
-            if route is not None and route.sticky_header is not None
-            else None
-        )
-        decision = decide(table, destination, sticky, trace)
+        decision = decide_send(table, destination, frame.get, trace)
         dry_run = decision.dry_run or self.ctx.settings.dry_run
         to_amazonmq = AMAZONMQ in decision.targets and not dry_run
         self.sent += 1

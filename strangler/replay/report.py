@@ -2,8 +2,8 @@
 
 Invariants:
 - ``decide_message`` is the live proxy's decision (``ClientSession._on_send``): the same
-  ``table.match``, the sticky value from the matched route's ``sticky_header``, and the
-  trace id as message key (``CapturedMessage.key``), fed to ``strangler.routes.decide``.
+  ``strangler.routes.decide_send`` (the sticky value from the matched route's
+  ``sticky_header``), with the trace id as message key (``CapturedMessage.key``).
 - Counts are of decisions (``Decision.targets``: what the routes say), as facts report
   them in ``would_target`` for dry-run routes; a route in dry-run is flagged, since the
   proxy then still sends only to legacy.
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..routes import AMAZONMQ, DEFAULT_RULE, LEGACY, Decision, RouteTable, decide
+from ..routes import AMAZONMQ, DEFAULT_RULE, LEGACY, Decision, RouteTable, decide_send
 from .sources import CapturedMessage, SourceStats
 
 BOTH: Final = "both"
@@ -34,14 +34,7 @@ def targets_label(targets: Sequence[str]) -> str:
 
 def decide_message(table: RouteTable, message: CapturedMessage) -> Decision:
     """The decision the live proxy makes for this SEND under ``table``."""
-    destination = message.destination
-    route = table.match(destination)
-    sticky = (
-        message.header(route.sticky_header)
-        if route is not None and route.sticky_header is not None
-        else None
-    )
-    return decide(table, destination, sticky, message.key(table.trace_header))
+    return decide_send(table, message.destination, message.header, message.key(table.trace_header))
 
 
 @dataclass(frozen=True, slots=True)

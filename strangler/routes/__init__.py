@@ -6,7 +6,7 @@ which imports boto3 lazily).
 """
 
 from .credentials import Credentials, secret_arn_region
-from .decide import decide, split_bucket
+from .decide import decide, decide_send, split_bucket
 from .errors import CredentialsError, RoutesError
 from .loader import load_routes, parse_routes
 from .model import (
@@ -49,6 +49,7 @@ __all__ = [
     "RouteTable",
     "RoutesError",
     "decide",
+    "decide_send",
     "load_routes",
     "parse_routes",
     "secret_arn_region",

@@ -15,10 +15,11 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Final
 
 from .model import Decision
-from .table import RouteTable
+from .table import Resolution, RouteTable
 
 # 10,000 buckets = 1/100 of a percent resolution for weights like 0.25.
 _BUCKETS: Final = 10_000
@@ -36,7 +37,28 @@ def decide(
     table: RouteTable, destination: str, sticky_value: str | None, message_key: str
 ) -> Decision:
     """Where a SEND to ``destination`` goes; ``message_key`` is the message's trace id."""
+    return _choose(table.resolve(destination), sticky_value, message_key)
+
+
+def decide_send(
+    table: RouteTable,
+    destination: str,
+    header: Callable[[str], str | None],
+    message_key: str,
+) -> Decision:
+    """``decide`` for a SEND whose headers ``header(name)`` reads (first value wins).
+
+    The one lookup the proxy and replay both make: the destination is resolved once,
+    and the sticky header is read only when the matched route splits by one.
+    """
     resolution = table.resolve(destination)
+    route = resolution.route
+    sticky_header = route.sticky_header if route is not None else None
+    sticky = header(sticky_header) if sticky_header is not None else None
+    return _choose(resolution, sticky, message_key)
+
+
+def _choose(resolution: Resolution, sticky_value: str | None, message_key: str) -> Decision:
     weight = resolution.weight
     if weight is None:
         return resolution.hit

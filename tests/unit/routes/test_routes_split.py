@@ -9,7 +9,15 @@ from textwrap import dedent
 
 import pytest
 
-from strangler.routes import Mode, OnFailure, RouteTable, decide, parse_routes, split_bucket
+from strangler.routes import (
+    Mode,
+    OnFailure,
+    RouteTable,
+    decide,
+    decide_send,
+    parse_routes,
+    split_bucket,
+)
 
 BROKERS = dedent("""\
     brokers:
@@ -153,3 +161,22 @@ def test_raising_the_weight_only_moves_keys_from_legacy_to_amazonmq() -> None:
     for key in random_keys(5_000, seed=7):
         if decide(low, "/queue/p", key, "m").targets == ("amazonmq",):
             assert decide(high, "/queue/p", key, "m").targets == ("amazonmq",)
+
+
+@pytest.mark.parametrize("sticky", [True, False])
+def test_decide_send_reads_the_sticky_header_exactly_as_decide_is_given_it(sticky: bool) -> None:
+    table = split_table(50, sticky=sticky)
+    asked: list[str] = []
+    for i, key in enumerate(random_keys(500, seed=7)):
+        headers = {"JMSXGroupID": key} if i % 3 else {}
+
+        def header(name: str, headers: dict[str, str] = headers) -> str | None:
+            asked.append(name)
+            return headers.get(name)
+
+        expected = decide(
+            table, "/queue/a", headers.get("JMSXGroupID") if sticky else None, f"t{i}"
+        )
+        assert decide_send(table, "/queue/a", header, f"t{i}") is expected
+    # Headers are read only for a route that splits by one.
+    assert set(asked) == ({"JMSXGroupID"} if sticky else set())
