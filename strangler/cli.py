@@ -188,20 +188,9 @@ def _describe(table: RouteTable) -> str:
         urls = ", ".join(str(e) for e in broker.endpoints) or f"{broker.aws} (asked from AWS)"
         lines.append(f"  broker {name}: {urls}")
     for route in table.routes:
-        extra = ""
-        if route.weight is not None:
-            extra += f" weight={route.weight:g}%"
-        if route.sticky_header:
-            extra += f" sticky={route.sticky_header}"
-        if route.on_failure is not None:
-            extra += f" on_failure={route.on_failure}"
-        if route.target_destination:
-            extra += f" -> {route.target_destination}"
-        if route.dry_run:
-            extra += " (dry-run)"
-        lines.append(f"  {route.name}: {route.match_kind} {route.pattern!r} {route.mode}{extra}")
+        lines.append(f"  {route.name}: {route.match_kind} {route.pattern!r} {route.describe()}")
     lines.append("  anything else: legacy")
-    for warning in getattr(table, "warnings", ()):
+    for warning in table.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
 

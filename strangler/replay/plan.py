@@ -174,18 +174,7 @@ def make_plan(old: RouteTable, new: RouteTable) -> Plan:
 
 
 def _route_text(route: Route) -> str:
-    text = f"{route.mode}"
-    if route.weight is not None:
-        text += f" {route.weight:g}%"
-        if route.sticky_header:
-            text += f" by {route.sticky_header}"
-    if route.on_failure is not None:
-        text += f" on_failure={route.on_failure}"
-    if route.target_destination:
-        text += f" -> {route.target_destination}"
-    if route.dry_run:
-        text += " (dry-run)"
-    return f"{text}  [{route.match_kind} {route.pattern}]"
+    return f"{route.describe()}  [{route.match_kind} {route.pattern}]"
 
 
 def _change_text(change: RouteChange) -> str:

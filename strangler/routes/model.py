@@ -125,6 +125,21 @@ class Route:
         if self.weight is not None and not 0.0 <= self.weight <= 100.0:
             raise ValueError(f"Route {self.name}: weight {self.weight} outside 0..100")
 
+    def describe(self) -> str:
+        """What the route does, in one line for people: ``split 10% by JMSXGroupID ...``."""
+        text = str(self.mode)
+        if self.weight is not None:
+            text += f" {self.weight:g}%"
+            if self.sticky_header:
+                text += f" by {self.sticky_header}"
+        if self.on_failure is not None:
+            text += f" on_failure={self.on_failure}"
+        if self.target_destination:
+            text += f" -> {self.target_destination}"
+        if self.dry_run:
+            text += " (dry-run)"
+        return text
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
