@@ -15,9 +15,10 @@ import json
 from dataclasses import asdict, dataclass
 
 from .routes import BrokerConfig, BrokerEndpoint, RoutesError, RouteTable, load_routes
-from .stomp import Frame, FrameParser, ProtocolError, encode_parts
-from .upstream import BrokerUnavailable, describe_os_error, open_stream
+from .stomp import Frame
+from .upstream import BrokerUnavailable, open_stream
 from .upstream.discovery import resolve_endpoints
+from .upstream.transport import exchange_connect
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # Engine versions Amazon MQ no longer supports (its CONNECTED frame names the server).
@@ -39,21 +40,10 @@ async def _stomp_answer(
         headers = [("accept-version", "1.0,1.1,1.2"), ("host", endpoint.host)]
         if login is not None:
             headers += [("login", login[0]), ("passcode", login[1])]
-        writer.write(encode_parts("CONNECT", tuple(headers), b"", "1.0"))
-        parser = FrameParser()
-        async with asyncio.timeout(5.0):
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    raise BrokerUnavailable(broker, "closed the connection after CONNECT")
-                frames = [e for e in parser.feed(data) if isinstance(e, Frame)]
-                if frames:
-                    if frames[0].command == "CONNECTED":
-                        writer.write(b"DISCONNECT\n\n\0")
-                    return frames[0]
-    except (OSError, TimeoutError, ProtocolError) as exc:
-        reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
-        raise BrokerUnavailable(broker, reason) from exc
+        answer, _ = await exchange_connect(broker, reader, writer, headers, timeout=5.0)
+        if answer.command == "CONNECTED":
+            writer.write(b"DISCONNECT\n\n\0")
+        return answer
     finally:
         writer.close()
         with contextlib.suppress(Exception):

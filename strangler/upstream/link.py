@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 from ..facts import Fact
 from ..routes import BrokerConfig
-from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
+from ..stomp import Frame, FrameParser, Limits, ProtocolError
 from .discovery import resolve_endpoints
 from .errors import BrokerUnavailable, describe_os_error
 from .health import BrokerHealth
-from .transport import open_stream
+from .transport import exchange_connect, open_stream
 
 OutcomeCallback = Callable[[str | None], None]
 FrameBuilder = Callable[[str], bytes]
@@ -235,20 +235,15 @@ class BrokerLink:
         ]
         if username:
             headers += [("login", username), ("passcode", password)]
-        writer.write(encode_parts("CONNECT", tuple(headers), b"", "1.0"))
-        parser = FrameParser(self._limits)
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                while True:
-                    data = await reader.read(65536)
-                    if not data:
-                        raise BrokerUnavailable(self.broker, "closed the connection at login")
-                    for event in parser.feed(data):
-                        if isinstance(event, Frame):
-                            return parser, self._accept(event, parser)
-        except (OSError, TimeoutError, ProtocolError) as exc:
-            reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
-            raise BrokerUnavailable(self.broker, f"login failed: {reason}") from exc
+        answer, parser = await exchange_connect(
+            self.broker,
+            reader,
+            writer,
+            headers,
+            timeout=self._connect_timeout,
+            limits=self._limits,
+        )
+        return parser, self._accept(answer, parser)
 
     def _accept(self, frame: Frame, parser: FrameParser) -> tuple[float, float]:
         if frame.command != "CONNECTED":
