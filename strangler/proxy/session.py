@@ -444,14 +444,7 @@ class ClientSession:
 
         def done(failure: str | None) -> None:
             if failure is None:
-                self._emit(
-                    Fact.MESSAGE_CONFIRMED,
-                    trace_id=trace,
-                    rule=rule,
-                    broker=AMAZONMQ,
-                    role="mirror",
-                    latency_ms=_ms_since(started),
-                )
+                self._amazonmq_confirmed(trace, rule, "mirror", started)
             else:
                 self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
@@ -481,16 +474,7 @@ class ClientSession:
 
         def done(failure: str | None) -> None:
             if failure is None:
-                self._emit(
-                    Fact.MESSAGE_CONFIRMED,
-                    trace_id=trace,
-                    rule=decision.rule,
-                    broker=AMAZONMQ,
-                    role="primary",
-                    latency_ms=_ms_since(started),
-                )
-                if receipt is not None:
-                    self._write_client(self._receipt(receipt))
+                self._amazonmq_confirmed(trace, decision.rule, "primary", started, receipt)
             else:
                 self._fail_primary(raw, trace, decision, receipt, failure)
 
@@ -518,23 +502,37 @@ class ClientSession:
                 return
             if failure is None:
                 moved.receipted = True
-                self._emit(
-                    Fact.MESSAGE_CONFIRMED,
-                    trace_id=trace,
-                    rule=decision.rule,
-                    broker=AMAZONMQ,
-                    role="primary",
-                    transaction=tx.id,
-                    latency_ms=_ms_since(started),
+                self._amazonmq_confirmed(
+                    trace, decision.rule, "primary", started, receipt, transaction=tx.id
                 )
-                if receipt is not None:
-                    self._write_client(self._receipt(receipt))
             else:
                 self._transaction_lost_amazonmq(tx, failure)
 
         link.submit(
             lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done, resendable=False
         )
+
+    def _amazonmq_confirmed(
+        self,
+        trace: str,
+        rule: str,
+        role: str,
+        started: float,
+        receipt: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Amazon MQ confirmed a frame: the fact, then the producer's receipt if it asked."""
+        self._emit(
+            Fact.MESSAGE_CONFIRMED,
+            trace_id=trace,
+            rule=rule,
+            broker=AMAZONMQ,
+            role=role,
+            latency_ms=_ms_since(started),
+            **extra,
+        )
+        if receipt is not None:
+            self._write_client(self._receipt(receipt))
 
     def _fail_primary(
         self, raw: bytes, trace: str, decision: Decision, receipt: str | None, reason: str
