@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import Processor
 
+from .handoff import Handoff
 from .vocabulary import Fact
 
 _Pending = tuple[float, str, Mapping[str, Any]]
@@ -67,8 +68,6 @@ class FactSink:
         self._dropped_seen = 0
         self._dropped_reported = 0
         self.listener_errors = 0
-        self._emitted = 0
-        self._processed = 0
         self.dropped_total = 0
         self.written_total = 0
         # structlog's processor chain, applied directly: a bound logger per fact cost more
@@ -78,8 +77,7 @@ class FactSink:
             _event_first,
             structlog.processors.JSONRenderer(sort_keys=False),
         ]
-        self._wake = threading.Event()
-        self._flushed = threading.Condition()
+        self._handoff = Handoff()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="strangler-facts", daemon=True)
         self._thread.start()
@@ -92,7 +90,7 @@ class FactSink:
                 listener(fact, fields)
             except Exception:  # a metrics bug must not break the data path
                 self.listener_errors += 1
-        self._emitted += 1
+        self._handoff.handed += 1
         if len(self._pending) >= self._capacity:
             self._dropped_seen += 1
             return
@@ -100,29 +98,19 @@ class FactSink:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until every fact emitted before this call is written."""
-        deadline = time.monotonic() + timeout
-        target = self._emitted
-        with self._flushed:
-            while self._processed < target:
-                self._wake.set()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._flushed.wait(remaining)
-        return True
+        return self._handoff.flush(timeout)
 
     def close(self) -> None:
         self.flush()
         self._closing = True
-        self._wake.set()
+        self._handoff.wake.set()
         self._thread.join(timeout=5.0)
         if self._owns_stream:
             self._stream.close()
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
+            self._handoff.wait_for_work(self._interval)
             self._write_pending()
             if self._closing and not self._pending:
                 return
@@ -171,6 +159,4 @@ class FactSink:
                 self.dropped_total += len(lines)
             else:
                 self.written_total += len(lines)
-        with self._flushed:
-            self._processed += processed
-            self._flushed.notify_all()
+        self._handoff.finish(processed)

@@ -41,6 +41,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
+from ..facts.handoff import Handoff
 from ..stomp import DEFAULT_LIMITS, Limits
 from .redact import HeadersOnly
 
@@ -179,9 +180,7 @@ class FlowCapture:
         self._queue: collections.deque[_Part] = collections.deque()
         # Each counter has a single writing thread (event loop: _in_*, writer: _out_*).
         self._in_bytes = 0
-        self._in_parts = 0
         self._out_bytes = 0
-        self._out_parts = 0
         self._dropped = 0
         self._truncated = 0
         self._flows = 0
@@ -190,8 +189,7 @@ class FlowCapture:
         self._write_errors = 0
         self._last_error: str | None = None
         self._redactors: dict[str, HeadersOnly] = {}  # writer thread only
-        self._wake = threading.Event()
-        self._done = threading.Condition()
+        self._handoff = Handoff()  # parts handed to the writer thread, and parts done
         self._closing = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="strangler-capture", daemon=True)
@@ -253,9 +251,9 @@ class FlowCapture:
         recording.chunks = []
         recording.size = 0
         recording.part += 1
-        self._in_parts += 1
+        self._handoff.handed += 1
         self._queue.append(part)
-        self._wake.set()
+        self._handoff.wake.set()
 
     # -- control (any thread) ----------------------------------------------------------------
 
@@ -273,16 +271,7 @@ class FlowCapture:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until every flow handed off before this call is written (True) or timeout."""
-        deadline = time.monotonic() + timeout
-        target = self._in_parts
-        with self._done:
-            while self._out_parts < target:
-                self._wake.set()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._done.wait(min(remaining, 0.1))
-        return True
+        return self._handoff.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> CaptureStats:
         """Write sessions still open (as non-final parts), then everything queued; idempotent.
@@ -297,7 +286,7 @@ class FlowCapture:
         self._sessions.clear()
         self.flush(timeout)
         self._closed = True
-        self._wake.set()
+        self._handoff.wake.set()
         self._thread.join(timeout=5.0)
         if self._file is not None:
             self._file.close()
@@ -319,8 +308,7 @@ class FlowCapture:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
+            self._handoff.wait_for_work(self._interval)
             while self._queue:
                 part = self._queue.popleft()
                 try:
@@ -328,10 +316,8 @@ class FlowCapture:
                 except Exception as exc:  # the capture must never take the proxy down
                     self._write_errors += 1
                     self._last_error = f"{type(exc).__name__}: {exc}"[:300]
-                with self._done:
-                    self._out_bytes += part.size
-                    self._out_parts += 1
-                    self._done.notify_all()
+                self._out_bytes += part.size
+                self._handoff.finish(1)
             if self._closed and not self._queue:
                 return
 
