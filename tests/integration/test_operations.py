@@ -304,14 +304,17 @@ def test_sigterm_with_messages_in_flight_loses_none_that_were_receipted(
         stopped = threading.Event()
 
         def produce() -> None:
-            # Pipelined sends, so some are always in flight when the signal lands.
-            for i in range(100_000):
+            # Pipelined sends, up to 50 awaiting a receipt, so some are always in flight
+            # when the signal lands (and the queue stays small enough to drain quickly).
+            for i in range(20_000):
                 if stopped.is_set() or not client.conn.is_connected():
                     return
                 try:
                     sent.append(client.send(dest, f"m{i}"))
                 except Exception:  # the proxy closed the connection: stop sending
                     return
+                behind = len(sent) - 50
+                client.recorder.wait(lambda b=behind: len(client.recorder.receipts) >= b, 1.0)
 
         producer = threading.Thread(target=produce)
         producer.start()
