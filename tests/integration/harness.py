@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from strangler.proxy import (
     RoutesReloader,
 )
 from strangler.routes import load_routes
+from strangler.stomp import Frame, FrameParser
 
 from .brokers import BrokerInfo
 
@@ -303,3 +305,38 @@ def routed_traces(proxy: RunningProxy, destination: str) -> dict[str, dict[str, 
 def iter_bodies(messages: list[StompFrame]) -> Iterator[bytes]:
     for m in messages:
         yield m.body
+
+
+# -- raw sockets, for what a well-behaved client library cannot send -----------------
+
+
+def raw_login(sock: socket.socket, legacy: BrokerInfo) -> FrameParser:
+    """Log in over a plain socket (STOMP 1.2); the parser to read the session with."""
+    sock.sendall(
+        f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{legacy.username}\n"
+        f"passcode:{legacy.password}\n\n\0".encode()
+    )
+    parser = FrameParser()
+    assert next_frame(sock, parser).command == "CONNECTED"
+    parser.version = "1.2"
+    return parser
+
+
+def next_frame(sock: socket.socket, parser: FrameParser) -> Frame:
+    """The next frame on a raw socket (heart-beats skipped)."""
+    while True:
+        data = sock.recv(65536)
+        assert data, "connection closed before a frame arrived"
+        frames = [e for e in parser.feed(data) if isinstance(e, Frame)]
+        if frames:
+            return frames[0]
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Read until the peer closes (a reset counts as closed)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True

@@ -7,47 +7,23 @@ import socket
 
 import pytest
 
-from strangler.stomp import Frame, FrameParser, Limits
+from strangler.stomp import Limits
 
 from .brokers import BrokerInfo
 from .conftest import ProxyFactory
-from .harness import WAIT, connect, unique_queue
+from .harness import WAIT, closed_by_peer, connect, next_frame, raw_login, unique_queue
 
 pytestmark = pytest.mark.integration
-
-
-def _login(sock: socket.socket, legacy: BrokerInfo) -> FrameParser:
-    sock.sendall(
-        f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{legacy.username}\n"
-        f"passcode:{legacy.password}\n\n\0".encode()
-    )
-    parser = FrameParser()
-    assert _next_frame(sock, parser).command == "CONNECTED"
-    parser.version = "1.2"
-    return parser
-
-
-def _next_frame(sock: socket.socket, parser: FrameParser) -> Frame:
-    while True:
-        data = sock.recv(65536)
-        assert data, "connection closed before a frame arrived"
-        frames = [e for e in parser.feed(data) if isinstance(e, Frame)]
-        if frames:
-            return frames[0]
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    return True
 
 
 @pytest.mark.parametrize(
     ("payload", "named"),
     [
+        (b"BOGUS\n\n\0", "unknown command"),
+        (b"SEND\ndestination\n\nx\0", "without ':'"),
+        (b"SEND\nreceipt:1\n\nno destination\0", "no destination"),
+        (b"SEND\ndestination:/queue/x\ncontent-length:abc\n\n\0", "content-length"),
+        (b"SEND\ndestination:/queue/x\ncontent-length:99999\n\n", "larger than 4096"),
         (
             b"SEND\ndestination:/queue/x\n" + b"".join(b"h%d:v\n" % i for i in range(20)) + b"\n\0",
             "more than 10 headers",
@@ -57,19 +33,20 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         (b"SEND\ndestination:/queue/x\n\n" + b"no NUL ever " * 500, "larger than 4096"),
     ],
 )
-def test_limits_are_answered_with_an_error_naming_them(
+def test_malformed_frames_and_limits_get_an_error_naming_the_problem_then_close(
     payload: bytes, named: str, make_proxy: ProxyFactory, legacy: BrokerInfo
 ) -> None:
     proxy = make_proxy(
         "  []\n", limits=Limits(max_frame_bytes=4096, max_headers=10, max_header_line=256)
     )
     with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
-        parser = _login(sock, legacy)
+        parser = raw_login(sock, legacy)
         sock.sendall(payload)
-        error = _next_frame(sock, parser)
+        error = next_frame(sock, parser)
         assert error.command == "ERROR"
         assert named in (error.get("message") or "")
-        assert _closed_by_peer(sock)
+        assert closed_by_peer(sock)
+    assert proxy.wait_fact("client_protocol_error")
 
 
 def test_slowloris_frame_is_cut_off_after_the_frame_timeout(
@@ -77,12 +54,12 @@ def test_slowloris_frame_is_cut_off_after_the_frame_timeout(
 ) -> None:
     proxy = make_proxy("  []\n", frame_timeout=1.0)
     with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
-        parser = _login(sock, legacy)
+        parser = raw_login(sock, legacy)
         sock.sendall(b"SEND\ndestination:/queue/slow\n")  # ...and never the rest
-        error = _next_frame(sock, parser)
+        error = next_frame(sock, parser)
         assert error.command == "ERROR"
         assert "not completed within 1 seconds" in (error.get("message") or "")
-        assert _closed_by_peer(sock)
+        assert closed_by_peer(sock)
     assert proxy.wait_fact("client_protocol_error")
 
 
@@ -101,7 +78,7 @@ def test_client_that_never_reads_is_closed_and_buffers_stay_bounded(
     sock.settimeout(WAIT)
     sock.connect((proxy.host, proxy.port))
     try:
-        _login(sock, legacy)
+        raw_login(sock, legacy)
         sock.sendall(f"SUBSCRIBE\nid:0\ndestination:{dest}\nack:client\n\n\0".encode())
         reason = proxy.wait_fact("client_protocol_error")
         assert reason and reason[0]["reason"] == "client stopped reading"

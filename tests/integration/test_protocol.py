@@ -1,15 +1,12 @@
 """STOMP through the proxy as producers and consumers see it: versions, bodies,
-transactions, consumers, heart-beats, logins and malformed input."""
+transactions, consumers, heart-beats and logins (malformed input: test_hostile_clients)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
 import stomp
-
-from strangler.stomp import Frame, FrameParser, Limits
 
 from .brokers import BrokerInfo
 from .conftest import ProxyFactory
@@ -187,61 +184,3 @@ def test_login_refused_by_legacy_is_refused_by_the_proxy(
     refused = proxy.wait_fact("client_refused")
     assert refused and "password" in refused[0]["reason"].lower()
     assert not proxy.facts("client_connected")
-
-
-def _raw_session(host: str, port: int, legacy: BrokerInfo) -> tuple[socket.socket, FrameParser]:
-    sock = socket.create_connection((host, port), timeout=WAIT)
-    sock.sendall(
-        f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{legacy.username}\n"
-        f"passcode:{legacy.password}\n\n\0".encode()
-    )
-    parser = FrameParser()
-    frames = _read_frames(sock, parser, 1)
-    assert frames[0].command == "CONNECTED"
-    parser.version = "1.2"
-    return sock, parser
-
-
-def _read_frames(sock: socket.socket, parser: FrameParser, n: int) -> list[Frame]:
-    frames: list[Frame] = []
-    while len(frames) < n:
-        data = sock.recv(65536)
-        if not data:
-            break
-        frames += [e for e in parser.feed(data) if isinstance(e, Frame)]
-    return frames
-
-
-def _closed(sock: socket.socket) -> bool:
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    return True
-
-
-@pytest.mark.parametrize(
-    ("payload", "named"),
-    [
-        (b"BOGUS\n\n\0", "unknown command"),
-        (b"SEND\ndestination\n\nx\0", "without ':'"),
-        (b"SEND\nreceipt:1\n\nno destination\0", "no destination"),
-        (b"SEND\ndestination:/queue/x\ncontent-length:abc\n\n\0", "content-length"),
-        (b"SEND\ndestination:/queue/x\ncontent-length:99999\n\n", "larger than 4096"),
-    ],
-)
-def test_malformed_frame_gets_an_error_naming_the_problem_then_close(
-    payload: bytes, named: str, make_proxy: ProxyFactory, legacy: BrokerInfo
-) -> None:
-    proxy = make_proxy("  []\n", limits=Limits(max_frame_bytes=4096))
-    sock, parser = _raw_session(proxy.host, proxy.port, legacy)
-    try:
-        sock.sendall(payload)
-        frames = _read_frames(sock, parser, 1)
-        assert frames and frames[0].command == "ERROR"
-        assert named in frames[0].get("message")
-        assert _closed(sock)
-    finally:
-        sock.close()
-    assert proxy.wait_fact("client_protocol_error")
