@@ -163,13 +163,10 @@ def _facts(path: Path, event: str) -> list[dict[str, Any]]:
     return [f for f in map(json.loads, path.read_text().splitlines()) if f["event"] == event]
 
 
-@pytest.fixture
-def cli_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Any:
-    dest = unique_queue("cli")
-    routes_file = tmp_path / "routes.yaml"
-    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "mirror")))
-    port, admin = free_port(), free_port()
-    facts = tmp_path / "facts.jsonl"
+def _run_cli(
+    routes_file: Path, port: int, admin: int, facts: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """``strangler run`` as its own process, returned once it says it listens."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -184,7 +181,7 @@ def cli_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Any:
             f"127.0.0.1:{admin}",
             "--facts",
             str(facts),
-            "--no-watch",
+            *extra,
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -192,7 +189,20 @@ def cli_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Any:
     )
     assert process.stderr is not None
     line = process.stderr.readline()  # the proxy says when it listens
-    assert "listening on" in line, line
+    if "listening on" not in line:
+        process.kill()
+        raise AssertionError(f"strangler run did not start: {line}")
+    return process
+
+
+@pytest.fixture
+def cli_proxy(tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo) -> Any:
+    dest = unique_queue("cli")
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "mirror")))
+    port, admin = free_port(), free_port()
+    facts = tmp_path / "facts.jsonl"
+    process = _run_cli(routes_file, port, admin, facts, "--no-watch")
     yield process, dest, routes_file, port, admin, facts
     if process.poll() is None:
         process.kill()
@@ -276,29 +286,8 @@ def test_sigterm_with_messages_in_flight_loses_none_that_were_receipted(
     routes_file = tmp_path / "routes.yaml"
     routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "cutover")))
     port, admin = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "strangler",
-            "run",
-            "--routes",
-            str(routes_file),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--admin",
-            f"127.0.0.1:{admin}",
-            "--facts",
-            str(tmp_path / "facts.jsonl"),
-            "--shutdown-grace",
-            "5",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _run_cli(routes_file, port, admin, tmp_path / "facts.jsonl", "--shutdown-grace", "5")
     try:
-        assert process.stderr is not None
-        assert "listening on" in process.stderr.readline()
         client = connect("127.0.0.1", port, legacy.username, legacy.password)
         sent: list[str] = []
         stopped = threading.Event()
