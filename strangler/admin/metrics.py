@@ -82,29 +82,33 @@ class ProxyMetrics:
             Fact.ROUTES_REJECTED: lambda f: self.reloads.labels("rejected").inc(),
             Fact.CLIENT_PROTOCOL_ERROR: lambda f: self.protocol_errors.inc(),
         }
-        # Children cached per label tuple: .labels() takes a lock and builds keys each call.
-        self._message_children: dict[tuple[str, str], Any] = {}
+        # Children cached per metric and label values: .labels() takes a lock and builds
+        # its key on every call, and two facts a message reach these handlers.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def on_fact(self, fact: str, fields: Mapping[str, Any]) -> None:
         handler = self._handlers.get(fact)
         if handler is not None:
             handler(fields)
 
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _routed(self, fields: Mapping[str, Any]) -> None:
         rule = fields["rule"]
         for broker in fields["targets"]:
-            key = (rule, broker)
-            child = self._message_children.get(key)
-            if child is None:
-                child = self._message_children[key] = self.messages.labels(rule, broker)
-            child.inc()
+            self._child(self.messages, rule, broker).inc()
 
     def _confirmed(self, fields: Mapping[str, Any]) -> None:
         broker = fields["broker"]
-        self.confirmed.labels(fields.get("rule", "default"), broker).inc()
+        self._child(self.confirmed, fields.get("rule", "default"), broker).inc()
         latency = fields.get("latency_ms")
         if latency is not None:
-            self.confirm_seconds.labels(broker).observe(latency / 1000)
+            self._child(self.confirm_seconds, broker).observe(latency / 1000)
 
 
 class _StateCollector(Collector):
