@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not reload routes.yaml when it changes (SIGHUP still reloads)",
     )
     run.add_argument(
+        "--backlog-check",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="consumers of a cutover queue: once legacy sent nothing for this long, check "
+        "whether legacy's queue is empty and, if so, stop reading it (default %(default)s)",
+    )
+    run.add_argument(
         "--shutdown-grace",
         type=float,
         default=10.0,
@@ -220,6 +228,7 @@ def _run(args: argparse.Namespace) -> int:
         limits=limits,
         max_inflight=args.max_inflight,
         tls=tls,
+        backlog_check_interval=args.backlog_check,
     )
     ctx = ProxyContext(settings, RoutesHolder(table), facts, tap=capture)
     facts.emit(

@@ -32,3 +32,8 @@ class Fact(StrEnum):
     TRANSACTION_ABORTED = "transaction_aborted"
     TRANSACTION_PARTIAL_COMMIT = "transaction_partial_commit"
     FACTS_DROPPED = "facts_dropped"
+    CONSUMER_SUBSCRIBED = "consumer_subscribed"
+    CONSUMER_SUBSCRIPTION_LOST = "consumer_subscription_lost"
+    CONSUMER_DRAINED = "consumer_drained"
+    CONSUMER_ACK_FAILED = "consumer_ack_failed"
+    MESSAGE_DELIVERED = "message_delivered"

@@ -26,6 +26,9 @@ class ProxySettings:
     frame_timeout: float = 60.0  # a frame begun must be complete within this (slowloris)
     write_timeout: float = 60.0  # a client that reads nothing for this long is closed
     tls: ssl.SSLContext | None = None  # producers that already speak stomp+ssl keep doing so
+    # How often a consumer reading both brokers (cutover) checks whether legacy's queue is
+    # empty, after this long without a message from legacy; then legacy's side is dropped.
+    backlog_check_interval: float = 5.0
 
 
 @dataclass

@@ -43,6 +43,7 @@ from ..stomp import (
     insert_header,
 )
 from ..upstream import BrokerLink, BrokerUnavailable, describe_os_error, open_stream
+from .consumer_side import ConsumerSide
 from .context import ProxyContext
 
 LEGACY = "legacy"
@@ -83,6 +84,7 @@ class Transaction:
     amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
     moved: list[MovedMessage] = field(default_factory=list)
     mirror_traces: list[tuple[str, str]] = field(default_factory=list)  # (trace, rule)
+    amazonmq_acks: int = 0  # consumer ACKs inside the transaction, on Amazon MQ
     closed: bool = False  # committed or aborted by the client
 
 
@@ -125,6 +127,7 @@ class ClientSession:
         self._close_reason = _CLIENT_CLOSED
         self._done = asyncio.Event()
         self._receipts_settled: asyncio.Event | None = None  # set while draining for shutdown
+        self.consumers = ConsumerSide(self)
         self.sent = 0
         peer = client_writer.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -142,9 +145,9 @@ class ClientSession:
             pump = asyncio.create_task(self._pump_legacy())
             await self._serve(pending)
         except ProtocolError as exc:
-            self._emit(Fact.CLIENT_PROTOCOL_ERROR, reason=exc.reason)
+            self.emit(Fact.CLIENT_PROTOCOL_ERROR, reason=exc.reason)
             self._close_reason = f"protocol error: {exc.reason}"
-            self._write_client(error_frame(exc.reason))
+            self.write_client(error_frame(exc.reason))
         except SessionClosed:
             pass
         except (OSError, TimeoutError) as exc:
@@ -153,6 +156,7 @@ class ClientSession:
             await self._shutdown(pump)
 
     async def _shutdown(self, pump: asyncio.Task[None] | None) -> None:
+        await self.consumers.close()
         # Let Amazon MQ outcomes settle so facts (and fallbacks) are complete.
         if self._link is not None:
             if not self._closed:
@@ -171,17 +175,17 @@ class ClientSession:
         if self.ctx.tap is not None:
             self.ctx.tap.closed(self.id)
         if self._connected:
-            self._emit(Fact.CLIENT_DISCONNECTED, reason=self._close_reason, messages=self.sent)
+            self.emit(Fact.CLIENT_DISCONNECTED, reason=self._close_reason, messages=self.sent)
         self._done.set()
 
-    def _abort(self, reason: str, to_client: bytes | None = None) -> None:
+    def abort(self, reason: str, to_client: bytes | None = None) -> None:
         """Close the session now (from any task); ``to_client`` is written first."""
         if self._closed:
             return
         self._closed = True
         self._close_reason = reason
         if to_client is not None:
-            self._write_client(to_client)
+            self.write_client(to_client)
         for writer in (self._legacy, self._client):
             if writer is not None:
                 with contextlib.suppress(Exception):
@@ -208,8 +212,8 @@ class ClientSession:
             )
         except BrokerUnavailable as exc:
             self.ctx.health.mark_down(LEGACY, exc.reason)
-            self._emit(Fact.CLIENT_REFUSED, reason=f"legacy unavailable: {exc.reason}")
-            self._write_client(error_frame("legacy broker unavailable", exc.reason))
+            self.emit(Fact.CLIENT_REFUSED, reason=f"legacy unavailable: {exc.reason}")
+            self.write_client(error_frame("legacy broker unavailable", exc.reason))
             return None
         self.ctx.health.mark_up(LEGACY, str(legacy.endpoints[0]))
         assert connect.raw is not None
@@ -217,21 +221,21 @@ class ClientSession:
         async with asyncio.timeout(settings.handshake_timeout):
             answer = await self._read_until_frame(self._legacy_reader, self._legacy_parser)
         if not answer:
-            self._emit(Fact.CLIENT_REFUSED, reason="legacy closed the connection at login")
-            self._write_client(error_frame("legacy broker closed the connection at login"))
+            self.emit(Fact.CLIENT_REFUSED, reason="legacy closed the connection at login")
+            self.write_client(error_frame("legacy broker closed the connection at login"))
             return None
         reply = answer.pop(0)
         assert isinstance(reply, Frame) and reply.raw is not None
-        self._write_client(reply.raw)
+        self.write_client(reply.raw)
         for extra in answer:  # whatever legacy sent right behind CONNECTED
-            self._write_client(extra.raw if isinstance(extra, Frame) and extra.raw else b"\n")
+            self.write_client(extra.raw if isinstance(extra, Frame) and extra.raw else b"\n")
         if reply.command != "CONNECTED":
-            self._emit(Fact.CLIENT_REFUSED, reason=reply.get("message") or reply.command)
+            self.emit(Fact.CLIENT_REFUSED, reason=reply.get("message") or reply.command)
             return None
         self.version = reply.get("version") or "1.0"
         self._client_parser.version = self._legacy_parser.version = self.version
         self._connected = True
-        self._emit(
+        self.emit(
             Fact.CLIENT_CONNECTED,
             peer=self._peer,
             login=connect.get("login"),
@@ -308,7 +312,7 @@ class ClientSession:
                 tap.from_client(self.id, data)
             events = parser.feed(data)
 
-    def _write_legacy(self, data: bytes) -> None:
+    def write_legacy(self, data: bytes) -> None:
         batch = self._legacy_batch
         if batch is not None:
             batch.append(data)
@@ -323,7 +327,7 @@ class ClientSession:
 
     def _on_client_event(self, event: Event) -> Awaitable[None] | None:
         if not isinstance(event, Frame):
-            self._write_legacy(b"\n")
+            self.write_legacy(b"\n")
             return None
         command = event.command
         if command == "SEND":
@@ -338,11 +342,21 @@ class ClientSession:
             return self._on_disconnect(event)
         elif command in ("CONNECT", "STOMP"):
             raise MalformedFrame("CONNECT after the session is established")
+        elif command == "SUBSCRIBE":
+            self.consumers.on_subscribe(event)
+        elif command in ("ACK", "NACK"):
+            if self.consumers.book:
+                self.consumers.on_ack(event)
+            else:
+                assert event.raw is not None
+                self.write_legacy(event.raw)
+        elif command == "UNSUBSCRIBE":
+            self.consumers.on_unsubscribe(event)
         elif command in ("CONNECTED", "MESSAGE", "RECEIPT", "ERROR"):
             raise MalformedFrame(f"{command} is a server frame")
-        else:  # SUBSCRIBE, UNSUBSCRIBE, ACK, NACK: consumers stay on legacy
+        else:  # not a STOMP command: legacy answers it as it always did
             assert event.raw is not None
-            self._write_legacy(event.raw)
+            self.write_legacy(event.raw)
         return None
 
     def _on_send(self, frame: Frame) -> Awaitable[None] | None:
@@ -364,7 +378,7 @@ class ClientSession:
         to_amazonmq = AMAZONMQ in decision.targets and not dry_run
         self.sent += 1
         receipt = frame.get("receipt")
-        self._emit(
+        self.emit(
             Fact.MESSAGE_ROUTED,
             trace_id=trace,
             destination=destination,
@@ -392,7 +406,7 @@ class ClientSession:
             return
         if receipt is not None and len(self._legacy_receipts) < _MAX_TRACKED_RECEIPTS:
             self._legacy_receipts[receipt] = (trace, rule, time.monotonic())
-        self._write_legacy(raw)
+        self.write_legacy(raw)
 
     def _amazonmq_frame(
         self, frame: Frame, trace: str, decision: Decision, receipt_id: str
@@ -412,7 +426,7 @@ class ClientSession:
             headers.append((name, value))
         return encode_parts("SEND", tuple(headers), frame.body, self.version)
 
-    def _amazonmq(self) -> BrokerLink:
+    def amazonmq(self) -> BrokerLink:
         if self._link is None:
             settings = self.ctx.settings
             self._link = BrokerLink(
@@ -424,21 +438,22 @@ class ClientSession:
                 max_inflight=settings.max_inflight,
                 connect_timeout=settings.connect_timeout,
             )
+            self._link.on_message = self.consumers.on_amazonmq_message
         return self._link
 
     def _send_mirror(
         self, frame: Frame, trace: str, decision: Decision, tx: Transaction | None
     ) -> None:
         """A copy for Amazon MQ that never delays the client: failures are facts only."""
-        link = self._amazonmq()
+        link = self.amazonmq()
         rule = decision.rule
         if not link.has_capacity():
-            self._emit(
+            self.emit(
                 Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason="mirror backlog full"
             )
             return
         if tx is not None:
-            self._begin_on_amazonmq(tx, link)
+            self.begin_on_amazonmq(tx, link)
             tx.mirror_traces.append((trace, rule))
         started = time.monotonic()
 
@@ -446,7 +461,7 @@ class ClientSession:
             if failure is None:
                 self._amazonmq_confirmed(trace, rule, "mirror", started)
             else:
-                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
+                self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
         link.submit(
             lambda rid: self._amazonmq_frame(frame, trace, decision, rid),
@@ -465,7 +480,7 @@ class ClientSession:
         tx: Transaction | None,
     ) -> None:
         """Amazon MQ is responsible (cutover, or split choosing it)."""
-        link = self._amazonmq()
+        link = self.amazonmq()
         await link.wait_capacity()
         if tx is not None:
             self._send_moved_in_transaction(frame, raw, trace, decision, receipt, tx, link)
@@ -492,7 +507,7 @@ class ClientSession:
         tx: Transaction,
         link: BrokerLink,
     ) -> None:
-        self._begin_on_amazonmq(tx, link)
+        self.begin_on_amazonmq(tx, link)
         moved = MovedMessage(trace, raw, receipt, decision)
         tx.moved.append(moved)
         started = time.monotonic()
@@ -522,7 +537,7 @@ class ClientSession:
         **extra: Any,
     ) -> None:
         """Amazon MQ confirmed a frame: the fact, then the producer's receipt if it asked."""
-        self._emit(
+        self.emit(
             Fact.MESSAGE_CONFIRMED,
             trace_id=trace,
             rule=rule,
@@ -532,21 +547,21 @@ class ClientSession:
             **extra,
         )
         if receipt is not None:
-            self._write_client(self._receipt(receipt))
+            self.write_client(self.receipt(receipt))
 
     def _fail_primary(
         self, raw: bytes, trace: str, decision: Decision, receipt: str | None, reason: str
     ) -> None:
         if decision.on_failure is OnFailure.LEGACY and not self._closed:
-            self._emit(
+            self.emit(
                 Fact.MESSAGE_FELL_BACK, trace_id=trace, rule=decision.rule, reason=reason, to=LEGACY
             )
             self._send_legacy(raw, trace, decision.rule, receipt)
             return
-        self._emit(Fact.MESSAGE_REJECTED, trace_id=trace, rule=decision.rule, reason=reason)
+        self.emit(Fact.MESSAGE_REJECTED, trace_id=trace, rule=decision.rule, reason=reason)
         if not self._closed:
             message = f"message {trace} not accepted: {AMAZONMQ} unavailable"
-            self._abort(f"rejected: {reason}", error_frame(message, reason, receipt_id=receipt))
+            self.abort(f"rejected: {reason}", error_frame(message, reason, receipt_id=receipt))
 
     # -- transactions ---------------------------------------------------------
 
@@ -556,7 +571,7 @@ class ClientSession:
             raise MalformedFrame("BEGIN frame has no transaction header")
         self._tx[tx_id] = Transaction(tx_id, self.ctx.routes.table)
         assert self._legacy is not None and frame.raw is not None
-        self._write_legacy(frame.raw)
+        self.write_legacy(frame.raw)
 
     def _check_transaction(self, tx: Transaction, link: BrokerLink) -> None:
         """Amazon MQ's part of ``tx`` is gone if the link failed since BEGIN reached it."""
@@ -573,15 +588,20 @@ class ClientSession:
         if tx.closed:
             return
         tx.amazonmq_generation = None
+        if tx.amazonmq_acks:  # Amazon MQ redelivers those messages: at-least-once
+            self.emit(
+                Fact.CONSUMER_ACK_FAILED, transaction=tx.id, acks=tx.amazonmq_acks, reason=reason
+            )
+            tx.amazonmq_acks = 0
         for trace, rule in tx.mirror_traces:
-            self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
+            self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
         tx.mirror_traces.clear()
         moved, tx.moved = tx.moved, []
         for message in moved:
             message.settled = True
         if any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
             for message in moved:
-                self._emit(
+                self.emit(
                     Fact.MESSAGE_REJECTED,
                     trace_id=message.trace,
                     rule=message.decision.rule,
@@ -590,10 +610,10 @@ class ClientSession:
                 )
             pending = next((m.receipt for m in moved if not m.receipted), None)
             detail = f"transaction {tx.id}: {AMAZONMQ} unavailable"
-            self._abort(f"rejected: {reason}", error_frame(detail, reason, receipt_id=pending))
+            self.abort(f"rejected: {reason}", error_frame(detail, reason, receipt_id=pending))
             return
         for message in moved:
-            self._emit(
+            self.emit(
                 Fact.MESSAGE_FELL_BACK,
                 trace_id=message.trace,
                 rule=message.decision.rule,
@@ -611,7 +631,7 @@ class ClientSession:
                 None if message.receipted else message.receipt,
             )
 
-    def _begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> None:
+    def begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> None:
         self._check_transaction(tx, link)
         if tx.amazonmq_generation is None:
             tx.amazonmq_generation = link.generation
@@ -635,9 +655,9 @@ class ClientSession:
         return self._commit_both(frame, tx)
 
     async def _commit_both(self, frame: Frame, tx: Transaction) -> None:
-        link = self._amazonmq()
+        link = self.amazonmq()
         self._check_transaction(tx, link)
-        if tx.amazonmq_generation is not None and not tx.moved:
+        if tx.amazonmq_generation is not None and not tx.moved and not tx.amazonmq_acks:
             # Mirror copies only: legacy is primary, the copy's commit is not awaited.
             mirror_traces = tuple(tx.mirror_traces)
             link.submit(
@@ -659,7 +679,7 @@ class ClientSession:
                 self._transaction_lost_amazonmq(tx, f"COMMIT not confirmed: {failure}")
         if self._closed:
             return
-        spans_both = tx.amazonmq_generation is not None and bool(tx.moved)
+        spans_both = tx.amazonmq_generation is not None and (bool(tx.moved) or tx.amazonmq_acks > 0)
         tx.closed = True
         self._forward_commit(frame, tx.id, tx if spans_both else None)
 
@@ -668,7 +688,7 @@ class ClientSession:
     ) -> None:
         if failure is not None:
             for trace, rule in traces:
-                self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
+                self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
     def _forward_commit(self, frame: Frame, tx_id: str, tx: Transaction | None) -> None:
         """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""
@@ -680,7 +700,7 @@ class ClientSession:
                 receipt = f"{_INTERNAL_PREFIX}{next(self._internal_seq)}"
                 raw = insert_header(raw, "receipt", receipt, self.version)
             self._commit_receipts[receipt] = tx_id
-        self._write_legacy(raw)
+        self.write_legacy(raw)
 
     def _on_abort(self, frame: Frame) -> None:
         tx_id = frame.get("transaction")
@@ -688,7 +708,7 @@ class ClientSession:
             raise MalformedFrame("ABORT frame has no transaction header")
         tx = self._tx.pop(tx_id, None)
         assert self._legacy is not None and frame.raw is not None
-        self._write_legacy(frame.raw)
+        self.write_legacy(frame.raw)
         if tx is None:
             return
         tx.closed = True
@@ -699,7 +719,7 @@ class ClientSession:
                 lambda failure: None,
                 resendable=False,
             )
-        self._emit(
+        self.emit(
             Fact.TRANSACTION_ABORTED,
             transaction=tx_id,
             reason="client ABORT",
@@ -720,7 +740,7 @@ class ClientSession:
             await self._link.close(graceful=True)
         self._close_reason = "client DISCONNECT"
         assert self._legacy is not None and frame.raw is not None
-        self._write_legacy(frame.raw)
+        self.write_legacy(frame.raw)
         await self._legacy.drain()
 
     # -- legacy -> client -------------------------------------------------------
@@ -734,6 +754,7 @@ class ClientSession:
         write_timeout = self.ctx.settings.write_timeout
         high_water = client.transport.get_write_buffer_limits()[1]
         tap = self.ctx.tap
+        consumers = self.consumers
         try:
             while True:
                 data = await reader.read(read_size)
@@ -747,6 +768,12 @@ class ClientSession:
                         if self._on_legacy_receipt(event):
                             assert event.raw is not None
                             out.append(event.raw)
+                    elif (
+                        event.command == "MESSAGE"
+                        and consumers.book
+                        and not consumers.on_legacy_message(event)
+                    ):
+                        continue  # the proxy's own (a backlog check)
                     else:
                         if event.command == "ERROR":
                             self._on_legacy_error(event)
@@ -764,13 +791,13 @@ class ClientSession:
                     async with asyncio.timeout(write_timeout):
                         await client.drain()
                 except TimeoutError:
-                    self._emit(Fact.CLIENT_PROTOCOL_ERROR, reason="client stopped reading")
+                    self.emit(Fact.CLIENT_PROTOCOL_ERROR, reason="client stopped reading")
                     # close() would wait to flush to a client that never reads: abort.
                     self._client.transport.abort()
-                    self._abort(f"client read nothing for {write_timeout:g} seconds")
+                    self.abort(f"client read nothing for {write_timeout:g} seconds")
                     return
         except ProtocolError as exc:
-            self._emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {exc.reason}")
+            self.emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {exc.reason}")
         except OSError:
             pass
         finally:
@@ -781,7 +808,7 @@ class ClientSession:
         receipt = frame.get("receipt-id") or ""
         tx_id = self._commit_receipts.pop(receipt, None)
         if tx_id is not None:
-            self._emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
+            self.emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
             if receipt.startswith(_INTERNAL_PREFIX):
                 return False
         sent = self._legacy_receipts.pop(receipt, None)
@@ -789,7 +816,7 @@ class ClientSession:
             self._receipts_settled.set()
         if sent is not None:
             trace, rule, started = sent
-            self._emit(
+            self.emit(
                 Fact.MESSAGE_CONFIRMED,
                 trace_id=trace,
                 rule=rule,
@@ -800,7 +827,7 @@ class ClientSession:
 
     def _on_legacy_error(self, frame: Frame) -> None:
         for tx_id in self._commit_receipts.values():
-            self._emit(
+            self.emit(
                 Fact.TRANSACTION_PARTIAL_COMMIT,
                 transaction=tx_id,
                 committed=(AMAZONMQ,),
@@ -812,7 +839,7 @@ class ClientSession:
 
     def _on_legacy_closed(self) -> None:
         for tx_id in self._commit_receipts.values():
-            self._emit(
+            self.emit(
                 Fact.TRANSACTION_PARTIAL_COMMIT,
                 transaction=tx_id,
                 committed=(AMAZONMQ,),
@@ -821,7 +848,7 @@ class ClientSession:
             )
         self._commit_receipts.clear()
         if not self._closed:
-            self._abort(
+            self.abort(
                 self._close_reason
                 if self._close_reason != _CLIENT_CLOSED
                 else "legacy closed the connection"
@@ -829,21 +856,47 @@ class ClientSession:
 
     # -- small pieces -----------------------------------------------------------
 
-    def _receipt(self, receipt_id: str) -> bytes:
+    def receipt(self, receipt_id: str) -> bytes:
         return encode_parts("RECEIPT", (("receipt-id", receipt_id),), b"", self.version)
 
-    def _write_client(self, data: bytes) -> None:
+    def write_client(self, data: bytes) -> None:
         with contextlib.suppress(Exception):
             if not self._client.is_closing():
                 self._client.write(data)
                 if self.ctx.tap is not None:
                     self.ctx.tap.to_client(self.id, data)
 
-    def _emit(self, fact: Fact, **fields: Any) -> None:
+    def emit(self, fact: Fact, **fields: Any) -> None:
         self.ctx.facts.emit(fact, session=self.id, **fields)
 
+    def transaction(self, tx_id: str | None) -> Transaction | None:
+        return self._tx.get(tx_id) if tx_id is not None else None
+
+    def deliver(self, data: bytes) -> Awaitable[None] | None:
+        """A MESSAGE for the client from Amazon MQ; an awaitable while the client is behind."""
+        self.write_client(data)
+        client = self._client
+        if (
+            client.transport.get_write_buffer_size()
+            <= client.transport.get_write_buffer_limits()[1]
+        ):
+            return None
+        return self._wait_client()
+
+    async def _wait_client(self) -> None:
+        timeout = self.ctx.settings.write_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._client.drain()
+        except TimeoutError:
+            self.emit(Fact.CLIENT_PROTOCOL_ERROR, reason="client stopped reading")
+            self._client.transport.abort()
+            self.abort(f"client read nothing for {timeout:g} seconds")
+        except (OSError, RuntimeError):
+            pass  # the client is gone: the session is closing
+
     def close_now(self, reason: str) -> None:
-        self._abort(reason)
+        self.abort(reason)
 
     async def drain_and_close(self, timeout: float) -> None:
         """Shutdown: let outstanding receipts arrive (within ``timeout``), then close."""
@@ -855,7 +908,7 @@ class ClientSession:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await self._receipts_settled.wait()
-        self._abort("proxy shutting down")
+        self.abort("proxy shutting down")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
                 await self._done.wait()

@@ -6,7 +6,7 @@ which imports boto3 lazily).
 """
 
 from .credentials import Credentials, secret_arn_region
-from .decide import decide, decide_send, split_bucket
+from .decide import ConsumerDecision, decide, decide_send, decide_subscribe, split_bucket
 from .errors import CredentialsError, RoutesError
 from .loader import load_routes, parse_routes
 from .model import (
@@ -38,6 +38,7 @@ __all__ = [
     "AmazonMQRef",
     "BrokerConfig",
     "BrokerEndpoint",
+    "ConsumerDecision",
     "Credentials",
     "CredentialsError",
     "Decision",
@@ -50,6 +51,7 @@ __all__ = [
     "RoutesError",
     "decide",
     "decide_send",
+    "decide_subscribe",
     "load_routes",
     "parse_routes",
     "secret_arn_region",

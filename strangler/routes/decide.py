@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
-from .model import Decision
+from .model import AMAZONMQ, LEGACY, Decision, Mode
 from .table import Resolution, RouteTable
 
 # 10,000 buckets = 1/100 of a percent resolution for weights like 0.25.
@@ -64,3 +65,42 @@ def _choose(resolution: Resolution, sticky_value: str | None, message_key: str) 
         return resolution.hit
     key = message_key if sticky_value is None else sticky_value
     return resolution.hit if split_bucket(key) < weight else resolution.miss
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerDecision:
+    """Where a SUBSCRIBE to a destination reads from."""
+
+    rule: str
+    mode: Mode
+    sources: tuple[str, ...]  # brokers the subscription reads from, legacy first
+    amazonmq_destination: str | None  # None iff "amazonmq" not in sources
+    drain_legacy: bool  # legacy's side ends once legacy's queue is empty (cutover queues)
+    routes_version: str
+
+
+def decide_subscribe(
+    table: RouteTable, destination: str, dry_run: bool = False
+) -> ConsumerDecision:
+    """Where a consumer of ``destination`` reads from, under ``table``.
+
+    legacy and mirror (and any dry run): legacy only; mirror's copy on Amazon MQ is for
+    verification, not for consumers. split: both brokers, for as long as the route
+    splits. cutover: both, and legacy's side of a queue is dropped once legacy's
+    backlog is empty (topics keep it: a topic has no backlog to wait for, and
+    fallbacks still publish there).
+    """
+    resolution = table.resolve(destination)
+    route = resolution.route
+    rule = route.name if route is not None else resolution.hit.rule
+    if route is None or dry_run or route.dry_run or route.mode in (Mode.LEGACY, Mode.MIRROR):
+        mode = route.mode if route is not None else resolution.hit.mode
+        return ConsumerDecision(rule, mode, (LEGACY,), None, False, table.version)
+    return ConsumerDecision(
+        rule,
+        route.mode,
+        (LEGACY, AMAZONMQ),
+        route.target_destination or destination,
+        route.mode is Mode.CUTOVER and not destination.startswith("/topic/"),
+        table.version,
+    )

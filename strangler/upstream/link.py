@@ -13,7 +13,11 @@ Invariants:
   connection is being opened;
 - when the connection fails, every waiting frame fails at once and the link
   stays down for a back-off period, during which submits fail immediately
-  (so a dead Amazon MQ costs a producer nothing but the fallback).
+  (so a dead Amazon MQ costs a producer nothing but the fallback);
+- subscriptions are standing: written again after every (re)connect, and while
+  any exists the link reconnects by itself after the back-off (a consumer has no
+  SEND to trigger it). MESSAGE frames go to ``on_message`` with the connection's
+  generation; the broker redelivers what was unacknowledged on a lost connection.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import itertools
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..facts import Fact
@@ -37,6 +41,9 @@ from .transport import exchange_connect, open_stream
 
 OutcomeCallback = Callable[[str | None], None]
 FrameBuilder = Callable[[str], bytes]
+# A MESSAGE from the broker and the generation of the connection it came on; an
+# awaitable returned is awaited before reading on (the consumer's back-pressure).
+MessageHandler = Callable[[Frame, int], Awaitable[None] | None]
 
 _ids = itertools.count(1)
 
@@ -90,6 +97,11 @@ class BrokerLink:
         self._resending = False  # pending frames were written to a connection that died
         self.generation = 0  # bumped on every failure: transactions begun before it are gone
         self.last_failure: str | None = None
+        # subscription id -> (SUBSCRIBE builder, its outcome callback), kept across reconnects
+        self._standing: dict[str, tuple[FrameBuilder, OutcomeCallback]] = {}
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.on_message: MessageHandler | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -157,6 +169,46 @@ class BrokerLink:
         self._writer.write(payload)
         self._last_write = time.monotonic()
 
+    # -- consuming -------------------------------------------------------------
+
+    def subscribe(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
+        """Keep subscription ``sub_id`` open on every connection; ``on_done`` per attempt."""
+        self._standing[sub_id] = (build, on_done)
+        if self._writer is not None:
+            self._write_standing(sub_id, build, on_done)
+        elif self._connecting is None and not self._closed:
+            if self.in_backoff:
+                self._schedule_retry()
+            else:
+                self._connecting = asyncio.create_task(self._connect())
+
+    def unsubscribe(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
+        """End a standing subscription (``build`` makes the UNSUBSCRIBE frame)."""
+        if self._standing.pop(sub_id, None) is None or self._writer is None:
+            on_done(None)  # nothing open on the broker: nothing to undo
+            return
+        self.submit(build, on_done, resendable=False)
+
+    def _write_standing(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
+        receipt_id = f"{self._prefix}{next(self._seq)}"
+        payload = build(receipt_id)
+        self._pending[receipt_id] = _Waiting(payload, on_done, False, sub_id)
+        self._idle.clear()
+        self._write(payload)
+
+    def _schedule_retry(self) -> None:
+        """While subscriptions stand, come back after the back-off and connect again."""
+        if self._retry is not None or self._closed:
+            return
+        delay = max(0.0, self._down_until - time.monotonic())
+        self._retry = asyncio.get_running_loop().call_later(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        idle = self._writer is None and self._connecting is None
+        if self._standing and idle and not self._closed:
+            self._connecting = asyncio.create_task(self._connect())
+
     # -- connection lifecycle -------------------------------------------------
 
     async def _connect(self) -> None:
@@ -212,7 +264,10 @@ class BrokerLink:
             self._reader_task = asyncio.create_task(self._read(reader, parser))
             if heartbeat != (0, 0):
                 self._heartbeat_task = asyncio.create_task(self._heartbeats(*heartbeat))
-            for waiting in list(self._pending.values()):
+            earlier = list(self._pending.values())
+            for sub_id, (build, on_done) in self._standing.items():
+                self._write_standing(sub_id, build, on_done)
+            for waiting in earlier:
                 self._write(waiting.payload)
             return
         self._connecting = None
@@ -272,7 +327,12 @@ class BrokerLink:
                 for event in parser.feed(data):
                     if not isinstance(event, Frame):
                         continue
-                    if event.command == "RECEIPT":
+                    if event.command == "MESSAGE":
+                        handler = self.on_message
+                        waiting = handler(event, self.generation) if handler else None
+                        if waiting is not None:
+                            await waiting
+                    elif event.command == "RECEIPT":
                         self._resolve(event.get("receipt-id") or "", None)
                     elif event.command == "ERROR":
                         reason = f"ERROR: {event.get('message') or 'no message'}"
@@ -327,7 +387,9 @@ class BrokerLink:
         if self._reader_task is not None and self._reader_task is not asyncio.current_task():
             self._reader_task.cancel()
             self._reader_task = None
-        if writer is not None and any(w.resendable for w in self._pending.values()):
+        if writer is not None and (
+            self._standing or any(w.resendable for w in self._pending.values())
+        ):
             # A live connection was lost: try the endpoints again right away (the standby
             # may have taken over) and resend what has no receipt yet; only if that fails
             # do the frames fail (and fall back or get rejected by the session).
@@ -356,9 +418,16 @@ class BrokerLink:
         self._idle.set()
         for waiting in pending.values():
             waiting.on_done(reason)
+        if self._standing:
+            self._schedule_retry()
 
     async def close(self, *, graceful: bool) -> None:
         """Close the link; ``graceful`` sends DISCONNECT first (spec: "DISCONNECT")."""
+        self._closed = True
+        self._standing.clear()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):

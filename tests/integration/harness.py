@@ -233,8 +233,10 @@ class Client:
         return self.recorder.wait(lambda: wanted <= set(self.recorder.receipts), timeout)
 
     def close(self) -> None:
+        """DISCONNECT and wait until it is done (stomp.py's disconnect does not wait)."""
         if self.conn.is_connected():
             self.conn.disconnect()
+            self.recorder.disconnected.wait(WAIT)
 
 
 def connect(
