@@ -12,20 +12,23 @@ Invariants:
 - an ACK's RECEIPT reaches the client only when that broker confirmed the ACK;
   an ACK that cannot be delivered is a fact, and, if the client asked for a
   receipt, an ERROR: the broker redelivers the message (at-least-once);
-- subscriptions follow the routes in force at SUBSCRIBE; a consumer picks up a
-  routes change by subscribing again.
+- a routes change reaches open subscriptions: one that now reads Amazon MQ too
+  gets its Amazon MQ side; one whose route went back (rollback) keeps reading
+  Amazon MQ (so nothing moved there is stranded) and gets its legacy side back if
+  it had been dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ..facts import Fact
-from ..routes import AMAZONMQ, LEGACY, decide_subscribe
+from ..routes import AMAZONMQ, LEGACY, ConsumerDecision, decide_subscribe
 from ..stomp import Frame, encode_parts, error_frame
 from .consumers import (
     BROWSE_PREFIX,
@@ -38,11 +41,15 @@ from .consumers import (
 if TYPE_CHECKING:
     from .session import ClientSession
 
+# Legacy-only subscriptions a session remembers so a routes change can reach them.
+_MAX_TRACKED = 10_000
+
 
 class ConsumerSide:
     def __init__(self, session: ClientSession) -> None:
         self._session = session
         self.book = ConsumerBook()
+        self._legacy_only: dict[str, Frame] = {}  # id -> SUBSCRIBE, for a later routes change
         self._watcher: asyncio.Task[None] | None = None
 
     # -- client frames -------------------------------------------------------
@@ -55,11 +62,69 @@ class ConsumerSide:
         sub_id = frame.get("id")
         if destination is None or sub_id is None or sub_id in self.book.subscriptions:
             return  # legacy answers for it (1.0 without an id stays legacy-only)
-        ctx = session.ctx
-        decision = decide_subscribe(ctx.routes.table, destination, ctx.settings.dry_run)
+        decision = self._decide(destination)
         if AMAZONMQ not in decision.sources:
+            if len(self._legacy_only) < _MAX_TRACKED:  # beyond: pass-through, never upgraded
+                self._legacy_only[sub_id] = frame
             return
-        sub = DualSubscription(sub_id, destination, decision, frame.get("ack") or "auto")
+        self._open_amazonmq(frame, sub_id, destination, decision)
+
+    def _decide(self, destination: str) -> ConsumerDecision:
+        ctx = self._session.ctx
+        return decide_subscribe(ctx.routes.table, destination, ctx.settings.dry_run)
+
+    def routes_changed(self) -> None:
+        """A new routes table is in force: give open subscriptions the sides it asks for."""
+        for sub_id, frame in list(self._legacy_only.items()):
+            destination = frame.get("destination")
+            assert destination is not None
+            decision = self._decide(destination)
+            if AMAZONMQ in decision.sources:
+                del self._legacy_only[sub_id]
+                self._open_amazonmq(frame, sub_id, destination, decision)
+        for sub in self.book.subscriptions.values():
+            decision = self._decide(sub.destination)
+            if AMAZONMQ not in decision.sources:
+                # Rolled back: keep reading what was moved to Amazon MQ; never drop legacy.
+                decision = dataclasses.replace(
+                    decision,
+                    sources=sub.decision.sources,
+                    amazonmq_destination=sub.decision.amazonmq_destination,
+                )
+            if not decision.drain_legacy and not sub.legacy_active:
+                self._reopen_legacy(sub, decision)
+            sub.decision = dataclasses.replace(
+                decision, amazonmq_destination=sub.decision.amazonmq_destination
+            )
+            if decision.drain_legacy:
+                self._ensure_watcher()
+
+    def _reopen_legacy(self, sub: DualSubscription, decision: ConsumerDecision) -> None:
+        headers = tuple((k, v) for k, v in sub.frame.headers if k != "receipt")
+        session = self._session
+        session.write_legacy(encode_parts("SUBSCRIBE", headers, b"", session.version))
+        sub.legacy_active = True
+        sub.last_legacy_delivery = time.monotonic()
+        session.emit(
+            Fact.CONSUMER_SUBSCRIBED,
+            subscription=sub.id,
+            destination=sub.destination,
+            rule=decision.rule,
+            mode=decision.mode,
+            broker=LEGACY,
+            routes_version=decision.routes_version,
+        )
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_backlogs())
+
+    def _open_amazonmq(
+        self, frame: Frame, sub_id: str, destination: str, decision: ConsumerDecision
+    ) -> None:
+        """Track ``sub_id`` (open on legacy) as reading both brokers; subscribe on Amazon MQ."""
+        session = self._session
+        sub = DualSubscription(sub_id, destination, decision, frame, frame.get("ack") or "auto")
         sub.last_legacy_delivery = time.monotonic()
         self.book.add(sub)
         session.emit(
@@ -88,14 +153,16 @@ class ConsumerSide:
         session.amazonmq().subscribe(
             sub_id, lambda rid: self._subscribe_frame(frame, sub, rid), subscribed
         )
-        if decision.drain_legacy and self._watcher is None:
-            self._watcher = asyncio.create_task(self._watch_backlogs())
+        if decision.drain_legacy:
+            self._ensure_watcher()
 
     def on_unsubscribe(self, frame: Frame) -> None:
         session = self._session
         assert frame.raw is not None
         sub_id = frame.get("id")
         sub = self.book.remove(sub_id) if sub_id is not None else None
+        if sub_id is not None:
+            self._legacy_only.pop(sub_id, None)
         if sub is None:
             session.write_legacy(frame.raw)
             return

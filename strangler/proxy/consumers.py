@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..routes import AMAZONMQ, LEGACY, ConsumerDecision
+from ..stomp import Frame
 
 # Subscription ids the proxy itself opens on legacy (queue browsers): never the client's.
 BROWSE_PREFIX = "strangler-browse-"
@@ -39,6 +40,7 @@ class DualSubscription:
     id: str
     destination: str  # as the client named it
     decision: ConsumerDecision
+    frame: Frame  # the client's SUBSCRIBE (to open a side again after a routes change)
     ack_mode: str  # auto | client | client-individual
     legacy_active: bool = True
     unacked: dict[str, Delivery] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +61,8 @@ class ProxyContext:
     routes: RoutesHolder
     facts: FactSink
     tap: TrafficTap | None = None
+    # Called on the event loop right after a reload put a new table in force.
+    routes_listeners: list[Callable[[], None]] = field(default_factory=list)
     health: BrokerHealth = field(init=False)
 
     def __post_init__(self) -> None:

@@ -71,6 +71,8 @@ class RoutesReloader:
                 previous_version=old.version,
                 plan=plan.as_dict(),
             )
+            for listener in self._ctx.routes_listeners:
+                listener()
             return True
 
     def start_watching(self) -> None:

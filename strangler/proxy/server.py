@@ -22,6 +22,11 @@ class ProxyServer:
         self.sessions: set[ClientSession] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        ctx.routes_listeners.append(self._routes_changed)
+
+    def _routes_changed(self) -> None:
+        for session in self.sessions:
+            session.consumers.routes_changed()
 
     @property
     def address(self) -> tuple[str, int]:

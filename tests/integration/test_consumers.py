@@ -8,6 +8,7 @@ acknowledged is gone from both brokers and whatever it did not is still there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,15 @@ from stomp.utils import Frame as StompFrame
 from .brokers import BrokerInfo
 from .conftest import ProxyFactory
 from .faults import Relay
-from .harness import Client, RunningProxy, connect, connect_broker, drain, unique_queue
+from .harness import (
+    Client,
+    RunningProxy,
+    connect,
+    connect_broker,
+    drain,
+    routes_yaml,
+    unique_queue,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -266,3 +275,48 @@ def test_consumer_survives_a_lost_amazonmq_connection(
             client.close()
     assert drain(amazonmq, dest) == []
     assert drain(legacy, dest) == []
+
+
+def test_routes_change_reaches_open_subscriptions_both_ways(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo, tmp_path: Path
+) -> None:
+    """mirror -> cutover gives an open subscription its Amazon MQ side (and legacy's side
+    drains); cutover -> legacy (rollback) gives legacy's side back, without a reconnect."""
+    dest = unique_queue("reroute")
+    routes_file = tmp_path / "live-routes.yaml"
+
+    def apply(mode: str) -> None:
+        rule = f"  - {{name: r, match: {{exact: '{dest}'}}, mode: {mode}, on_failure: legacy}}\n"
+        routes_file.write_text(routes_yaml(legacy, amazonmq, rule))
+
+    apply("mirror")
+    proxy = make_proxy("", routes_file=routes_file, backlog_check_interval=CHECK)
+    client = consumer(proxy, legacy)
+    try:
+        client.conn.subscribe(dest, id="u1", ack="client-individual")
+        produce(proxy, legacy, dest, ["mirrored"])
+        (first,) = receive(client, 1)
+        client.conn.ack(first.headers["ack"], receipt="first")  # legacy's, passed through
+        assert client.wait_receipts(["first"])
+        apply("cutover")
+        assert proxy.reload()
+        proxy.wait_fact("consumer_subscribed", subscription="u1", broker="amazonmq")
+        produce(proxy, legacy, dest, ["moved"])
+        drained = proxy.wait_fact("consumer_drained", subscription="u1")
+        assert drained[0]["from_legacy"] == 0  # "mirrored" came before the change
+        apply("legacy")
+        assert proxy.reload()
+        proxy.wait_fact("consumer_subscribed", 2, subscription="u1", broker="legacy")
+        produce(proxy, legacy, dest, ["rolled back"])
+        messages = receive(client, 4)
+        # "mirrored"'s copy was waiting on Amazon MQ: now read there too.
+        assert sorted(bodies(messages)) == ["mirrored", "mirrored", "moved", "rolled back"]
+        receipts = [f"u{i}" for i in range(1, len(messages))]
+        for message, receipt in zip(messages[1:], receipts, strict=True):
+            client.conn.ack(message.headers["ack"], receipt=receipt)
+        assert client.wait_receipts(receipts)
+        assert not client.recorder.errors
+    finally:
+        client.close()
+    assert drain(legacy, dest) == []
+    assert drain(amazonmq, dest) == []

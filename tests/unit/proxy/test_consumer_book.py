@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from strangler.proxy.consumers import AckTarget, ConsumerBook, DualSubscription
 from strangler.routes import AMAZONMQ, LEGACY, ConsumerDecision, Mode
+from strangler.stomp import Frame
 
 DECISION = ConsumerDecision("moved", Mode.CUTOVER, (LEGACY, AMAZONMQ), "/queue/q", True, "v1")
+SUBSCRIBE = Frame("SUBSCRIBE", (("id", "s"), ("destination", "/queue/q")))
 
 
 def book_with(
     ack_mode: str, deliveries: list[tuple[str, str]]
 ) -> tuple[ConsumerBook, DualSubscription]:
     book = ConsumerBook()
-    sub = DualSubscription("s", "/queue/q", DECISION, ack_mode)
+    sub = DualSubscription("s", "/queue/q", DECISION, SUBSCRIBE, ack_mode)
     book.add(sub)
     for broker, key in deliveries:
         book.delivered(sub, broker, key, 7 if broker == AMAZONMQ else 0, now=1.0)
@@ -42,7 +44,7 @@ def test_cumulative_ack_acks_the_newest_earlier_delivery_on_the_other_broker() -
 def test_auto_subscriptions_track_nothing_and_find_by_key_locates_the_subscription() -> None:
     book, sub = book_with("auto", [(LEGACY, "l1"), (AMAZONMQ, "a1")])
     assert not sub.unacked and sub.delivered == {LEGACY: 1, AMAZONMQ: 1}
-    other = DualSubscription("t", "/queue/q", DECISION, "client-individual")
+    other = DualSubscription("t", "/queue/q", DECISION, SUBSCRIBE, "client-individual")
     book.add(other)
     book.delivered(other, AMAZONMQ, "a9", 1, now=2.0)
     assert book.find_by_key("a9") is other and book.find_by_key("l1") is None
