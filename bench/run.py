@@ -278,10 +278,10 @@ class Proxy:
         end = data.rfind(b"\n") + 1
         self._facts_offset += end
         for line in data[:end].splitlines():
-            # Lines start with {"event": "NAME", (the sink puts event first).
-            start = line.find(b'"event": "')
+            # Lines start with {"event":"NAME", (the sink puts event first).
+            start = line.find(b'"event":"')
             if start >= 0:
-                start += 10
+                start += 9
                 counts[line[start : line.find(b'"', start)].decode()] += 1
         return counts
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.typing import Processor
 
@@ -30,10 +31,29 @@ from .vocabulary import Fact
 _Pending = tuple[float, str, Mapping[str, Any]]
 
 
-def _event_first(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
-    """Put ``event`` and an ISO ``ts`` first, so a line reads as what happened, then when."""
-    ts = datetime.fromtimestamp(event_dict.pop("ts"), UTC).isoformat(timespec="microseconds")
-    return {"event": event_dict.pop("event"), "ts": ts, **event_dict}
+class _Timestamps:
+    """ISO 8601 UTC with microseconds; the date and time to the second are formatted once
+    per second (``datetime.isoformat`` per fact was a tenth of a fact's cost)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, ts: float) -> str:
+        # Rounded as datetime.fromtimestamp rounds (half even, carrying into the second).
+        second = int(ts)
+        micro = round((ts - second) * 1_000_000)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{micro:06d}+00:00"
+
+
+def _orjson(obj: Any, **kwargs: Any) -> str:
+    """structlog's JSONRenderer serializer: orjson, about 5x the standard library's speed."""
+    return orjson.dumps(obj, default=kwargs.get("default")).decode()
 
 
 def _render(processors: list[Processor], event_dict: MutableMapping[str, Any]) -> str:
@@ -73,10 +93,10 @@ class FactSink:
         # structlog's processor chain, applied directly: a bound logger per fact cost more
         # than the rendering itself (13 us against 5 us a fact, measured by bench/).
         self._static = dict(static or {})
-        self._processors: list[Processor] = [
-            _event_first,
-            structlog.processors.JSONRenderer(sort_keys=False),
-        ]
+        # Lines start with "event" then "ts" (what happened, then when): the dict is built
+        # in that order, so the chain needs no reordering step.
+        self._processors: list[Processor] = [structlog.processors.JSONRenderer(_orjson)]
+        self._stamp = _Timestamps()
         self._handoff = Handoff()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="strangler-facts", daemon=True)
@@ -117,7 +137,7 @@ class FactSink:
 
     def _write_pending(self) -> None:
         pending = self._pending
-        processors, static = self._processors, self._static
+        processors, static, stamp = self._processors, self._static, self._stamp
         lines: list[str] = []
         processed = 0
         while pending:
@@ -125,7 +145,7 @@ class FactSink:
             processed += 1
             try:
                 lines.append(
-                    _render(processors, {**static, **fields, "event": str(fact), "ts": ts})
+                    _render(processors, {"event": str(fact), "ts": stamp(ts), **static, **fields})
                 )
             except Exception as exc:  # e.g. a value JSON cannot encode: keep writing
                 lines.append(
@@ -133,7 +153,7 @@ class FactSink:
                         processors,
                         {
                             "event": str(Fact.FACTS_DROPPED),
-                            "ts": ts,
+                            "ts": stamp(ts),
                             "count": 1,
                             "reason": repr(exc)[:200],
                         },
@@ -147,7 +167,7 @@ class FactSink:
             lines.append(
                 _render(
                     processors,
-                    {"event": str(Fact.FACTS_DROPPED), "ts": time.time(), "count": dropped},
+                    {"event": str(Fact.FACTS_DROPPED), "ts": stamp(time.time()), "count": dropped},
                 )
             )
         if lines:

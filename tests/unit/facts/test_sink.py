@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from strangler.facts import Fact, FactSink
+from strangler.facts.sink import _Timestamps
 
 # The writer waits this long between batches unless woken; large enough that in
 # a test it only ever runs when flush()/close() wakes it.
@@ -216,3 +219,16 @@ def test_path_mode_closes_its_own_file_but_not_a_given_stream(
     borrowed = FactSink(stream, interval=IDLE)
     borrowed.close()
     assert not stream.closed
+
+
+def test_timestamps_match_datetime_isoformat_across_second_boundaries() -> None:
+    stamp = _Timestamps()
+    for ts in (1795750493.0, 1795750493.999999, 1795750494.000001, 1795750494.5, 0.25):
+        expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+        assert stamp(ts) == expected, ts
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False, allow_infinity=False))
+def test_timestamps_agree_with_datetime_for_any_time(ts: float) -> None:
+    expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    assert _Timestamps()(ts) == expected
