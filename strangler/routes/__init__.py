@@ -5,6 +5,7 @@ when the proxy asks, a credentials file or Secrets Manager secret (``Credentials
 which imports boto3 lazily).
 """
 
+from .client_credentials import ClientCredentials, SessionLogin, Unmapped, session_login
 from .credentials import Credentials, secret_arn_region
 from .decide import decide, decide_send, split_bucket
 from .errors import CredentialsError, RoutesError
@@ -38,6 +39,7 @@ __all__ = [
     "AmazonMQRef",
     "BrokerConfig",
     "BrokerEndpoint",
+    "ClientCredentials",
     "Credentials",
     "CredentialsError",
     "Decision",
@@ -48,10 +50,13 @@ __all__ = [
     "Route",
     "RouteTable",
     "RoutesError",
+    "SessionLogin",
+    "Unmapped",
     "decide",
     "decide_send",
     "load_routes",
     "parse_routes",
     "secret_arn_region",
+    "session_login",
     "split_bucket",
 ]
