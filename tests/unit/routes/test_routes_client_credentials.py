@@ -6,6 +6,7 @@ way the block can be wrong is reported with file, line (the ``# <-`` line) and r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from textwrap import dedent, indent
 
@@ -20,6 +21,8 @@ from strangler.routes import (
     parse_routes,
     session_login,
 )
+
+ROOT = Path(__file__).resolve().parents[3]
 
 BROKERS = """\
 brokers:
@@ -156,6 +159,23 @@ def test_admin_routes_document_lists_logins_and_sources_only(tmp_path: Path) -> 
         },
     }
     assert document["brokers"]["legacy"]["client_credentials"] is None
+
+
+def test_the_commented_example_in_routes_yaml_is_valid() -> None:
+    text = (ROOT / "routes.yaml").read_text()
+    found = re.search(r"^    # client_credentials:\n(?:    #   .*\n)+", text, re.M)
+    assert found is not None
+    block = found.group(0)
+    mapping = _load(text.replace(block, block.replace("    # ", "    ")))
+    assert mapping.unmapped is Unmapped.SHARED
+    assert [login for login, _ in mapping.logins] == ["producer-a", "producer-b"]
+
+
+def test_the_readme_example_is_valid() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [block] = [b for b in blocks if "client_credentials" in b]
+    mapping = _load("brokers:\n  legacy: {url: stomp://h:1}\n" + block)
+    assert [login for login, _ in mapping.logins] == ["orders-svc", "billing", "reports"]
 
 
 def _block(body: str) -> str:
