@@ -9,6 +9,12 @@
 #   amazonmq  STOMP+SSL     127.0.0.1:${STRANGLER_AMAZONMQ_PORT:-61614}
 #             login strangler / amazonmq-secret-1     (stands in for Amazon MQ)
 #
+# Every plain broker also accepts producer-a / producer-a-secret and producer-b /
+# producer-b-secret, and every TLS broker amq-producer-a / amazonmq-producer-a-secret and
+# amq-producer-b / amazonmq-producer-b-secret: producers with their own Amazon MQ users
+# (routes.yaml client_credentials). TLS brokers put the sender's login on each message
+# (header JMSXUserID), so a test can see which Amazon MQ user sent it.
+#
 # Usage:
 #   scripts/brokers.sh start                      start both standard brokers, wait for their ports
 #   scripts/brokers.sh start-one NAME plain|tls PORT
@@ -34,6 +40,10 @@ PLAIN_USER="producer"
 PLAIN_PASSWORD="producer-secret"
 TLS_USER="strangler"
 TLS_PASSWORD="amazonmq-secret-1"
+# Producers' own logins, besides the one above (user:password).
+PLAIN_EXTRA_USERS=("producer-a:producer-a-secret" "producer-b:producer-b-secret")
+TLS_EXTRA_USERS=("amq-producer-a:amazonmq-producer-a-secret"
+                 "amq-producer-b:amazonmq-producer-b-secret")
 KEYSTORE_PASSWORD="strangler-keystore"
 
 START_TIMEOUT="${STRANGLER_BROKER_START_TIMEOUT:-60}"
@@ -46,7 +56,7 @@ log() { printf 'brokers.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '12,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '18,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit "${1:-2}"
 }
 
@@ -155,10 +165,14 @@ write_keystore() {
 
 write_config() { # write_config DIR NAME KIND PORT
     local dir="$1" name="$2" kind="$3" port="$4"
-    local user password ssl_context="" uri
+    local user password ssl_context="" uri extra_users=() user_xml="" broker_extra="" entry
     if [[ "$kind" == "tls" ]]; then
         user="$TLS_USER"
         password="$TLS_PASSWORD"
+        extra_users=("${TLS_EXTRA_USERS[@]}")
+        # Amazon MQ's audit question "which user sent this?", answered on every message.
+        broker_extra='
+            populateJMSXUserID="true"'
         write_keystore "$dir"
         ssl_context="
         <sslContext>
@@ -169,8 +183,13 @@ write_config() { # write_config DIR NAME KIND PORT
     else
         user="$PLAIN_USER"
         password="$PLAIN_PASSWORD"
+        extra_users=("${PLAIN_EXTRA_USERS[@]}")
         uri="stomp://127.0.0.1:$port?"
     fi
+    for entry in "$user:$password" "${extra_users[@]}"; do
+        user_xml+="
+                    <authenticationUser username=\"${entry%%:*}\" password=\"${entry#*:}\" groups=\"admins\"/>"
+    done
     # Same limits as the stock activemq.xml (and Amazon MQ).
     uri="${uri}maximumConnections=1000&amp;wireFormat.maxFrameSize=104857600"
 
@@ -190,7 +209,7 @@ write_config() { # write_config DIR NAME KIND PORT
             useJmx="false"
             persistent="true"
             advisorySupport="false"
-            schedulerSupport="false"
+            schedulerSupport="false"$broker_extra
             dataDirectory="\${activemq.data}">
 
         <persistenceAdapter>
@@ -207,8 +226,7 @@ write_config() { # write_config DIR NAME KIND PORT
 
         <plugins>
             <simpleAuthenticationPlugin anonymousAccessAllowed="false">
-                <users>
-                    <authenticationUser username="$user" password="$password" groups="admins"/>
+                <users>$user_xml
                 </users>
             </simpleAuthenticationPlugin>
         </plugins>

@@ -5,6 +5,7 @@ Each check answers OK, WARN or FAIL with one line saying why; the exit code is
 (same TLS verification, same credentials source, same discovery), but send
 nothing: the Amazon MQ check logs in and DISCONNECTs, the legacy check only
 sees that STOMP answers (producers log in to legacy with their own logins).
+With ``client_credentials``, every mapped producer's Amazon MQ login is checked too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import contextlib
 import json
 from dataclasses import asdict, dataclass
 
-from .routes import BrokerConfig, BrokerEndpoint, RoutesError, RouteTable, load_routes
+from .routes import (
+    BrokerConfig,
+    BrokerEndpoint,
+    Credentials,
+    RoutesError,
+    RouteTable,
+    Unmapped,
+    load_routes,
+)
 from .stomp import Frame
 from .upstream import BrokerUnavailable, open_stream
 from .upstream.discovery import resolve_endpoints
@@ -76,52 +85,74 @@ async def _check_amazonmq(table: RouteTable) -> list[Check]:
     if configured.aws is not None:
         urls = ", ".join(str(e) for e in config.endpoints)
         checks.append(Check("amazonmq discovery", OK, f"{configured.aws}: {urls}"))
+    mapping = config.client_credentials
+    shared = mapping is None or mapping.unmapped is Unmapped.SHARED or bool(config.credentials)
+    if shared:
+        checks += await _check_login(config, "amazonmq", config.credentials, first=True)
+    else:
+        checks.append(
+            Check(
+                "amazonmq credentials",
+                OK,
+                "none (client_credentials.unmapped: refuse: only mapped logins reach Amazon MQ)",
+            )
+        )
+    # Each mapped producer logs in as itself: a wrong or missing secret would only show when
+    # that producer's first message for Amazon MQ falls back or is rejected.
+    for index, (login, credentials) in enumerate(mapping.logins if mapping else ()):
+        name = f"amazonmq login {login!r}"
+        checks += await _check_login(config, name, credentials, first=index == 0 and not shared)
+    return checks
+
+
+async def _check_login(
+    config: BrokerConfig, name: str, credentials: Credentials | None, *, first: bool
+) -> list[Check]:
+    """Resolve ``credentials`` and log in with them on every endpoint (``name`` labels it)."""
     try:
-        login = await asyncio.to_thread(config.credentials.resolve) if config.credentials else None
+        login = await asyncio.to_thread(credentials.resolve) if credentials else None
     except Exception as exc:  # credential errors carry an operator-facing reason
-        return [*checks, Check("amazonmq credentials", FAIL, str(exc))]
-    checks.append(
-        Check("amazonmq credentials", OK if login else WARN, "found" if login else "none set")
-    )
+        return [Check(f"{name} credentials", FAIL, str(exc))]
+    found = f"found ({credentials.describe()})" if credentials and login else "none set"
+    checks = [Check(f"{name} credentials", OK if login else WARN, found)]
     accepted = 0
     for endpoint in config.endpoints:
+        label = f"{name} {endpoint}"
         try:
             answer = await _stomp_answer("amazonmq", config, endpoint, login)
         except BrokerUnavailable as exc:
-            checks.append(Check(f"amazonmq {endpoint}", FAIL, exc.reason))
+            checks.append(Check(label, FAIL, exc.reason))
             continue
         if answer.command == "CONNECTED":
             accepted += 1
             version = answer.get("version") or "1.0"
             server = answer.get("server") or "?"
+            as_user = f" as {login[0]!r}" if login else ""
             checks.append(
                 Check(
-                    f"amazonmq {endpoint}",
+                    label,
                     OK,
-                    f"TLS verified, login accepted (STOMP {version}, server {server})",
+                    f"TLS verified, login accepted{as_user} (STOMP {version}, server {server})",
                 )
             )
-            if server.startswith(_END_OF_SUPPORT):
+            if first and server.startswith(_END_OF_SUPPORT):
                 checks.append(
                     Check(
-                        f"amazonmq {endpoint}",
+                        label,
                         WARN,
                         f"{server} is past end of support on Amazon MQ (use 5.18 or later)",
                     )
                 )
         else:
             checks.append(
-                Check(
-                    f"amazonmq {endpoint}",
-                    FAIL,
-                    f"login refused: {answer.get('message') or answer.command}",
-                )
+                Check(label, FAIL, f"login refused: {answer.get('message') or answer.command}")
             )
     if len(config.endpoints) > 1 and accepted == 1:
         # Active/standby: the standby refusing connections is the normal state.
+        endpoints = {f"{name} {endpoint}" for endpoint in config.endpoints}
         checks = [
             Check(c.name, WARN, f"{c.detail} (normal for the standby)")
-            if c.status == FAIL and c.name.startswith("amazonmq stomp")
+            if c.status == FAIL and c.name in endpoints
             else c
             for c in checks
         ]

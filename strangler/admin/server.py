@@ -31,15 +31,18 @@ def routes_document(table: RouteTable) -> dict[str, Any]:
     """The active table as JSON: everything but secrets (credentials show their source)."""
     brokers = {}
     for name, broker in table.brokers.items():
-        creds = broker.credentials
-        source: dict[str, Any] | None = None
-        if creds is not None:
-            source = {k: v for k, v in _public_fields(creds).items() if v is not None}
+        mapping = broker.client_credentials
         brokers[name] = {
             "endpoints": [str(e) for e in broker.endpoints],
             "amazonmq": None if broker.aws is None else str(broker.aws),
             "ca_file": broker.ca_file,
-            "credentials_from": source,
+            "credentials_from": _source(broker.credentials),
+            "client_credentials": None
+            if mapping is None
+            else {
+                "unmapped": str(mapping.unmapped),
+                "logins": {login: _source(creds) for login, creds in mapping.logins},
+            },
             "heartbeat_ms": broker.heartbeat_ms,
         }
     return {
@@ -67,6 +70,12 @@ def routes_document(table: RouteTable) -> dict[str, Any]:
 
 def _rejects_on_failure(table: RouteTable) -> bool:
     return any(r.on_failure is OnFailure.REJECT and not r.dry_run for r in table.routes)
+
+
+def _source(creds: object | None) -> dict[str, Any] | None:
+    if creds is None:
+        return None
+    return {k: v for k, v in _public_fields(creds).items() if v is not None}
 
 
 def _public_fields(creds: object) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class ClientSession:
         # gathered and sent with one write call (one syscall) instead of one per frame.
         self._legacy_batch: list[bytes] | None = None
         self._link: BrokerLink | None = None
+        self._login: str | None = None  # the CONNECT login legacy accepted
         self.version = "1.0"
         self._tx: dict[str, Transaction] = {}
         # client receipt id -> (trace id, rule, monotonic send time), for the confirmed fact
@@ -235,12 +236,17 @@ class ClientSession:
         self.version = reply.get("version") or "1.0"
         self._client_parser.version = self._legacy_parser.version = self.version
         self._connected = True
+        self._login = connect.get("login")
+        table = self.ctx.routes.table
+        amazonmq = table.brokers.get(AMAZONMQ)
         self.emit(
             Fact.CLIENT_CONNECTED,
             peer=self._peer,
-            login=connect.get("login"),
+            login=self._login,
             version=self.version,
-            routes_version=self.ctx.routes.table.version,
+            routes_version=table.version,
+            # Which Amazon MQ login the session maps to (a source's name, never a secret).
+            **(amazonmq.login_for(self._login).fact_fields() if amazonmq else {}),
         )
         return events
 
@@ -429,14 +435,17 @@ class ClientSession:
     def amazonmq(self) -> BrokerLink:
         if self._link is None:
             settings = self.ctx.settings
+            config = self.ctx.routes.table.brokers[AMAZONMQ]
             self._link = BrokerLink(
                 AMAZONMQ,
-                self.ctx.routes.table.brokers[AMAZONMQ],
+                config,
                 self.version,
                 self.ctx.health,
                 limits=settings.limits,
                 max_inflight=settings.max_inflight,
                 connect_timeout=settings.connect_timeout,
+                # Shared, mapped from the legacy login, or refused (client_credentials).
+                login=config.login_for(self._login),
             )
             self._link.on_message = self.consumers.on_amazonmq_message
         return self._link

@@ -5,6 +5,7 @@ when the proxy asks, a credentials file or Secrets Manager secret (``Credentials
 which imports boto3 lazily).
 """
 
+from .client_credentials import ClientCredentials, SessionLogin, Unmapped, session_login
 from .credentials import Credentials, secret_arn_region
 from .decide import ConsumerDecision, decide, decide_send, decide_subscribe, split_bucket
 from .errors import CredentialsError, RoutesError
@@ -38,6 +39,7 @@ __all__ = [
     "AmazonMQRef",
     "BrokerConfig",
     "BrokerEndpoint",
+    "ClientCredentials",
     "ConsumerDecision",
     "Credentials",
     "CredentialsError",
@@ -49,11 +51,14 @@ __all__ = [
     "Route",
     "RouteTable",
     "RoutesError",
+    "SessionLogin",
+    "Unmapped",
     "decide",
     "decide_send",
     "decide_subscribe",
     "load_routes",
     "parse_routes",
     "secret_arn_region",
+    "session_login",
     "split_bucket",
 ]

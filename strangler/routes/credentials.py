@@ -60,6 +60,14 @@ class Credentials:
         if self.region is not None and self.secret_id is None:
             raise ValueError("Credentials: region is only used with secret_id")
 
+    def describe(self) -> str:
+        """Where the secrets are, for facts and /routes: names only, never a value."""
+        if self.file is not None:
+            return f"file {self.file}"
+        if self.secret_id is not None:
+            return f"secret {self.secret_id}"
+        return f"env {self.username_env}/{self.password_env}"
+
     def resolve(self, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
         """Return ``(username, password)``; raise ``CredentialsError`` naming what is missing.
 

@@ -18,6 +18,9 @@ Invariants:
   ``broker_id`` or ``broker_name``; the last two (optionally with ``region``) become
   ``BrokerConfig.aws`` with no endpoints, which ``strangler.aws`` discovers at connect time.
   The legacy broker is self-hosted: it always needs ``url``/``urls``.
+- ``brokers.amazonmq.client_credentials`` maps legacy logins to Amazon MQ credentials
+  (each entry in the same three forms as ``credentials``) and says what an unmapped login
+  gets (``unmapped: shared|refuse``, required); no other broker may have it.
 - Credentials ``secret_id`` (Secrets Manager) takes its region from ``region:``, else the
   secret's ARN, else the broker's ``region:``, else the AWS SDK default; a ``region:``
   contradicting the ARN is an error.
@@ -39,6 +42,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .client_credentials import ClientCredentials, Unmapped
 from .credentials import Credentials, secret_arn_region
 from .errors import RoutesError
 from .model import (
@@ -68,12 +72,14 @@ _BROKER_KEYS: Final = (
     "region",
     "ca_file",
     "credentials",
+    "client_credentials",
     "heartbeat_ms",
 )
 # Exactly one of these says where a broker is; the last two ask Amazon MQ's API.
 _BROKER_SOURCES: Final = ("url", "urls", "broker_id", "broker_name")
 _AWS_BROKER_KEYS: Final = ("broker_id", "broker_name", "region")
 _CREDENTIAL_KEYS: Final = ("username_env", "password_env", "file", "secret_id", "region")
+_CLIENT_CREDENTIAL_KEYS: Final = ("unmapped", "logins")
 _ROUTE_KEYS: Final = (
     "name",
     "match",
@@ -314,6 +320,20 @@ class _Reader:
                 fields["credentials"], f"{path}.credentials", aws.region if aws else None
             )
 
+        client_credentials = None
+        if "client_credentials" in fields:
+            if name != AMAZONMQ:
+                self.fail(
+                    fields["client_credentials"].key,
+                    f"{path}.client_credentials: only for brokers.{AMAZONMQ}; "
+                    f"producers log in to {name} with their own login",
+                )
+            client_credentials = self.client_credentials(
+                fields["client_credentials"],
+                f"{path}.client_credentials",
+                aws.region if aws else None,
+            )
+
         heartbeat_ms = DEFAULT_HEARTBEAT_MS
         if "heartbeat_ms" in fields:
             heartbeat_node = fields["heartbeat_ms"].value
@@ -331,6 +351,7 @@ class _Reader:
             credentials=credentials,
             heartbeat_ms=heartbeat_ms,
             aws=aws,
+            client_credentials=client_credentials,
         )
 
     def aws_ref(self, fields: dict[str, _Field], path: str) -> AmazonMQRef:
@@ -437,6 +458,70 @@ class _Reader:
         username_env = self.env_name(fields["username_env"].value, f"{path}.username_env")
         password_env = self.env_name(fields["password_env"].value, f"{path}.password_env")
         return Credentials(username_env=username_env, password_env=password_env)
+
+    def client_credentials(
+        self, owner: _Field, path: str, broker_region: str | None
+    ) -> ClientCredentials:
+        fields = self.mapping(owner.value, path, _CLIENT_CREDENTIAL_KEYS)
+        choices = ", ".join(u.value for u in Unmapped)
+        if "unmapped" not in fields:
+            self.fail(
+                owner.key,
+                f"{path}.unmapped: required (what a login not listed gets: 'shared', the "
+                "proxy's own credentials, or 'refuse', no Amazon MQ)",
+            )
+        unmapped_node = fields["unmapped"].value
+        unmapped_text = self.string(unmapped_node, f"{path}.unmapped")
+        try:
+            unmapped = Unmapped(unmapped_text)
+        except ValueError:
+            self.fail(unmapped_node, f"{path}.unmapped: {unmapped_text!r} is not one of {choices}")
+        if "logins" not in fields:
+            self.fail(
+                owner.key,
+                f"{path}.logins: required (legacy login -> that producer's Amazon MQ credentials)",
+            )
+        logins = self.logins(fields["logins"].value, f"{path}.logins", broker_region)
+        return ClientCredentials(logins=logins, unmapped=unmapped)
+
+    def logins(
+        self, node: Node, path: str, broker_region: str | None
+    ) -> tuple[tuple[str, Credentials], ...]:
+        if not isinstance(node, MappingNode):
+            self.fail(
+                node,
+                f"{path}: must be a mapping of legacy login to credentials, "
+                f"got {self.describe(node)}",
+            )
+        self.plain(node, path, _MAP_TAG)
+        if not node.value:
+            self.fail(node, f"{path}: must map at least one login")
+        first_seen: dict[str, int] = {}
+        entries: list[tuple[str, Credentials]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self.fail(key_node, f"{path}: YAML merge keys ('<<') are not supported")
+            login = self.scalar(key_node, path, "a login")
+            if not isinstance(login, str):
+                hint = "; quote it" if isinstance(login, bool | int | float) else ""
+                self.fail(
+                    key_node, f"{path}: a login must be a string, got {_describe(login)}{hint}"
+                )
+            if not login:
+                self.fail(key_node, f"{path}: a login must not be empty")
+            if any(ord(char) < 0x20 or char == "\x7f" for char in login):
+                self.fail(key_node, f"{path}: a login must not contain control characters")
+            if login in first_seen:
+                self.fail(
+                    key_node,
+                    f"{path}: duplicate login {login!r} (first at line {first_seen[login]})",
+                )
+            first_seen[login] = _line(key_node)
+            credentials = self.credentials(
+                _Field(key=key_node, value=value_node), f"{path}[{login!r}]", broker_region
+            )
+            entries.append((login, credentials))
+        return tuple(entries)
 
     def secret(
         self, fields: dict[str, _Field], node: Node, path: str, broker_region: str | None

@@ -10,6 +10,8 @@ Invariants:
   ``"amazonmq" in targets``.
 - A ``BrokerConfig`` has endpoints, or an ``aws`` reference to discover them from (or both,
   once ``strangler.aws.discover_endpoints`` has filled them in); never neither.
+- ``BrokerConfig.client_credentials`` is only ever set on the Amazon MQ broker (legacy
+  always gets the producer's own login); ``login_for`` picks a session's credentials.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
 
+from .client_credentials import ClientCredentials, SessionLogin, session_login
 from .credentials import Credentials
 
 LEGACY: Final = "legacy"
@@ -93,10 +96,16 @@ class BrokerConfig:
     credentials: Credentials | None
     heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
     aws: AmazonMQRef | None = None  # set: endpoints come from Amazon MQ's API, not the file
+    # Amazon MQ only: per-producer credentials, keyed by the producer's legacy login.
+    client_credentials: ClientCredentials | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoints and self.aws is None:
             raise ValueError(f"BrokerConfig {self.name}: needs endpoints or an aws reference")
+
+    def login_for(self, client_login: str | None) -> SessionLogin:
+        """What a session whose producer logged in to legacy as ``client_login`` uses here."""
+        return session_login(self.credentials, self.client_credentials, client_login)
 
     @property
     def needs_discovery(self) -> bool:

@@ -1,7 +1,8 @@
 """A session's own connection to a broker the proxy logs in to (Amazon MQ).
 
 The proxy, not the producer, owns this connection: it logs in with the
-proxy's credentials, asks a receipt for every frame it sends, and reports each
+proxy's credentials (or, given a ``SessionLogin``, those mapped from the
+producer's legacy login), asks a receipt for every frame it sends, and reports each
 frame's outcome exactly once through the callback given at :meth:`submit`
 (``None`` = the broker confirmed it, a string = why it did not).
 
@@ -17,7 +18,10 @@ Invariants:
 - subscriptions are standing: written again after every (re)connect, and while
   any exists the link reconnects by itself after the back-off (a consumer has no
   SEND to trigger it). MESSAGE frames go to ``on_message`` with the connection's
-  generation; the broker redelivers what was unacknowledged on a lost connection.
+  generation; the broker redelivers what was unacknowledged on a lost connection;
+- credentials are resolved on every connect (a rotated secret is picked up);
+- a refused ``SessionLogin`` never connects: every submit fails at once with
+  its reason, and broker health is left alone (Amazon MQ is not down).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..facts import Fact
-from ..routes import BrokerConfig
+from ..routes import BrokerConfig, SessionLogin
 from ..stomp import Frame, FrameParser, Limits, ProtocolError
 from .discovery import resolve_endpoints
 from .errors import BrokerUnavailable, describe_os_error
@@ -69,9 +73,14 @@ class BrokerLink:
         connect_timeout: float = 10.0,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
+        login: SessionLogin | None = None,
     ) -> None:
         self.broker = broker
         self._config = config
+        # None: the config's own credentials (the proxy's), read again on every connect.
+        self._login = login
+        self._whose = login.whose if login is not None else ""
+        self._refused = login.refused if login is not None else None
         self._version = version
         self._health = health
         self._limits = limits
@@ -152,6 +161,9 @@ class BrokerLink:
         the next endpoint that accepts us (active/standby failover). Frames of a
         transaction are not: the broker rolled the transaction back with the connection.
         """
+        if self._refused is not None:
+            on_done(self._refused)
+            return
         if self.in_backoff:
             on_done(f"{self.broker} unavailable: {self.last_failure}")
             return
@@ -173,6 +185,9 @@ class BrokerLink:
 
     def subscribe(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
         """Keep subscription ``sub_id`` open on every connection; ``on_done`` per attempt."""
+        if self._refused is not None:
+            on_done(self._refused)  # this producer may not reach Amazon MQ at all
+            return
         self._standing[sub_id] = (build, on_done)
         if self._writer is not None:
             self._write_standing(sub_id, build, on_done)
@@ -222,13 +237,13 @@ class BrokerLink:
             return
         try:
             # Read on every connect (a file or Secrets Manager), so a rotation is picked up.
-            credentials = config.credentials
+            credentials = config.credentials if self._login is None else self._login.credentials
             username, password = (
                 await asyncio.to_thread(credentials.resolve) if credentials else ("", "")
             )
         except Exception as exc:  # credentials errors carry an operator-facing reason
             self._connecting = None
-            self._fail(f"credentials: {exc}")
+            self._fail(f"credentials{self._whose}: {exc}")
             return
         for endpoint in config.endpoints:
             try:
@@ -303,7 +318,7 @@ class BrokerLink:
     def _accept(self, frame: Frame, parser: FrameParser) -> tuple[float, float]:
         if frame.command != "CONNECTED":
             message = frame.get("message") or frame.command
-            raise BrokerUnavailable(self.broker, f"login refused: {message}")
+            raise BrokerUnavailable(self.broker, f"login refused{self._whose}: {message}")
         parser.version = frame.get("version") or "1.0"
         server_x, _, server_y = (frame.get("heart-beat") or "0,0").partition(",")
         wanted = self._config.heartbeat_ms

@@ -26,6 +26,14 @@ CREDENTIALS = {
     "plain": ("producer", "producer-secret"),
     "tls": ("strangler", "amazonmq-secret-1"),
 }
+# Producers' own logins (scripts/brokers.sh adds them to every broker of that kind).
+EXTRA_USERS = {
+    "plain": {"producer-a": "producer-a-secret", "producer-b": "producer-b-secret"},
+    "tls": {
+        "amq-producer-a": "amazonmq-producer-a-secret",
+        "amq-producer-b": "amazonmq-producer-b-secret",
+    },
+}
 LEGACY = "legacy"
 AMAZONMQ = "amazonmq"
 
