@@ -52,6 +52,7 @@ _session_ids = itertools.count(1)
 # Receipts the proxy asks legacy for (never the client's own ids).
 _INTERNAL_PREFIX = "strangler-legacy-"
 _MAX_TRACKED_RECEIPTS = 100_000
+_LEGACY_HIGH_WATER = 512 * 1024  # bytes buffered for legacy before the producer is paused
 _CLIENT_CLOSED = "client closed the connection"
 # Trace ids: a random per-process prefix and a counter: unique across replicas and
 # restarts without a urandom syscall per message (uuid4 was a measurable cost).
@@ -279,7 +280,10 @@ class ClientSession:
         tap = self.ctx.tap
         legacy = self._legacy
         assert legacy is not None
-        high_water = legacy.transport.get_write_buffer_limits()[1]
+        # Room for a few large frames in flight to legacy before the producer is paused:
+        # at the 64 KiB default, every 64 KiB message stopped reading until legacy caught up.
+        legacy.transport.set_write_buffer_limits(high=_LEGACY_HIGH_WATER)
+        high_water = _LEGACY_HIGH_WATER
         while True:
             self._legacy_batch = []
             for event in events:
@@ -328,7 +332,10 @@ class ClientSession:
     def _flush_legacy(self) -> None:
         batch = self._legacy_batch
         if batch and self._legacy is not None:
-            self._legacy.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            if len(batch) == 1:
+                self._legacy.write(batch[0])
+            else:  # uvloop writes the list with one writev: no joined copy of big frames
+                self._legacy.writelines(batch)
             batch.clear()
 
     def _on_client_event(self, event: Event) -> Awaitable[None] | None:

@@ -163,13 +163,9 @@ class FrameParser:
                 self._scanned = len(buf) - start
                 return None, start
         self._check_size(end + 1 - start, complete=True)
-        frame = Frame(
-            command,
-            tuple(headers),
-            bytes(buf[body_start:end]),
-            bytes(buf[start : end + 1]),
-            first,
-        )
+        # One copy out of the buffer (slicing a bytearray, then bytes(), would be two).
+        raw = bytes(memoryview(buf)[start : end + 1])
+        frame = Frame(command, tuple(headers), raw[body_start - start : -1], raw, first)
         return frame, end + 1
 
     def _check_size(self, size: int, *, complete: bool) -> None:

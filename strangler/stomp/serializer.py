@@ -30,14 +30,16 @@ def encode_parts(command: str, headers: Headers, body: bytes, version: str) -> b
             parts.append(f"{name}:{value}")
     if not has_length and b"\0" in body:
         parts.append(f"content-length:{len(body)}")
-    return ("\n".join(parts) + "\n\n").encode("utf-8") + body + b"\0"
+    # One join: ``a + body + b"\0"`` would copy a large body twice.
+    return b"".join((("\n".join(parts) + "\n\n").encode("utf-8"), body, b"\0"))
 
 
 def insert_header(raw: bytes, name: str, value: str, version: str) -> bytes:
     """``raw`` with ``name:value`` as its first header (it wins over any later one)."""
-    nl = raw.index(b"\n")
+    nl = raw.index(b"\n") + 1
     line = f"{escape(name, version)}:{escape(value, version)}\n".encode()
-    return raw[: nl + 1] + line + raw[nl + 1 :]
+    view = memoryview(raw)  # slices without copies: the join below is the one copy
+    return b"".join((view[:nl], line, view[nl:]))
 
 
 def error_frame(message: str, detail: str = "", receipt_id: str | None = None) -> bytes:
