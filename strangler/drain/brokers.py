@@ -63,6 +63,16 @@ class Target:
     routes_version: str
     trace_header: str
 
+    @property
+    def names(self) -> dict[str, str]:
+        """The fields every drain and verify fact starts with."""
+        return {"destination": self.destination, "amazonmq_destination": self.amazonmq_destination}
+
+    @property
+    def described(self) -> dict[str, str]:
+        """``names`` and the route that gave them: for the facts of a whole run."""
+        return {**self.names, "rule": self.rule, "routes_version": self.routes_version}
+
 
 def resolve_target(table: RouteTable, destination: str, purpose: Purpose) -> Target:
     if not destination.startswith("/queue/") or destination == "/queue/":

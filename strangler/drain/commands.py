@@ -21,6 +21,7 @@ from typing import Final
 
 from ..facts import Fact, FactSink
 from ..replay.client import PublishError
+from ..replay.commands import positive_count, positive_number
 from ..replay.publish import Progress, open_broker
 from ..routes import AMAZONMQ, LEGACY, RoutesError, RouteTable, load_routes
 from .backlog import Backlog, browse
@@ -41,20 +42,6 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 DEFAULTS: Final = DrainSettings()
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 class _RefusePasscode(argparse.Action):
@@ -88,7 +75,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--legacy-passcode", action=_RefusePasscode, help=argparse.SUPPRESS)
     parser.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_number,
         default=30.0,
         metavar="SECONDS",
         help="give up when a broker owes an answer for this long (default %(default)s)",
@@ -115,11 +102,15 @@ def add_drain_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="browse both queues and report what would move; move nothing",
     )
-    drain.add_argument("--rate", type=_positive, metavar="N", help="move at most N messages/s")
-    drain.add_argument("--max", type=_count, metavar="N", help="stop after moving N messages")
+    drain.add_argument(
+        "--rate", type=positive_number, metavar="N", help="move at most N messages/s"
+    )
+    drain.add_argument(
+        "--max", type=positive_count, metavar="N", help="stop after moving N messages"
+    )
     drain.add_argument(
         "--prefetch",
-        type=_count,
+        type=positive_count,
         default=DEFAULTS.prefetch,
         metavar="N",
         help="messages delivered and unacknowledged at once; also the most a crash can "
@@ -127,7 +118,7 @@ def add_drain_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     drain.add_argument(
         "--idle",
-        type=_positive,
+        type=positive_number,
         default=DEFAULTS.idle,
         metavar="SECONDS",
         help="after this long without a message, check legacy's queue is empty and finish "
@@ -243,6 +234,8 @@ def run_drain(args: argparse.Namespace) -> int:
         except JournalError as exc:
             _say(f"strangler drain: {exc}")
             return EXIT_USAGE
+        except KeyboardInterrupt:  # before the move loop, which handles its own
+            return EXIT_INTERRUPTED
 
 
 def _dry_run(setup: _Setup, facts: FactSink, route: str) -> int:
@@ -256,10 +249,7 @@ def _dry_run(setup: _Setup, facts: FactSink, route: str) -> int:
     already = sum(1 for key in legacy.keys if key in amazonmq.keys)
     facts.emit(
         Fact.DRAIN_PLANNED,
-        destination=target.destination,
-        amazonmq_destination=target.amazonmq_destination,
-        rule=target.rule,
-        routes_version=target.routes_version,
+        **target.described,
         backlog=legacy.count,
         bytes=legacy.bytes,
         without_trace_id=legacy.without_trace,
@@ -305,24 +295,18 @@ def _drain(
     earlier = len(journal.earlier)
     try:
         backlog = setup.browse(LEGACY, target.destination)
-        legacy, amazonmq = setup.open_legacy(), None
+        legacy = setup.open_legacy()
         try:
             amazonmq = setup.open_amazonmq()
-        finally:
-            if amazonmq is None:
-                legacy.close()
+        except PublishError:
+            legacy.close()
+            raise
     except PublishError as exc:
         _say(f"strangler drain: {exc}")
         return EXIT_FAILED
-    started = {
-        "destination": target.destination,
-        "amazonmq_destination": target.amazonmq_destination,
-    }
     facts.emit(
         Fact.DRAIN_STARTED,
-        **started,
-        rule=target.rule,
-        routes_version=target.routes_version,
+        **target.described,
         backlog=backlog.count,
         prefetch=settings.prefetch,
         duplicate_bound=settings.prefetch,
@@ -355,7 +339,7 @@ def _drain(
     )
     with _on_sigterm(stop.set):
         result = drain.run()
-    facts.emit(Fact.DRAIN_FINISHED, **started, **result.as_fields())
+    facts.emit(Fact.DRAIN_FINISHED, **target.described, **result.as_fields())
     _say(_render(result, settings, journal))
     if result.stopped == "interrupted":
         return EXIT_INTERRUPTED

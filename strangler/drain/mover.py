@@ -302,12 +302,9 @@ class Drain:
             message.duplicate = self.journal.is_earlier_suspect(message.key)
             if message.duplicate:
                 result.possible_duplicates += 1
-                self.facts.emit(
+                self._emit(
                     Fact.DRAIN_DUPLICATE_POSSIBLE,
-                    trace_id=message.key,
-                    destination=self.target.destination,
-                    amazonmq_destination=self.target.amazonmq_destination,
-                    message_id=message.message_id,
+                    message,
                     reason="an earlier drain sent it to Amazon MQ and stopped before legacy "
                     "confirmed its ACK",
                 )
@@ -384,15 +381,17 @@ class Drain:
         self.result.moved += 1
         self.result.moving = time.monotonic() - self._began
         self.journal.moved(message.key)
-        self.facts.emit(
-            Fact.DRAIN_MESSAGE_MOVED,
-            trace_id=message.key,
-            destination=self.target.destination,
-            amazonmq_destination=self.target.amazonmq_destination,
-            message_id=message.message_id,
-            possible_duplicate=message.duplicate,
-        )
+        self._emit(Fact.DRAIN_MESSAGE_MOVED, message, possible_duplicate=message.duplicate)
         return True
+
+    def _emit(self, fact: Fact, message: Pending, **fields: Any) -> None:
+        self.facts.emit(
+            fact,
+            trace_id=message.key,
+            **self.target.names,
+            message_id=message.message_id,
+            **fields,
+        )
 
     def _settle(self) -> None:
         """After a stop or failure: collect the receipts in flight (briefly), send no more."""

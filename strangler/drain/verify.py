@@ -68,10 +68,7 @@ class Verification:
     def fact_fields(self) -> dict[str, Any]:
         c = self.comparison
         return {
-            "destination": self.target.destination,
-            "amazonmq_destination": self.target.amazonmq_destination,
-            "rule": self.target.rule,
-            "routes_version": self.target.routes_version,
+            **self.target.described,
             "legacy_messages": self.legacy.count,
             "legacy_messages_after": self.legacy_after.count,
             "amazonmq_messages": self.amazonmq.count,

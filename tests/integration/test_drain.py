@@ -24,7 +24,7 @@ from stomp.utils import Frame as StompFrame
 
 from strangler.cli import main
 
-from .brokers import BrokerInfo
+from .brokers import BrokerInfo, free_port
 from .conftest import ProxyFactory
 from .harness import WAIT, connect, connect_broker, drain, routes_yaml, unique_queue
 
@@ -297,6 +297,21 @@ def test_a_drain_does_not_take_messages_another_consumer_holds(
         holder.close()  # its 3 go back to the queue
     assert run("drain", dest, *common, "--idle", IDLE) == 0
     assert by_trace(drain(amazonmq, dest)) == Counter(traces)
+
+
+def test_an_unreachable_amazonmq_leaves_legacy_untouched(
+    tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = unique_queue("drain-down")
+    routes = tmp_path / "routes.yaml"
+    route = f"  - {{name: m, match: {{exact: '{dest}'}}, mode: cutover, on_failure: reject}}\n"
+    routes.write_text(routes_yaml(legacy, amazonmq, route, amazonmq_port=free_port()))
+    traces = backlog(legacy, dest, 5)
+    out = tmp_path / "facts.jsonl"
+    assert run("drain", dest, "--routes", str(routes), "--facts", str(out)) == 1
+    assert "connection refused" in capsys.readouterr().err.lower()
+    assert not facts(out, "drain_message_moved")
+    assert by_trace(drain(legacy, dest)) == Counter(traces)
 
 
 def test_drain_refuses_a_mirror_route_and_a_missing_passcode(
