@@ -192,7 +192,7 @@ class Drain:
             self.journal.save()
         result.elapsed = time.monotonic() - self._began
         if self.progress is not None:
-            self.progress.finish(result.moved)
+            self.progress.close()  # the report that follows has the totals
         return result
 
     # -- the loop ---------------------------------------------------------------------------

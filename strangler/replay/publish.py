@@ -166,11 +166,16 @@ class Progress:
         self.shown = True
 
     def finish(self, confirmed: int, *, note: str = "") -> None:
+        """A last line with the totals (when any line was due), then ``close``."""
         if self.shown or time.monotonic() - self.started >= self.every:
             self.update(confirmed, force=True, note=note)
-            if self.tty:
-                self.stream.write("\n")
-                self.stream.flush()
+        self.close()
+
+    def close(self) -> None:
+        """End the terminal's progress line, so what follows starts on its own line."""
+        if self.tty and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 # -- publishing -----------------------------------------------------------------------------
