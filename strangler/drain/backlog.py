@@ -11,7 +11,7 @@ Invariants:
 - A message's identity (``message_key``) is its trace header, else its legacy
   ``message-id`` (stable for as long as the message exists; drain writes it into the trace
   header of the Amazon MQ copy, so the copy carries the same identity).
-- Only identities and sizes are kept (``Backlog``), never bodies.
+- Only identities (unless ``keyed=False``) and sizes are kept (``Backlog``), never bodies.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Backlog:
     without_trace: int = 0  # identified by message-id instead
     redelivered: int = 0  # delivered before and not acknowledged (a consumer died)
     oldest_ms: int | None = None  # the oldest JMS timestamp (ms since the epoch)
+    keyed: bool = True  # False: count only (memory stays flat on a large queue)
     keys: Counter[str] = field(default_factory=Counter)
 
     def add(self, frame: Frame, trace_header: str) -> None:
@@ -62,7 +63,8 @@ class Backlog:
         stamp = frame.get("timestamp") or ""
         if stamp.isdigit() and int(stamp) > 0:
             self.oldest_ms = min(int(stamp), self.oldest_ms or int(stamp))
-        self.keys[message_key(frame, trace_header)] += 1
+        if self.keyed:
+            self.keys[message_key(frame, trace_header)] += 1
 
     @property
     def duplicates(self) -> dict[str, int]:
@@ -81,7 +83,9 @@ class Backlog:
         }
 
 
-def browse(client: Connection, destination: str, trace_header: str, timeout: float) -> Backlog:
+def browse(
+    client: Connection, destination: str, trace_header: str, timeout: float, *, keyed: bool = True
+) -> Backlog:
     """Every message ``destination`` holds now, read without consuming it.
 
     Raises ``BrowseError`` when the broker is not ActiveMQ, refuses, or falls silent for
@@ -93,7 +97,7 @@ def browse(client: Connection, destination: str, trace_header: str, timeout: flo
             f"{client.name}: cannot browse {destination}: it is {server}, not ActiveMQ "
             "(browsing relies on ActiveMQ's browser:true subscriptions)"
         )
-    backlog = Backlog(client.name, destination)
+    backlog = Backlog(client.name, destination, keyed=keyed)
     subscription = f"strangler-browse-{next(_ids)}"
     client.send(
         encode_parts(

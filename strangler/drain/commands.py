@@ -177,13 +177,18 @@ class _Setup:
     def open_amazonmq(self) -> Connection:
         return open_broker(self.table, AMAZONMQ, self.amazonmq_login, self.timeout)
 
-    def browse(self, broker: str, destination: str) -> Backlog:
+    def browse(self, broker: str, destination: str, *, keyed: bool = True) -> Backlog:
         opener = self.open_legacy if broker == LEGACY else self.open_amazonmq
         connection = opener()
         try:
-            return browse(connection, destination, self.target.trace_header, self.timeout)
+            trace_header = self.target.trace_header
+            return browse(connection, destination, trace_header, self.timeout, keyed=keyed)
         finally:
             connection.close()
+
+    def count_legacy(self) -> int:
+        """How many messages legacy's queue holds now (none consumed)."""
+        return self.browse(LEGACY, self.target.destination, keyed=False).count
 
     def endpoint(self, broker: str) -> str:
         config = self.table.brokers[broker]
@@ -294,7 +299,7 @@ def _drain(
     )
     earlier = len(journal.earlier)
     try:
-        backlog = setup.browse(LEGACY, target.destination)
+        backlog = setup.count_legacy()
         legacy = setup.open_legacy()
         try:
             amazonmq = setup.open_amazonmq()
@@ -307,7 +312,7 @@ def _drain(
     facts.emit(
         Fact.DRAIN_STARTED,
         **target.described,
-        backlog=backlog.count,
+        backlog=backlog,
         prefetch=settings.prefetch,
         duplicate_bound=settings.prefetch,
         rate=settings.rate,
@@ -316,7 +321,7 @@ def _drain(
         earlier_suspects=earlier,
     )
     _say(f"drain {route}")
-    _say(f"  backlog on legacy: {backlog.count} messages")
+    _say(f"  backlog on legacy: {backlog} messages")
     if earlier:
         _say(
             f"  {earlier} message(s) of an earlier drain that stopped were sent to Amazon MQ "
@@ -328,13 +333,11 @@ def _drain(
         target,
         legacy,
         amazonmq,
-        lambda: setup.browse(LEGACY, target.destination).count,
+        setup.count_legacy,
         journal,
         facts,
         settings,
-        progress=Progress(
-            backlog.count, every=2.0, label=f"drain {target.destination}", noun="moved"
-        ),
+        progress=Progress(backlog, every=2.0, label=f"drain {target.destination}", noun="moved"),
         stop=stop,
     )
     with _on_sigterm(stop.set):

@@ -266,6 +266,9 @@ def test_a_backlog_counts_sizes_ids_and_the_oldest_message() -> None:
     )
     assert backlog.oldest_ms == 1000 and backlog.duplicates == {"t1": 2}
     assert backlog.as_dict()["duplicated_ids"] == 1
+    counted = Backlog("legacy", "/queue/a", keyed=False)  # a drain's count keeps no ids
+    counted.add(Frame("MESSAGE", (("strangler-trace-id", "t1"),), b"abc"), "strangler-trace-id")
+    assert (counted.count, counted.bytes, counted.keys) == (1, 3, Counter())
 
 
 def test_verify_compares_with_legacy_browsed_before_and_after_amazonmq() -> None:
