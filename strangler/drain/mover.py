@@ -237,9 +237,13 @@ class Drain:
                     return
                 last_delivery = now  # messages are there: give legacy another idle period
             if waiting and now - last_answer > self.settings.timeout:
-                brokers = [name for name, due in self._due() if due]
+                owing = [
+                    c.name
+                    for c, due in ((self.amazonmq, self._sent), (self.legacy, self._acking))
+                    if due
+                ]
                 raise PublishError(
-                    f"no receipt from {', '.join(brokers)} within {self.settings.timeout:g}s"
+                    f"no receipt from {', '.join(owing)} within {self.settings.timeout:g}s"
                 )
             delivered, answered = self._pump(self._wait_time(now, last_delivery))
             if delivered:
@@ -258,9 +262,6 @@ class Drain:
         if self._sent or self._acking:
             return 0.5
         return max(0.0, min(last_delivery + self.settings.idle - now, 0.5))
-
-    def _due(self) -> list[tuple[str, bool]]:
-        return [(self.amazonmq.name, bool(self._sent)), (self.legacy.name, bool(self._acking))]
 
     def _send_ready(self) -> None:
         """Send what the rate limit and ``--max`` allow: journal first, then Amazon MQ."""

@@ -274,6 +274,40 @@ def test_a_killed_drain_resumes_and_its_rate_limit_held(
     assert drain(legacy, dest) == []
 
 
+def test_sigterm_finishes_what_is_in_flight_so_a_rerun_duplicates_nothing(
+    tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    dest = unique_queue("drain-term")
+    routes = cutover_routes(tmp_path, legacy, amazonmq, dest, dest)
+    traces = backlog(legacy, dest, 30)
+    out, journal = tmp_path / "facts.jsonl", tmp_path / "journal.json"
+    args = ["drain", dest, "--routes", str(routes), "--facts", str(out)]
+    args += ["--journal", str(journal), "--idle", IDLE]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strangler", *args, "--rate", "30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while len(facts(out, "drain_message_moved")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stopped = facts(out, "drain_finished")[-1]
+    assert stopped["stopped"] == "interrupted" and stopped["counts_match"]
+    assert 5 <= stopped["moved"] < 30 and stopped["legacy_remaining"] == 30 - stopped["moved"]
+    assert json.loads(journal.read_text())["suspects"] == []
+
+    assert run(*args) == 0
+    finished = facts(out, "drain_finished")[-1]
+    assert finished["moved"] == 30 - stopped["moved"] and finished["possible_duplicates"] == 0
+    assert by_trace(drain(amazonmq, dest)) == Counter(traces)
+
+
 def test_a_drain_does_not_take_messages_another_consumer_holds(
     tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo, capsys: pytest.CaptureFixture[str]
 ) -> None:
