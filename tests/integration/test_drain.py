@@ -86,6 +86,38 @@ def run(*argv: str) -> int:
     return main(list(argv))
 
 
+def drain_args(dest: str, routes: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """``strangler drain`` with this test's routes, facts.jsonl and journal.json."""
+    return [
+        "drain",
+        dest,
+        "--routes",
+        str(routes),
+        "--facts",
+        str(tmp_path / "facts.jsonl"),
+        "--journal",
+        str(tmp_path / "journal.json"),
+        "--idle",
+        IDLE,
+        *extra,
+    ]
+
+
+def start_drain(args: list[str], *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "strangler", *args, *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_moved(out: Path, count: int) -> None:
+    """Until another process's drain wrote ``count`` drain_message_moved facts."""
+    deadline = time.monotonic() + WAIT
+    while len(facts(out, "drain_message_moved")) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def by_trace(messages: list[StompFrame]) -> Counter[str]:
     return Counter(m.headers[TRACE] for m in messages)
 
@@ -97,19 +129,18 @@ def test_drain_moves_the_backlog_once_keeping_headers_and_counts_match(
     renamed = dest + ".v2"
     routes = cutover_routes(tmp_path, legacy, amazonmq, dest, renamed)
     traces = backlog(legacy, dest, 60, untraced=10)
-    out = tmp_path / "facts.jsonl"
-    journal = tmp_path / "journal.json"
-    common = ("--routes", str(routes), "--facts", str(out), "--journal", str(journal))
+    out, journal = tmp_path / "facts.jsonl", tmp_path / "journal.json"
+    args = drain_args(dest, routes, tmp_path)
 
     # --dry-run: the backlog is reported, nothing moves.
-    assert run("drain", dest, *common, "--dry-run") == 0
+    assert run(*args, "--dry-run") == 0
     (planned,) = facts(out, "drain_planned")
     assert planned["backlog"] == 60 and planned["without_trace_id"] == 10
     assert planned["amazonmq_destination"] == renamed and planned["already_on_amazonmq"] == 0
     assert "would move: 60 messages; nothing was moved" in capsys.readouterr().err
     assert not journal.exists()
 
-    assert run("drain", dest, *common, "--idle", IDLE) == 0
+    assert run(*args) == 0
     (started,) = facts(out, "drain_started")
     assert started["backlog"] == 60 and started["duplicate_bound"] == 100
     (finished,) = facts(out, "drain_finished")
@@ -134,7 +165,7 @@ def test_drain_moves_the_backlog_once_keeping_headers_and_counts_match(
             assert message.headers[TRACE] == moved[message.headers[TRACE]]["message_id"]
             assert message.headers[TRACE].startswith("ID:")
     # Drained twice: nothing left to do, and that is a success.
-    assert run("drain", dest, *common, "--idle", IDLE) == 0
+    assert run(*args) == 0
     assert facts(out, "drain_finished")[-1]["moved"] == 0
 
 
@@ -145,16 +176,16 @@ def test_max_and_rate_limit_then_a_rerun_finishes(
     routes = cutover_routes(tmp_path, legacy, amazonmq, dest, dest)
     traces = backlog(legacy, dest, 30)
     out = tmp_path / "facts.jsonl"
-    common = ("--routes", str(routes), "--facts", str(out), "--journal", str(tmp_path / "j"))
+    args = drain_args(dest, routes, tmp_path)
 
-    assert run("drain", dest, *common, "--max", "12", "--rate", "40", "--idle", IDLE) == 0
+    assert run(*args, "--max", "12", "--rate", "40") == 0
     first = facts(out, "drain_finished")[-1]
     assert first["stopped"] == "max" and first["moved"] == first["consumed"] == 12
     assert first["legacy_remaining"] == 18
     # 40 msg/s: the 12th message cannot leave before 11/40 s (a lower bound: not flaky).
     assert first["moving_s"] >= 11 / 40
 
-    assert run("drain", dest, *common, "--idle", IDLE) == 0
+    assert run(*args) == 0
     second = facts(out, "drain_finished")[-1]
     assert second["stopped"] == "empty" and second["moved"] == 18
     assert by_trace(drain(amazonmq, dest)) == Counter(traces)
@@ -204,8 +235,7 @@ def test_a_crash_between_receipt_and_ack_duplicates_only_what_the_rerun_reports(
     routes = cutover_routes(tmp_path, legacy, amazonmq, dest, renamed)
     traces = backlog(legacy, dest, 40)
     out, journal = tmp_path / "facts.jsonl", tmp_path / "journal.json"
-    args = ["drain", dest, "--routes", str(routes), "--facts", str(out)]
-    args += ["--journal", str(journal), "--prefetch", "8", "--idle", IDLE]
+    args = drain_args(dest, routes, tmp_path, "--prefetch", "8")
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH_BETWEEN_RECEIPT_AND_ACK, *args],
         env={**os.environ, "CRASH_AFTER": "15"},
@@ -242,18 +272,11 @@ def test_a_killed_drain_resumes_and_its_rate_limit_held(
     dest = unique_queue("drain-kill")
     routes = cutover_routes(tmp_path, legacy, amazonmq, dest, dest)
     traces = backlog(legacy, dest, 40)
-    out, journal = tmp_path / "facts.jsonl", tmp_path / "journal.json"
-    args = ["drain", dest, "--routes", str(routes), "--facts", str(out)]
-    args += ["--journal", str(journal), "--prefetch", "5", "--idle", IDLE]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "strangler", *args, "--rate", "20"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    out = tmp_path / "facts.jsonl"
+    args = drain_args(dest, routes, tmp_path, "--prefetch", "5")
+    process = start_drain(args, "--rate", "20")
     try:
-        deadline = time.monotonic() + WAIT
-        while len(facts(out, "drain_message_moved")) < 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_moved(out, 6)
         started = facts(out, "drain_started")[0]["ts"]
     finally:
         process.send_signal(signal.SIGKILL)
@@ -281,17 +304,10 @@ def test_sigterm_finishes_what_is_in_flight_so_a_rerun_duplicates_nothing(
     routes = cutover_routes(tmp_path, legacy, amazonmq, dest, dest)
     traces = backlog(legacy, dest, 30)
     out, journal = tmp_path / "facts.jsonl", tmp_path / "journal.json"
-    args = ["drain", dest, "--routes", str(routes), "--facts", str(out)]
-    args += ["--journal", str(journal), "--idle", IDLE]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "strangler", *args, "--rate", "30"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    args = drain_args(dest, routes, tmp_path)
+    process = start_drain(args, "--rate", "30")
     try:
-        deadline = time.monotonic() + WAIT
-        while len(facts(out, "drain_message_moved")) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_moved(out, 5)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 130
     finally:
@@ -320,16 +336,16 @@ def test_a_drain_does_not_take_messages_another_consumer_holds(
     )
     assert holder.recorder.wait(lambda: len(holder.recorder.messages) == 3)
     out = tmp_path / "facts.jsonl"
-    common = ("--routes", str(routes), "--facts", str(out), "--journal", str(tmp_path / "j"))
+    args = drain_args(dest, routes, tmp_path)
     try:
-        assert run("drain", dest, *common, "--idle", "0.2") == 1
+        assert run(*args) == 1
         finished = facts(out, "drain_finished")[-1]
         assert finished["stopped"] == "not_empty" and finished["moved"] == 7
         assert finished["legacy_remaining"] == 3 and finished["counts_match"]
         assert "another consumer" in capsys.readouterr().err
     finally:
         holder.close()  # its 3 go back to the queue
-    assert run("drain", dest, *common, "--idle", IDLE) == 0
+    assert run(*args) == 0
     assert by_trace(drain(amazonmq, dest)) == Counter(traces)
 
 
