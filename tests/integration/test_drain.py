@@ -358,7 +358,7 @@ def test_an_unreachable_amazonmq_leaves_legacy_untouched(
     routes.write_text(routes_yaml(legacy, amazonmq, route, amazonmq_port=free_port()))
     traces = backlog(legacy, dest, 5)
     out = tmp_path / "facts.jsonl"
-    assert run("drain", dest, "--routes", str(routes), "--facts", str(out)) == 1
+    assert run(*drain_args(dest, routes, tmp_path)) == 1
     assert "connection refused" in capsys.readouterr().err.lower()
     assert not facts(out, "drain_message_moved")
     assert by_trace(drain(legacy, dest)) == Counter(traces)
