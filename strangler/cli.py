@@ -1,4 +1,4 @@
-"""Command line: ``strangler run | validate | doctor | status | plan | replay``.
+"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
 routes.yaml, prints what each route does, and exits 0 (valid) or 1 (invalid,
@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .drain import commands as drain_commands
 from .facts import Fact, FactSink
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
 from .replay import commands as replay_commands
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("routes", help="path to routes.yaml")
     replay_commands.add_plan_command(commands)
     replay_commands.add_replay_command(commands)
+    drain_commands.add_drain_command(commands)
+    drain_commands.add_verify_command(commands)
     return parser
 
 
@@ -175,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .admin.client import print_status
 
         return print_status(args.admin, as_json=args.json)
-    if args.command in ("plan", "replay"):
+    if args.command in ("plan", "replay", "drain", "verify"):
         return int(args.handler(args))
     return EXIT_USAGE
 

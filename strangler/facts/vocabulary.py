@@ -37,3 +37,10 @@ class Fact(StrEnum):
     CONSUMER_DRAINED = "consumer_drained"
     CONSUMER_ACK_FAILED = "consumer_ack_failed"
     MESSAGE_DELIVERED = "message_delivered"
+    # `strangler drain` / `strangler verify` (strangler/drain/), not the proxy.
+    DRAIN_PLANNED = "drain_planned"  # --dry-run: the backlog that would move
+    DRAIN_STARTED = "drain_started"
+    DRAIN_MESSAGE_MOVED = "drain_message_moved"  # Amazon MQ confirmed it, then legacy took the ACK
+    DRAIN_DUPLICATE_POSSIBLE = "drain_duplicate_possible"  # an earlier drain may have sent it
+    DRAIN_FINISHED = "drain_finished"  # the final count check
+    VERIFY_FINISHED = "verify_finished"

@@ -1,8 +1,8 @@
-"""A small blocking STOMP 1.2 producer connection for replay, on strangler's own codec.
+"""A small blocking STOMP 1.2 connection for replay and drain, on strangler's own codec.
 
 Why not stomp.py: it writes header values unescaped and reorders headers, so a captured
 frame would not reach the broker as the producer sent it; and replay needs nothing but
-SEND with receipts.
+SEND with receipts (drain adds SUBSCRIBE and ACK, written with the same ``send``).
 
 Invariants:
 - Single-threaded: one thread sends and polls (no concurrent use of an SSL socket).
@@ -46,6 +46,7 @@ class BrokerClient:
         timeout: float = 30.0,
     ) -> None:
         self.name = name
+        self.server: str | None = None  # what CONNECTED said the broker is ("ActiveMQ/5.18.4")
         self._parser = FrameParser(_LIMITS, version=_VERSION)
         self._sock = self._connect(endpoints, ca_file, login, timeout)
 
@@ -100,6 +101,7 @@ class BrokerClient:
         if answer.command != "CONNECTED":
             reason = answer.get("message") or answer.command
             raise PublishError(f"{self.name}: {endpoint}: login refused: {reason}")
+        self.server = answer.get("server")
 
     def send(self, raw: bytes) -> None:
         try:
@@ -110,9 +112,8 @@ class BrokerClient:
     def poll(self, timeout: float) -> list[Frame]:
         """Frames that arrive within ``timeout`` seconds (at most one read)."""
         sock = self._sock
-        pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
         try:
-            if not pending:
+            if not self.buffered:
                 ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))
                 if not ready:
                     return []
@@ -127,6 +128,16 @@ class BrokerClient:
             return [event for event in self._parser.feed(data) if isinstance(event, Frame)]
         except ProtocolError as exc:
             raise PublishError(f"{self.name}: unreadable answer: {exc.reason}") from None
+
+    def fileno(self) -> int:
+        """The socket's descriptor, so ``select`` can wait on several connections at once."""
+        return self._sock.fileno()
+
+    @property
+    def buffered(self) -> bool:
+        """True when TLS holds decrypted bytes ``select`` cannot see: poll without waiting."""
+        sock = self._sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def close(self) -> None:
         """DISCONNECT (best effort: every message that matters was confirmed) and close."""

@@ -45,14 +45,14 @@ def size(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
 
 
-def _count(text: str) -> int:
+def positive_count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -156,21 +156,24 @@ def add_replay_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "there are skipped by a rerun",
     )
     replay.add_argument(
-        "--rate", type=_positive, metavar="N", help="send at most N messages per second"
+        "--rate", type=positive_number, metavar="N", help="send at most N messages per second"
     )
     replay.add_argument(
-        "--limit", type=_count, metavar="N", help="stop after sending N messages in this run"
+        "--limit",
+        type=positive_count,
+        metavar="N",
+        help="stop after sending N messages in this run",
     )
     replay.add_argument(
         "--window",
-        type=_count,
+        type=positive_count,
         default=DEFAULT_WINDOW,
         metavar="N",
         help="messages awaiting a receipt at once (default %(default)s)",
     )
     replay.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="give up when a broker answers nothing for this long (default %(default)s)",

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TextIO
 
 from ..routes import AMAZONMQ, LEGACY, BrokerConfig, RouteTable
-from ..stomp import Frame, encode_parts
+from ..stomp import Frame, Headers, encode_parts
 from .client import BrokerClient, PublishError
 from .report import Report, decide_message
 from .sources import CapturedMessage
@@ -118,19 +118,33 @@ def fingerprint(paths: Sequence[str]) -> str:
 
 
 class Progress:
-    """A one-line progress display on a terminal; a line every ``every`` seconds otherwise."""
+    """A one-line progress display on a terminal; a line every ``every`` seconds otherwise.
 
-    def __init__(self, total: int, stream: TextIO | None = None, *, every: float = 10.0) -> None:
+    ``total`` may be an estimate (drain counts its backlog before moving it): past it, the
+    line shows the count without a percentage. ``note`` adds a caller's detail.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO | None = None,
+        *,
+        every: float = 10.0,
+        label: str = "replay",
+        noun: str = "confirmed",
+    ) -> None:
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
         self.every = 0.5 if self.tty else every
+        self.label = label
+        self.noun = noun
         self.started = time.monotonic()
         self.last = self.started
         self.first: int | None = None
         self.shown = False
 
-    def update(self, confirmed: int, *, force: bool = False) -> None:
+    def update(self, confirmed: int, *, force: bool = False, note: str = "") -> None:
         now = time.monotonic()
         if self.first is None:
             self.first = confirmed
@@ -138,8 +152,12 @@ class Progress:
             return
         self.last = now
         rate = (confirmed - self.first) / max(now - self.started, 1e-9)
-        percent = 100.0 * confirmed / self.total if self.total else 100.0
-        text = f"replay: {confirmed}/{self.total} confirmed ({percent:.1f}%), {rate:.0f} msg/s"
+        if confirmed <= self.total:
+            percent = 100.0 * confirmed / self.total if self.total else 100.0
+            done = f"{confirmed}/{self.total} {self.noun} ({percent:.1f}%)"
+        else:
+            done = f"{confirmed} {self.noun} (counted {self.total} before)"
+        text = f"{self.label}: {done}, {rate:.0f} msg/s{note}"
         if self.tty:
             self.stream.write(f"\r{text}\033[K")
         else:
@@ -147,12 +165,17 @@ class Progress:
         self.stream.flush()
         self.shown = True
 
-    def finish(self, confirmed: int) -> None:
+    def finish(self, confirmed: int, *, note: str = "") -> None:
+        """A last line with the totals (when any line was due), then ``close``."""
         if self.shown or time.monotonic() - self.started >= self.every:
-            self.update(confirmed, force=True)
-            if self.tty:
-                self.stream.write("\n")
-                self.stream.flush()
+            self.update(confirmed, force=True, note=note)
+        self.close()
+
+    def close(self) -> None:
+        """End the terminal's progress line, so what follows starts on its own line."""
+        if self.tty and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 # -- publishing -----------------------------------------------------------------------------
@@ -176,21 +199,38 @@ def build_send(
     message: CapturedMessage, destination: str, receipt: str, trace_header: str, key: str
 ) -> bytes:
     """The SEND for a broker: captured headers in order, replay's receipt, a trace id."""
-    headers: list[tuple[str, str]] = [("destination", destination), ("receipt", receipt)]
-    if message.header(trace_header) is None:
-        headers.append((trace_header, key))
+    return encode_send(
+        message.headers, message.body or b"", destination, receipt, (trace_header, key)
+    )
+
+
+def encode_send(
+    headers: Headers,
+    body: bytes,
+    destination: str,
+    receipt: str,
+    trace: tuple[str, str],
+    drop: frozenset[str] = _DROPPED_HEADERS,
+) -> bytes:
+    """A SEND of ``headers`` (in order, but ``drop``) and ``body`` with our own receipt.
+
+    ``trace`` is (header, id): the id is added when the headers lack that header.
+    """
+    trace_header, trace_id = trace
+    out: list[tuple[str, str]] = [("destination", destination), ("receipt", receipt)]
+    if not any(name == trace_header for name, _ in headers):
+        out.append((trace_header, trace_id))
     had_length = False
-    for name, value in message.headers:
+    for name, value in headers:
         if name == "content-length":
             had_length = True
-        if name not in _DROPPED_HEADERS:
-            headers.append((name, value))
-    body = message.body or b""
+        if name not in drop:
+            out.append((name, value))
     # ActiveMQ makes a BytesMessage of a SEND with content-length, a TextMessage without:
     # keep whichever the producer sent (encode_parts adds it anyway for a body with NUL).
     if had_length:
-        headers.append(("content-length", str(len(body))))
-    return encode_parts("SEND", tuple(headers), body, "1.2")
+        out.append(("content-length", str(len(body))))
+    return encode_parts("SEND", tuple(out), body, "1.2")
 
 
 class Publisher:
@@ -402,21 +442,36 @@ def broker_opener(
     """
 
     def open_sender(name: str) -> Sender:
-        config = table.brokers.get(name)
-        if config is None:
-            raise PublishError(f"routes send to {name}, but {table.source} has no brokers.{name}")
-        config = _discovered(config)
-        login = capture_login if name == LEGACY else None
-        if config.credentials is not None:
-            from ..routes import CredentialsError
-
-            try:
-                login = config.credentials.resolve()
-            except CredentialsError as exc:
-                raise PublishError(f"{name}: credentials: {exc}") from None
-        return BrokerClient(name, config.endpoints, config.ca_file, login, timeout=timeout)
+        fallback = capture_login if name == LEGACY else None
+        return open_broker(table, name, broker_login(table, name, fallback), timeout)
 
     return open_sender
+
+
+def broker_login(
+    table: RouteTable, name: str, fallback: tuple[str, str] | None
+) -> tuple[str, str] | None:
+    """The login routes.yaml gives broker ``name`` (read now), else ``fallback``."""
+    config = table.brokers.get(name)
+    if config is None or config.credentials is None:
+        return fallback
+    from ..routes import CredentialsError
+
+    try:
+        return config.credentials.resolve()
+    except CredentialsError as exc:
+        raise PublishError(f"{name}: credentials: {exc}") from None
+
+
+def open_broker(
+    table: RouteTable, name: str, login: tuple[str, str] | None, timeout: float
+) -> BrokerClient:
+    """A connection to broker ``name`` of ``table`` (discovered when needed) with ``login``."""
+    config = table.brokers.get(name)
+    if config is None:
+        raise PublishError(f"routes send to {name}, but {table.source} has no brokers.{name}")
+    config = _discovered(config)
+    return BrokerClient(name, config.endpoints, config.ca_file, login, timeout=timeout)
 
 
 def _discovered(config: BrokerConfig) -> BrokerConfig:

@@ -21,8 +21,19 @@ from strangler.routes import Mode, OnFailure, parse_routes
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNBOOK = ROOT / "docs" / "runbook.md"
-FACT_PREFIXES = ("proxy_", "routes_", "client_", "message_", "broker_", "transaction_", "facts_")
-# Fields of facts and routes.yaml keys that share those prefixes (not fact names themselves).
+FACT_PREFIXES = (
+    "proxy_",
+    "routes_",
+    "client_",
+    "message_",
+    "broker_",
+    "transaction_",
+    "facts_",
+    "drain_",
+    "verify_",
+    "consumer_",
+)
+# Fields of facts that share those prefixes (not fact names themselves).
 FACT_FIELDS = {"routes_version", "client_credentials"}
 
 
