@@ -105,10 +105,13 @@ class ConsumerSide:
         session.write_legacy(encode_parts("SUBSCRIBE", headers, b"", session.version))
         sub.legacy_active = True
         sub.last_legacy_delivery = time.monotonic()
-        session.emit(
+        self._legacy_side_fact(sub.id, sub.destination, decision)
+
+    def _legacy_side_fact(self, sub_id: str, destination: str, decision: ConsumerDecision) -> None:
+        self._session.emit(
             Fact.CONSUMER_SUBSCRIBED,
-            subscription=sub.id,
-            destination=sub.destination,
+            subscription=sub_id,
+            destination=destination,
             rule=decision.rule,
             mode=decision.mode,
             broker=LEGACY,
@@ -127,15 +130,7 @@ class ConsumerSide:
         sub = DualSubscription(sub_id, destination, decision, frame, frame.get("ack") or "auto")
         sub.last_legacy_delivery = time.monotonic()
         self.book.add(sub)
-        session.emit(
-            Fact.CONSUMER_SUBSCRIBED,
-            subscription=sub_id,
-            destination=destination,
-            rule=decision.rule,
-            mode=decision.mode,
-            broker=LEGACY,
-            routes_version=decision.routes_version,
-        )
+        self._legacy_side_fact(sub_id, destination, decision)
 
         def subscribed(failure: str | None) -> None:
             # On a failure the link subscribes again on its next connection.
