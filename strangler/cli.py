@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not reload routes.yaml when it changes (SIGHUP still reloads)",
     )
     run.add_argument(
+        "--mirror-backlog",
+        type=int,
+        default=8 * 1024 * 1024,
+        metavar="BYTES",
+        help="per connection, mirror copies waiting for room beyond --max-inflight before "
+        "a copy is dropped (message_mirror_failed); the producer is never slowed for a copy "
+        "(default %(default)s)",
+    )
+    run.add_argument(
         "--backlog-check",
         type=float,
         default=5.0,
@@ -232,6 +241,7 @@ def _run(args: argparse.Namespace) -> int:
         max_inflight=args.max_inflight,
         tls=tls,
         backlog_check_interval=args.backlog_check,
+        mirror_backlog_bytes=args.mirror_backlog,
     )
     ctx = ProxyContext(settings, RoutesHolder(table), facts, tap=capture)
     facts.emit(

@@ -20,6 +20,8 @@ class ProxySettings:
     dry_run: bool = False  # global --dry-run: decide and record, but send everything to legacy
     limits: Limits = DEFAULT_LIMITS
     max_inflight: int = 1000  # frames per session awaiting an Amazon MQ receipt
+    # Mirror copies per session waiting for room on the link (bytes), beyond max_inflight.
+    mirror_backlog_bytes: int = 8 * 1024 * 1024
     connect_timeout: float = 10.0
     handshake_timeout: float = 30.0  # a client must finish CONNECT within this
     drain_timeout: float = 30.0  # on DISCONNECT/close, wait this long for Amazon MQ receipts

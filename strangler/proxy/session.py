@@ -45,6 +45,7 @@ from ..stomp import (
 from ..upstream import BrokerLink, BrokerUnavailable, describe_os_error, open_stream
 from .consumer_side import ConsumerSide
 from .context import ProxyContext
+from .mirror_backlog import MirrorBacklog
 
 LEGACY = "legacy"
 AMAZONMQ = "amazonmq"
@@ -130,6 +131,11 @@ class ClientSession:
         self._done = asyncio.Event()
         self._receipts_settled: asyncio.Event | None = None  # set while draining for shutdown
         self.consumers = ConsumerSide(self)
+        self._mirror_backlog = MirrorBacklog(
+            ctx.settings.mirror_backlog_bytes,
+            lambda frame, trace, decision: self._submit_mirror(frame, trace, decision, None),
+            self._mirror_failed,
+        )
         self.sent = 0
         peer = client_writer.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -162,7 +168,9 @@ class ClientSession:
         # Let Amazon MQ outcomes settle so facts (and fallbacks) are complete.
         if self._link is not None:
             if not self._closed:
+                await self._mirror_backlog.wait_empty(self.ctx.settings.drain_timeout)
                 await self._link.wait_idle(self.ctx.settings.drain_timeout)
+            await self._mirror_backlog.close("session closed before the copy was sent")
             await self._link.close(graceful=not self._closed)
         self._closed = True
         if pump is not None and not pump.done():
@@ -462,12 +470,22 @@ class ClientSession:
     ) -> None:
         """A copy for Amazon MQ that never delays the client: failures are facts only."""
         link = self.amazonmq()
-        rule = decision.rule
-        if not link.has_capacity():
-            self.emit(
-                Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason="mirror backlog full"
-            )
+        if tx is None and (self._mirror_backlog or not link.has_capacity()):
+            self._mirror_backlog.add(link, frame, trace, decision)  # waits for room, in order
             return
+        if not link.has_capacity():  # a transaction's copy must go out before its COMMIT
+            self._mirror_failed(trace, decision.rule, "mirror backlog full")
+            return
+        self._submit_mirror(frame, trace, decision, tx)
+
+    def _mirror_failed(self, trace: str, rule: str, reason: str) -> None:
+        self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
+
+    def _submit_mirror(
+        self, frame: Frame, trace: str, decision: Decision, tx: Transaction | None
+    ) -> None:
+        link = self.amazonmq()
+        rule = decision.rule
         if tx is not None:
             self.begin_on_amazonmq(tx, link)
             tx.mirror_traces.append((trace, rule))
@@ -752,6 +770,7 @@ class ClientSession:
     async def _on_disconnect(self, frame: Frame) -> None:
         """Settle Amazon MQ first (fallbacks must reach legacy before DISCONNECT)."""
         if self._link is not None:
+            await self._mirror_backlog.wait_empty(self.ctx.settings.drain_timeout)
             await self._link.wait_idle(self.ctx.settings.drain_timeout)
             await self._link.close(graceful=True)
         self._close_reason = "client DISCONNECT"
@@ -918,7 +937,8 @@ class ClientSession:
         """Shutdown: let outstanding receipts arrive (within ``timeout``), then close."""
         deadline = time.monotonic() + timeout
         if self._link is not None:
-            await self._link.wait_idle(timeout)
+            await self._mirror_backlog.wait_empty(timeout)
+            await self._link.wait_idle(max(0.0, deadline - time.monotonic()))
         if self._legacy_receipts:
             self._receipts_settled = asyncio.Event()
             with contextlib.suppress(TimeoutError):

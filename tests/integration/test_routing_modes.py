@@ -222,3 +222,49 @@ def test_dry_run_records_decisions_but_sends_everything_to_legacy(
     routed = list(routed_traces(proxy, dest).values())
     assert all(f["dry_run"] and f["would_target"] == ["amazonmq"] for f in routed)
     assert all(f["targets"] == ["legacy"] for f in routed)
+
+
+def test_mirror_copies_of_a_burst_wait_for_room_instead_of_being_dropped(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    """A producer without receipts outruns Amazon MQ's receipts; the copies beyond
+    max_inflight wait in the session's mirror backlog and all arrive, in order."""
+    dest = unique_queue("mirror.burst")
+    n = 2000
+    proxy = make_proxy(
+        f"  - {{name: copy, match: {{exact: '{dest}'}}, mode: mirror}}\n", max_inflight=10
+    )
+    produce(proxy, legacy, dest, n=n, receipt=False)
+    assert len(proxy.wait_fact("message_confirmed", n, broker="amazonmq", role="mirror")) == n
+    on_legacy, on_amazonmq = drain(legacy, dest), drain(amazonmq, dest)
+    assert traces_of(on_amazonmq) == traces_of(on_legacy)
+    assert len(on_amazonmq) == n
+    assert not proxy.facts("message_mirror_failed")
+
+
+def test_mirror_backlog_overflow_drops_copies_with_a_fact_each(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    dest = unique_queue("mirror.overflow")
+    n = 500
+    proxy = make_proxy(
+        f"  - {{name: copy, match: {{exact: '{dest}'}}, mode: mirror}}\n",
+        max_inflight=2,
+        mirror_backlog_bytes=2048,
+    )
+    produce(proxy, legacy, dest, n=n, receipt=False)
+    assert len(drain(legacy, dest)) == n  # the primary is never affected
+    proxy.sink.flush()
+
+    def settled() -> int:
+        names = [name for name, f in proxy.emitted if f.get("rule") == "copy"]
+        return names.count("message_mirror_failed") + names.count("message_confirmed")
+
+    with proxy.changed:
+        assert proxy.changed.wait_for(lambda: settled() >= n, 20.0)
+    failed = proxy.facts("message_mirror_failed", rule="copy")
+    confirmed = proxy.facts("message_confirmed", broker="amazonmq", rule="copy")
+    assert failed and {f["reason"] for f in failed} == {"mirror backlog full"}
+    assert len(failed) + len(confirmed) == n  # each copy: on Amazon MQ, or a fact saying not
+    on_amazonmq = set(traces_of(drain(amazonmq, dest)))
+    assert on_amazonmq == {f["trace_id"] for f in confirmed}
