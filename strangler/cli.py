@@ -117,11 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--mirror-backlog",
         type=int,
-        default=8 * 1024 * 1024,
+        default=64 * 1024 * 1024,
         metavar="BYTES",
-        help="per connection, mirror copies waiting for room beyond --max-inflight before "
-        "a copy is dropped (message_mirror_failed); the producer is never slowed for a copy "
-        "(default %(default)s)",
+        help="mirror copies (all connections together) waiting for room beyond "
+        "--max-inflight before a copy is dropped (message_mirror_failed); the producer is "
+        "never slowed for a copy (default %(default)s)",
     )
     run.add_argument(
         "--backlog-check",

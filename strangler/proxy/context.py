@@ -20,8 +20,9 @@ class ProxySettings:
     dry_run: bool = False  # global --dry-run: decide and record, but send everything to legacy
     limits: Limits = DEFAULT_LIMITS
     max_inflight: int = 1000  # frames per session awaiting an Amazon MQ receipt
-    # Mirror copies per session waiting for room on the link (bytes), beyond max_inflight.
-    mirror_backlog_bytes: int = 8 * 1024 * 1024
+    # Mirror copies waiting for room on their session's link, beyond max_inflight: bytes,
+    # for all sessions together.
+    mirror_backlog_bytes: int = 64 * 1024 * 1024
     connect_timeout: float = 10.0
     handshake_timeout: float = 30.0  # a client must finish CONNECT within this
     drain_timeout: float = 30.0  # on DISCONNECT/close, wait this long for Amazon MQ receipts
@@ -32,6 +33,23 @@ class ProxySettings:
     # How often a consumer reading both brokers (cutover) checks whether legacy's queue is
     # empty, after this long without a message from legacy; then legacy's side is dropped.
     backlog_check_interval: float = 5.0
+
+
+class ByteBudget:
+    """Bytes that all sessions together may hold for one purpose (mirror backlogs)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
 
 
 @dataclass
@@ -66,6 +84,8 @@ class ProxyContext:
     # Called on the event loop right after a reload put a new table in force.
     routes_listeners: list[Callable[[], None]] = field(default_factory=list)
     health: BrokerHealth = field(init=False)
+    mirror_budget: ByteBudget = field(init=False)
 
     def __post_init__(self) -> None:
         self.health = BrokerHealth(self.facts)
+        self.mirror_budget = ByteBudget(self.settings.mirror_backlog_bytes)

@@ -132,7 +132,7 @@ class ClientSession:
         self._receipts_settled: asyncio.Event | None = None  # set while draining for shutdown
         self.consumers = ConsumerSide(self)
         self._mirror_backlog = MirrorBacklog(
-            ctx.settings.mirror_backlog_bytes,
+            ctx.mirror_budget,
             lambda frame, trace, decision: self._submit_mirror(frame, trace, decision, None),
             self._mirror_failed,
         )

@@ -111,6 +111,7 @@ class BrokerLink:
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
         self.on_message: MessageHandler | None = None
+        self._outgoing: list[bytes] = []  # written at the end of this event loop turn
 
     # -- state ---------------------------------------------------------------
 
@@ -177,9 +178,18 @@ class BrokerLink:
             self._connecting = asyncio.create_task(self._connect())
 
     def _write(self, payload: bytes) -> None:
+        """Queue ``payload``; what one turn of the event loop queues goes out in one write
+        (a burst of copies was one syscall and one TLS record per frame)."""
         assert self._writer is not None
-        self._writer.write(payload)
+        self._outgoing.append(payload)
+        if len(self._outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
         self._last_write = time.monotonic()
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and self._writer is not None:
+            self._writer.write(b"".join(outgoing))
 
     # -- consuming -------------------------------------------------------------
 
@@ -448,6 +458,7 @@ class BrokerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
             self._connecting = None
+        self._flush()  # what is queued goes before DISCONNECT
         writer = self._writer
         if writer is not None and graceful:
             with contextlib.suppress(OSError):

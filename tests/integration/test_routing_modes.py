@@ -250,7 +250,7 @@ def test_mirror_backlog_overflow_drops_copies_with_a_fact_each(
     proxy = make_proxy(
         f"  - {{name: copy, match: {{exact: '{dest}'}}, mode: mirror}}\n",
         max_inflight=2,
-        mirror_backlog_bytes=2048,
+        mirror_backlog_bytes=8192,
     )
     produce(proxy, legacy, dest, n=n, receipt=False)
     assert len(drain(legacy, dest)) == n  # the primary is never affected
