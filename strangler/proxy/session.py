@@ -82,7 +82,8 @@ class Transaction:
     table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
     amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
     moved: list[MovedMessage] = field(default_factory=list)
-    mirror_traces: list[tuple[str, str]] = field(default_factory=list)  # (trace, rule)
+    # trace -> rule of the mirror copies whose failure is not a fact yet (one fact each)
+    mirror_traces: dict[str, str] = field(default_factory=dict)
     closed: bool = False  # committed or aborted by the client
 
 
@@ -439,13 +440,13 @@ class ClientSession:
             return
         if tx is not None:
             self._begin_on_amazonmq(tx, link)
-            tx.mirror_traces.append((trace, rule))
+            tx.mirror_traces[trace] = rule
         started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if failure is None:
                 self._amazonmq_confirmed(trace, rule, "mirror", started)
-            else:
+            elif tx is None or tx.mirror_traces.pop(trace, None) is not None:
                 self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
         link.submit(
@@ -573,7 +574,7 @@ class ClientSession:
         if tx.closed:
             return
         tx.amazonmq_generation = None
-        for trace, rule in tx.mirror_traces:
+        for trace, rule in tx.mirror_traces.items():
             self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
         tx.mirror_traces.clear()
         moved, tx.moved = tx.moved, []
@@ -639,10 +640,9 @@ class ClientSession:
         self._check_transaction(tx, link)
         if tx.amazonmq_generation is not None and not tx.moved:
             # Mirror copies only: legacy is primary, the copy's commit is not awaited.
-            mirror_traces = tuple(tx.mirror_traces)
             link.submit(
                 lambda rid: self._control("COMMIT", tx.id, rid),
-                lambda failure: self._mirror_commit_failed(mirror_traces, failure),
+                lambda failure: self._mirror_commit_failed(tx, failure),
                 resendable=False,
             )
         elif tx.amazonmq_generation is not None:
@@ -663,12 +663,11 @@ class ClientSession:
         tx.closed = True
         self._forward_commit(frame, tx.id, tx if spans_both else None)
 
-    def _mirror_commit_failed(
-        self, traces: tuple[tuple[str, str], ...], failure: str | None
-    ) -> None:
+    def _mirror_commit_failed(self, tx: Transaction, failure: str | None) -> None:
         if failure is not None:
-            for trace, rule in traces:
+            for trace, rule in tx.mirror_traces.items():
                 self._emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
+            tx.mirror_traces.clear()
 
     def _forward_commit(self, frame: Frame, tx_id: str, tx: Transaction | None) -> None:
         """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""

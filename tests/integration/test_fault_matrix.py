@@ -44,10 +44,11 @@ import pytest
 import stomp
 from stomp.utils import Frame as StompFrame
 
-from . import brokers
+from . import brokers, promise
 from .brokers import REPO_DIR, BrokerInfo, free_port
 from .faults import Relay
 from .harness import RunningProxy, connect, drain, start_proxy, unique_queue
+from .txproducer import TxProducer
 
 pytestmark = pytest.mark.integration
 
@@ -629,7 +630,7 @@ class Cell:
     fault: str
     bed: Bed
     proxy: Proxy
-    producer: Producer
+    producer: Any  # Producer, or TxProducer in the transaction cells
     relay_legacy: Relay | None
     relay_amazonmq: Relay | None
     injected_at: float = 0.0
@@ -655,7 +656,6 @@ class Cell:
 
 def _inject(cell: Cell) -> None:
     """Inject the fault right behind a burst of WINDOW messages, so some are in flight."""
-    fault, bed = cell.fault, cell.bed
     producer = cell.producer
     before = len(producer.attempts)
     producer.add(WINDOW, "during")
@@ -663,6 +663,12 @@ def _inject(cell: Cell) -> None:
     cell.injected_at = time.monotonic()
     with producer.cond:
         cell.inflight_at_fault = len(producer.inflight)
+    _break(cell)
+
+
+def _break(cell: Cell) -> None:
+    """Switch the cell's fault on (``_heal`` switches it off)."""
+    fault, bed = cell.fault, cell.bed
     if fault == "amq_killed":
         brokers.kill(bed.amazonmq.name)
     elif fault == "amq_slow":
@@ -793,6 +799,7 @@ class Row:
 @dataclass
 class Report:
     rows: dict[str, Row] = field(default_factory=dict)
+    tx_rows: dict[str, TxRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -1296,6 +1303,299 @@ def test_fault_matrix(
             print(fact)
     assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
     assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+
+
+# -- transactions under faults ------------------------------------------------------------
+
+TX_MODES = ("mirror", "split-legacy", "cutover-legacy", "cutover-reject")
+TX_FAULTS: dict[str, str] = {
+    "amq_killed": "Amazon MQ SIGKILLed while a transaction is open, then restarted",
+    "amq_stall": "the network to Amazon MQ stops forwarding while a transaction is open, until"
+    " the proxy reports Amazon MQ unavailable (heart-beats), then flows again (relay)",
+    "legacy_killed": "legacy SIGKILLed while a transaction is open, then restarted",
+    "proxy_killed": "the proxy (`strangler run`) SIGKILLed while a transaction is open and"
+    " started again on the same port",
+}
+TX_SIZE = 4  # SENDs per transaction, in two halves
+TX_ABORT_EVERY = 4  # every 4th transaction is ABORTed
+TX_FIRST = 4  # transactions before the fault
+TX_DURING = 3  # transaction attempts begun under the fault (at least)
+TX_LAST = 4  # transactions after every broker recovered
+TX_PACE = 0.1  # during the fault and until recovery: a pause between transactions
+
+
+def _tx_cells() -> list[Any]:
+    return [
+        pytest.param(mode, fault, id=f"tx-{mode}-{fault}")
+        for fault in TX_FAULTS
+        for mode in TX_MODES
+    ]
+
+
+@dataclass
+class TxRow:
+    mode: str
+    fault: str
+    transactions: int = 0  # logical transactions (each retried until it ended as meant)
+    outcomes: Counter[str] = field(default_factory=Counter)  # transaction attempts by outcome
+    messages: int = 0  # messages of transactions meant to be committed
+    attempts: int = 0  # SENDs written (retries included)
+    receipted: int = 0  # messages of transactions whose COMMIT got its RECEIPT
+    on_legacy: int = 0
+    on_amazonmq: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    facts: str = ""
+    seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+    story: list[str] = field(default_factory=list)
+
+    @property
+    def promise(self) -> str:
+        return "holds" if not self.violations else "**broken**: " + "; ".join(self.violations[:2])
+
+    @property
+    def told(self) -> str:
+        return "yes" if not self.story else "**no**: " + "; ".join(self.story[:3])
+
+    @property
+    def ended(self) -> str:
+        """Transaction attempts: committed / aborted / failed (ERROR, closed) / in doubt."""
+        o = self.outcomes
+        failed = sum(n for k, n in o.items() if k not in ("committed", "aborted", "in doubt"))
+        return f"{o['committed']} / {o['aborted']} / {failed} / {o['in doubt']}"
+
+
+@pytest.mark.parametrize(("mode", "fault"), _tx_cells())
+def test_fault_matrix_transactions(
+    fault_report: Report, bed: Bed, mode: str, fault: str, tmp_path: Path
+) -> None:
+    """A transactional producer through one route while a fault hits an open transaction."""
+    started = time.monotonic()
+    cell_id = f"tx-{mode}-{fault}"
+    row = TxRow(mode, fault)
+    fault_report.tx_rows[cell_id] = row
+    bed.ensure_up()
+    dest = unique_queue(f"fm.{cell_id}")
+    relay_amazonmq = Relay(bed.amazonmq.port).start() if fault == "amq_stall" else None
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        _routes(
+            dest,
+            mode,
+            legacy_port=bed.legacy.port,
+            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+        )
+    )
+    proxy: Proxy = (
+        CliProxy(routes_file, tmp_path)
+        if fault == "proxy_killed"
+        else InProcessProxy(routes_file, tmp_path / "facts.jsonl")
+    )
+    producer = TxProducer(
+        proxy.address,
+        dest,
+        bed.legacy.username,
+        bed.legacy.password,
+        size=TX_SIZE,
+        abort_every=TX_ABORT_EVERY,
+        pace=TX_PACE,
+        receipt_timeout=RECEIPT_TIMEOUT,
+        retry=RETRY,
+        deadline=DEADLINE,
+    )
+    cell = Cell(mode, fault, bed, proxy, producer, None, relay_amazonmq)
+    stopped = False
+    try:
+        producer.start()
+        producer.add(TX_FIRST, "first")
+        assert producer.wait(lambda p: p.finished("first") == TX_FIRST, 30), (
+            "the cell's first transactions did not end before any fault"
+        )
+        producer.hold_next()
+        producer.add(1, "held")
+        assert producer.wait(lambda p: p.held, 15), "no transaction was held open"
+        cell.injected_at = time.monotonic()
+        _break(cell)
+        producer.pace("during")
+        producer.release()
+        effect = _tx_hold(cell)
+        _heal(cell)
+        producer.pace("after")
+        recovered = _wait_until(lambda: _recovered(cell), RECOVERY)
+        producer.pace(None)
+        producer.add(TX_LAST, "last")
+        producer.finish()
+        proxy.stop()
+        stopped = True
+        if not effect:
+            row.story.append("the fault's effect never showed in the facts")
+        if not recovered:
+            row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
+        if producer.is_alive():
+            row.violations.append("the producer did not finish")
+    finally:
+        if producer.is_alive():
+            producer.abort()
+        if not stopped:
+            with contextlib.suppress(Exception):
+                proxy.stop()
+        if relay_amazonmq is not None:
+            relay_amazonmq.close()
+        bed.ensure_up()
+    facts = proxy.facts()
+    _analyse_tx(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
+    row.seconds = time.monotonic() - started
+    print(f"{cell_id}: {row}")
+    routine = ("message_routed", "message_confirmed", "message_mirror_failed")
+    for fact in [f for f in facts if f["event"] not in routine][:80]:
+        print(fact)
+    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
+    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+
+
+def _tx_hold(cell: Cell) -> bool:
+    """Keep the fault until its effect shows and transactions ran under it."""
+    fault, producer = cell.fault, cell.producer
+
+    def traffic() -> bool:
+        return bool(producer.attempts_since(cell.injected_at) >= TX_DURING)
+
+    if fault == "legacy_killed":
+        return _wait_until(lambda: cell.seen("broker_unavailable", broker=LEGACY), HOLD)
+    if fault == "proxy_killed":
+        return bool(producer.wait(lambda p: p.lost > 0, HOLD))
+    if fault == "amq_stall":  # the open transaction waits meanwhile: heal once noticed
+        return _wait_until(lambda: cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
+    return _wait_until(lambda: traffic() and cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
+
+
+def _analyse_tx(
+    cell: Cell,
+    row: TxRow,
+    facts: list[dict[str, Any]],
+    on_legacy: list[StompFrame],
+    on_amazonmq: list[StompFrame],
+) -> None:
+    p: TxProducer = cell.producer
+    found = {
+        LEGACY: Counter(m.headers.get(TRACE, "") for m in on_legacy),
+        AMAZONMQ: Counter(m.headers.get(TRACE, "") for m in on_amazonmq),
+    }
+    killed = cell.conn_at_kill
+    verdict = promise.check(
+        p.sent, found, facts, lost_with_proxy=lambda conn: killed is not None and conn <= killed
+    )
+    row.violations += verdict.violations
+    if p.crash is not None:
+        row.violations.append(f"producer crashed: {p.crash!r}")
+    if p.gave_up:
+        row.violations.append(f"producer {p.gave_up}")
+    row.transactions = len(p.groups)
+    row.outcomes = verdict.tx
+    row.messages, row.attempts = verdict.messages, verdict.attempts
+    row.receipted = verdict.receipted
+    row.on_legacy, row.on_amazonmq = verdict.on[LEGACY], verdict.on[AMAZONMQ]
+    row.duplicates = verdict.duplicates
+    row.errors = len(p.sent.errors)
+    row.reconnects = max(0, p.connections - 1)
+    row.facts = _summarise(facts, cell.fault)
+    for event in ("transaction_committed", "transaction_aborted", "transaction_partial_commit"):
+        n = sum(1 for f in facts if f["event"] == event)
+        if n:
+            row.facts += f", {event.removeprefix('transaction_')} {n}"
+    if verdict.facts_lost:
+        row.facts += f", copies whose facts died with the proxy {verdict.facts_lost}"
+    row.facts = row.facts.removeprefix("—, ")
+    row.story += _tx_story(cell, facts, p)
+
+
+def _tx_story(cell: Cell, facts: list[dict[str, Any]], p: TxProducer) -> Iterator[str]:
+    mode, fault = cell.mode, cell.fault
+    killed = cell.conn_at_kill
+
+    def count(event: str, **match: Any) -> int:
+        return sum(
+            1 for f in facts if f["event"] == event and all(f.get(k) == v for k, v in match.items())
+        )
+
+    def in_tx(event: str) -> int:
+        return sum(1 for f in facts if f["event"] == event and f.get("transaction"))
+
+    failures = ("message_fell_back", "message_rejected", "message_mirror_failed")
+    held = next(g for g in p.groups if g.phase == "held")
+    first_try = held.attempts[0].outcome if held.attempts else "not run"
+    if fault in ("amq_killed", "amq_stall"):
+        for event in ("broker_unavailable", "broker_recovered"):
+            if not count(event, broker=AMAZONMQ):
+                yield f"no {event} for amazonmq"
+        expected = {
+            "mirror": "message_mirror_failed",
+            "split-legacy": "message_fell_back",
+            "cutover-legacy": "message_fell_back",
+            "cutover-reject": "message_rejected",
+        }[mode]
+        if not (in_tx(expected) if expected != "message_mirror_failed" else count(expected)):
+            yield f"no {expected} for a transaction's message"
+        for other in failures:
+            if other != expected and count(other):
+                yield f"unexpected {other} x{count(other)}"
+        if count("message_resent"):
+            yield "transaction frames were resent (they must not be: the broker rolled back)"
+        if mode == "cutover-reject":
+            if first_try != "error" or not p.sent.errors:
+                yield f"reject mode: the open transaction ended {first_try}, not with an ERROR"
+        else:
+            if first_try != "committed":
+                yield f"the open transaction ended {first_try}: the fault should be absorbed"
+            if p.sent.errors or p.lost:
+                yield f"producer saw {len(p.sent.errors)} ERRORs and {p.lost} lost connections"
+    if fault == "legacy_killed":
+        for event in ("broker_unavailable", "broker_recovered"):
+            if not count(event, broker=LEGACY):
+                yield f"no {event} for legacy"
+        if not count("client_refused"):
+            yield "no client_refused while legacy was down"
+        if first_try == "committed":
+            yield "the open transaction committed although legacy died under it"
+    if fault == "proxy_killed":
+        if count("proxy_started") != 2:
+            yield f"proxy_started x{count('proxy_started')}, expected one per process"
+        if first_try == "committed" or p.connections < 2:
+            yield "the open transaction survived the proxy's death"
+        if p.sent.errors:
+            yield f"producer got {len(p.sent.errors)} ERRORs"
+    if not held.committed:
+        yield "the open transaction was never committed, even when retried"
+    # Every ABORT and every COMMIT spanning both brokers that was answered has its fact.
+    aborted = {str(f.get("transaction")) for f in facts if f["event"] == "transaction_aborted"}
+    committed = {str(f.get("transaction")) for f in facts if f["event"] == "transaction_committed"}
+    fell_back = {str(f.get("trace_id")) for f in facts if f["event"] == "message_fell_back"}
+    routed = {str(f["trace_id"]): f for f in facts if f["event"] == "message_routed"}
+    for t in p.sent.transactions:
+        if killed is not None and t.conn <= killed:
+            continue  # its facts may have died with the proxy
+        if t.outcome == "aborted" and t.id not in aborted:
+            yield f"ABORT of {t.id} answered, no transaction_aborted"
+        moved = [
+            tr
+            for tr in t.traces
+            if routed.get(tr, {}).get("primary") == AMAZONMQ and tr not in fell_back
+        ]
+        if t.outcome == "committed" and moved and t.id not in committed:
+            yield f"COMMIT of {t.id} (spanning both brokers) answered, no transaction_committed"
+    for event in failures:  # one outcome, one fact
+        per_trace = Counter(f.get("trace_id") for f in facts if f["event"] == event)
+        twice = [t for t, n in per_trace.items() if n > 1]
+        if twice:
+            yield f"{event} more than once for {len(twice)} traces, e.g. {twice[0]}"
+    # After recovery the route works as configured again.
+    last = {tr for g in p.groups if g.phase == "last" for t in g.attempts for tr in t.traces}
+    bad = [f for f in facts if f["event"] in failures and f.get("trace_id") in last]
+    if bad:
+        yield f"{len(bad)} failures after recovery, e.g. {bad[0]['event']}: {bad[0].get('reason')}"
 
 
 # -- a bug the matrix shows only by chance, reproduced on purpose --------------------------
