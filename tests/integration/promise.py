@@ -96,6 +96,7 @@ class Verdict:
     explained: Counter[str] = field(default_factory=Counter)  # duplicates, by explanation
     tx: Counter[str] = field(default_factory=Counter)  # transaction attempts by outcome
     facts_lost: int = 0  # copies whose facts died with a SIGKILLed proxy
+    lost: int = 0  # receipted messages (and messages of committed transactions) on no broker
 
 
 class Facts:
@@ -200,10 +201,12 @@ def check(
             if not lost(a.trace):
                 out.append(f"stored {a.trace} has no message_routed fact")
             elif not any(found[b][a.trace] for b in BROKERS):
+                v.lost += 1
                 out.append(f"receipted {a.trace} is on no broker")
             continue
         where = LEGACY if a.trace in fell_back else str(fact["primary"])
         if not found[where][a.trace]:
+            v.lost += 1
             what = f"committed (transaction {tx.id})" if tx else "receipted"
             out.append(f"{what} {a.trace} is not on {where}")
         mirror_copy = len(fact["targets"]) == 2
@@ -214,8 +217,8 @@ def check(
     # 3. every copy is explained
     for broker in BROKERS:
         for trace, n in found[broker].items():
-            a = by_trace.get(trace)
-            if a is None:
+            copy_of = by_trace.get(trace)
+            if copy_of is None:
                 out.append(f"{broker} holds {trace!r}, which no producer sent")
                 continue
             if trace not in f.routed:
@@ -226,8 +229,9 @@ def check(
                 continue
             if broker not in targets(trace) and not (broker == LEGACY and trace in fell_back):
                 out.append(f"{trace} on {broker}, routed to {targets(trace)} and not fallen back")
-            if n > 1 and (a.tx is not None or trace not in resent):
-                out.append(f"{trace} is {n} times on {broker}" + ("" if a.tx else ", not resent"))
+            if n > 1 and (copy_of.tx is not None or trace not in resent):
+                why = " (a transaction's frame is never resent)" if copy_of.tx else ", not resent"
+                out.append(f"{trace} is {n} times on {broker}{why}")
     for trace in set(found[LEGACY]) & set(found[AMAZONMQ]):
         if len(targets(trace)) == 1 and trace not in fell_back:
             out.append(f"{trace} is on both brokers, routed to {targets(trace)} only")
