@@ -580,7 +580,8 @@ class ClientSession:
         moved, tx.moved = tx.moved, []
         for message in moved:
             message.settled = True
-        if any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
+        # A closed session cannot fall back (as in _fail_primary): the messages are rejected.
+        if self._closed or any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
             for message in moved:
                 self._emit(
                     Fact.MESSAGE_REJECTED,
@@ -657,9 +658,17 @@ class ClientSession:
             if failure is not None:
                 # Unconfirmed COMMIT: Amazon MQ may or may not have committed (the fact says).
                 self._transaction_lost_amazonmq(tx, f"COMMIT not confirmed: {failure}")
-        if self._closed:
-            return
         spans_both = tx.amazonmq_generation is not None and bool(tx.moved)
+        if self._closed:
+            if spans_both:  # Amazon MQ committed its part; legacy will never see the COMMIT
+                self._emit(
+                    Fact.TRANSACTION_PARTIAL_COMMIT,
+                    transaction=tx.id,
+                    committed=(AMAZONMQ,),
+                    failed=(LEGACY,),
+                    reason=f"session closed before the COMMIT reached legacy: {self._close_reason}",
+                )
+            return
         tx.closed = True
         self._forward_commit(frame, tx.id, tx if spans_both else None)
 

@@ -170,7 +170,15 @@ def bed() -> Iterator[Bed]:
             shutil.rmtree(brokers.state_dir() / name, ignore_errors=True)
 
 
-def _routes(dest: str, mode: str, *, legacy_port: int, amazonmq_port: int, ca_file: str) -> str:
+def _routes(
+    dest: str,
+    mode: str,
+    *,
+    legacy_port: int,
+    amazonmq_port: int,
+    ca_file: str,
+    match: str = "exact",
+) -> str:
     return (
         "brokers:\n"
         "  legacy:\n"
@@ -183,7 +191,7 @@ def _routes(dest: str, mode: str, *, legacy_port: int, amazonmq_port: int, ca_fi
         f"      password_env: {AMQ_PASSWORD_ENV}\n"
         f"    heartbeat_ms: {HEARTBEAT_MS}\n"
         "routes:\n"
-        f"  - {{name: cell, match: {{exact: '{dest}'}}, {MODES[mode]}}}\n"
+        f"  - {{name: cell, match: {{{match}: '{dest}'}}, {MODES[mode]}}}\n"
     )
 
 
@@ -199,8 +207,8 @@ class Proxy(Protocol):
 
 
 class InProcessProxy:
-    def __init__(self, routes_file: Path, facts_path: Path) -> None:
-        self.running: RunningProxy = start_proxy(routes_file, facts_path)
+    def __init__(self, routes_file: Path, facts_path: Path, *, watch: bool = False) -> None:
+        self.running: RunningProxy = start_proxy(routes_file, facts_path, watch=watch)
         self.stopped = False
         self.address = (self.running.host, self.running.port)
 
@@ -737,7 +745,9 @@ def _heal(cell: Cell) -> None:
     elif fault in ("amq_slow", "amq_stall"):
         assert cell.relay_amazonmq is not None
         cell.relay_amazonmq.pass_through()
-    elif fault in ("legacy_killed", "legacy_restarted"):
+    elif fault in ("legacy_killed", "legacy_restarted", "legacy_killed_at_commit"):
+        if cell.relay_amazonmq is not None:
+            cell.relay_amazonmq.pass_through()
         brokers.start_one(bed.legacy.name, "plain", bed.legacy.port)
     elif fault == "legacy_stall":
         assert cell.relay_legacy is not None
@@ -800,6 +810,7 @@ class Row:
 class Report:
     rows: dict[str, Row] = field(default_factory=dict)
     tx_rows: dict[str, TxRow] = field(default_factory=dict)
+    combo_rows: dict[str, TxRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -1315,7 +1326,13 @@ TX_FAULTS: dict[str, str] = {
     "legacy_killed": "legacy SIGKILLed while a transaction is open, then restarted",
     "proxy_killed": "the proxy (`strangler run`) SIGKILLed while a transaction is open and"
     " started again on the same port",
+    "legacy_lost_at_commit": "the proxy's connection to legacy dropped once the COMMIT is on its"
+    " way to legacy (after Amazon MQ confirmed its part): legacy never gets it (relay)",
+    "legacy_killed_at_commit": "legacy SIGKILLed while the COMMIT is on its way to Amazon MQ"
+    " (held 1 s by a relay), then restarted",
 }
+AT_COMMIT = ("legacy_lost_at_commit", "legacy_killed_at_commit")
+COMMIT_HELD = 1.0  # legacy_killed_at_commit: how long the relay holds the COMMIT to Amazon MQ
 TX_SIZE = 4  # SENDs per transaction, in two halves
 TX_ABORT_EVERY = 4  # every 4th transaction is ABORTed
 TX_FIRST = 4  # transactions before the fault
@@ -1378,13 +1395,18 @@ def test_fault_matrix_transactions(
     fault_report.tx_rows[cell_id] = row
     bed.ensure_up()
     dest = unique_queue(f"fm.{cell_id}")
-    relay_amazonmq = Relay(bed.amazonmq.port).start() if fault == "amq_stall" else None
+    relay_legacy = Relay(bed.legacy.port).start() if fault == "legacy_lost_at_commit" else None
+    relay_amazonmq = (
+        Relay(bed.amazonmq.port).start()
+        if fault in ("amq_stall", "legacy_killed_at_commit")
+        else None
+    )
     routes_file = tmp_path / "routes.yaml"
     routes_file.write_text(
         _routes(
             dest,
             mode,
-            legacy_port=bed.legacy.port,
+            legacy_port=relay_legacy.port if relay_legacy else bed.legacy.port,
             amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
             ca_file=str(bed.amazonmq.ca_file),
         )
@@ -1406,7 +1428,7 @@ def test_fault_matrix_transactions(
         retry=RETRY,
         deadline=DEADLINE,
     )
-    cell = Cell(mode, fault, bed, proxy, producer, None, relay_amazonmq)
+    cell = Cell(mode, fault, bed, proxy, producer, relay_legacy, relay_amazonmq)
     stopped = False
     try:
         producer.start()
@@ -1414,13 +1436,16 @@ def test_fault_matrix_transactions(
         assert producer.wait(lambda p: p.finished("first") == TX_FIRST, 30), (
             "the cell's first transactions did not end before any fault"
         )
-        producer.hold_next()
+        producer.hold_next("end" if fault in AT_COMMIT else "half")
         producer.add(1, "held")
         assert producer.wait(lambda p: p.held, 15), "no transaction was held open"
         cell.injected_at = time.monotonic()
-        _break(cell)
-        producer.pace("during")
-        producer.release()
+        if fault in AT_COMMIT:
+            _break_at_commit(cell)
+        else:
+            _break(cell)
+            producer.pace("during")
+            producer.release()
         effect = _tx_hold(cell)
         _heal(cell)
         producer.pace("after")
@@ -1442,8 +1467,9 @@ def test_fault_matrix_transactions(
         if not stopped:
             with contextlib.suppress(Exception):
                 proxy.stop()
-        if relay_amazonmq is not None:
-            relay_amazonmq.close()
+        for relay in (relay_legacy, relay_amazonmq):
+            if relay is not None:
+                relay.close()
         bed.ensure_up()
     facts = proxy.facts()
     _analyse_tx(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
@@ -1456,6 +1482,24 @@ def test_fault_matrix_transactions(
     assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
 
 
+def _break_at_commit(cell: Cell) -> None:
+    """Let the held transaction's COMMIT go, and break the path it is on."""
+    producer: TxProducer = cell.producer
+    relay = cell.relay_legacy if cell.fault == "legacy_lost_at_commit" else cell.relay_amazonmq
+    assert relay is not None
+    # Hold whatever the proxy writes next on that path: the COMMIT (nothing else is sent).
+    relay.slow(60.0 if cell.fault == "legacy_lost_at_commit" else COMMIT_HELD)
+    before = relay.stats.read_up
+    producer.pace("during")
+    producer.release()
+    assert _wait_until(lambda: relay.stats.read_up > before, HOLD), "the COMMIT never left"
+    if cell.fault == "legacy_lost_at_commit":
+        relay.pass_through()  # for the connections that come next
+        relay.sever()  # the held COMMIT is dropped with the connection
+    else:
+        brokers.kill(cell.bed.legacy.name)
+
+
 def _tx_hold(cell: Cell) -> bool:
     """Keep the fault until its effect shows and transactions ran under it."""
     fault, producer = cell.fault, cell.producer
@@ -1463,9 +1507,9 @@ def _tx_hold(cell: Cell) -> bool:
     def traffic() -> bool:
         return bool(producer.attempts_since(cell.injected_at) >= TX_DURING)
 
-    if fault == "legacy_killed":
+    if fault in ("legacy_killed", "legacy_killed_at_commit"):
         return _wait_until(lambda: cell.seen("broker_unavailable", broker=LEGACY), HOLD)
-    if fault == "proxy_killed":
+    if fault in ("proxy_killed", "legacy_lost_at_commit"):
         return bool(producer.wait(lambda p: p.lost > 0, HOLD))
     if fault == "amq_stall":  # the open transaction waits meanwhile: heal once noticed
         return _wait_until(lambda: cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
@@ -1567,6 +1611,35 @@ def _tx_story(cell: Cell, facts: list[dict[str, Any]], p: TxProducer) -> Iterato
             yield "the open transaction survived the proxy's death"
         if p.sent.errors:
             yield f"producer got {len(p.sent.errors)} ERRORs"
+    spans = mode != "mirror"  # Amazon MQ's part is committed first, then legacy's
+    first = held.attempts[0]
+    partial = {str(f.get("transaction")) for f in facts if f["event"].endswith("partial_commit")}
+    if fault == "legacy_lost_at_commit":
+        if first_try == "committed":
+            yield "the held COMMIT was answered although legacy never got it"
+        if spans != (first.id in partial):
+            yield f"transaction_partial_commit for {first.id}: {not spans}, expected {spans}"
+        # A mirror's copies: Amazon MQ's COMMIT was unconfirmed when the session closed.
+        expected = set(first.traces) if mode == "mirror" else set()
+        for event in (*failures, "broker_unavailable", "client_refused"):
+            n = sum(1 for f in facts if f["event"] == event and f.get("trace_id") not in expected)
+            if n:
+                yield f"unexpected {event} x{n}"
+    if fault == "legacy_killed_at_commit":
+        for event in ("broker_unavailable", "broker_recovered"):
+            if not count(event, broker=LEGACY):
+                yield f"no {event} for legacy"
+        # The session closed while Amazon MQ's COMMIT was on its way; Amazon MQ then
+        # confirmed it: its part is committed, legacy's never will be.
+        gone = [
+            f
+            for f in facts
+            if f["event"] == "message_fell_back" and f.get("transaction") == first.id
+        ]
+        if gone:
+            yield f"{len(gone)} messages of {first.id} 'fell back' after its session closed"
+        if spans and first_try != "committed" and first.id not in partial:
+            yield f"no transaction_partial_commit for {first.id} (Amazon MQ committed it)"
     if not held.committed:
         yield "the open transaction was never committed, even when retried"
     # Every ABORT and every COMMIT spanning both brokers that was answered has its fact.
@@ -1596,6 +1669,302 @@ def _tx_story(cell: Cell, facts: list[dict[str, Any]], p: TxProducer) -> Iterato
     bad = [f for f in facts if f["event"] in failures and f.get("trace_id") in last]
     if bad:
         yield f"{len(bad)} failures after recovery, e.g. {bad[0]['event']}: {bad[0].get('reason')}"
+
+
+# -- faults in combination, and a fault during a routes reload ------------------------------
+
+# name -> (the route's mode, "before → after" when the routes file changes; what happens)
+COMBOS: dict[str, tuple[str, str]] = {
+    "amq_killed+reload": (
+        "mirror → cutover-legacy",
+        "Amazon MQ SIGKILLed; while it is down the routes file changes the route from mirror"
+        " to cutover (hot reload); then Amazon MQ restarts",
+    ),
+    "legacy_restarted+amq_stall": (
+        "cutover-legacy",
+        "the network to Amazon MQ stalls until the proxy reports it unavailable; meanwhile"
+        " legacy is stopped and started again; then Amazon MQ's network flows again",
+    ),
+    "amq_stall+reload": (
+        "cutover-legacy → legacy",
+        "the network to Amazon MQ stalls; the routes file rolls the route back to legacy"
+        " (hot reload); then Amazon MQ's network flows again",
+    ),
+}
+
+
+def _as_sent(p: Producer) -> promise.Sent:
+    """What the plain producer saw, in the terms promise.check reads."""
+    sent = promise.Sent()
+    for m in p.messages.values():
+        for a in m.attempts:
+            sent.attempts.append(promise.Attempt(a.trace, a.msg, a.conn, a.outcome))
+    sent.errors = [(e["receipt-id"], e["message"]) for e in p.errors]
+    return sent
+
+
+@dataclass
+class Combo:
+    """Both producers (plain and transactional) through one route, and the faults' levers."""
+
+    cell: Cell
+    plain: Producer
+    tx: TxProducer
+    routes_file: Path
+    prefix: str
+
+    def reroute(self, mode: str) -> bool:
+        """Rewrite the routes file as an editor does (rename over it); True once applied."""
+        bed = self.cell.bed
+        relay = self.cell.relay_amazonmq
+        text = _routes(
+            self.prefix,
+            mode,
+            legacy_port=bed.legacy.port,
+            amazonmq_port=relay.port if relay else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+            match="prefix",
+        )
+        new = self.routes_file.with_suffix(".new")
+        new.write_text(text)
+        os.replace(new, self.routes_file)
+        return _wait_until(lambda: self.cell.seen("routes_applied"), HOLD)
+
+    def traffic(self, since: float) -> bool:
+        """Both producers sent under the current conditions."""
+        return self.plain.sent_since(since) >= DURING and self.tx.attempts_since(since) >= 2
+
+    def down(self, broker: str) -> bool:
+        return _wait_until(lambda: self.cell.seen("broker_unavailable", broker=broker), 30.0)
+
+
+def _combo_faults(c: Combo) -> list[str]:
+    """Run the combination; the steps whose effect never showed."""
+    cell, bed, name = c.cell, c.cell.bed, c.cell.fault
+    missed = []
+    if name == "amq_killed+reload":
+        brokers.kill(bed.amazonmq.name)
+        if not c.down(AMAZONMQ):
+            missed.append("Amazon MQ unavailable")
+        if not c.reroute("cutover-legacy"):
+            missed.append("routes_applied")
+        since = time.monotonic()
+        c.tx.release()
+        c.tx.pace("during")
+        if not _wait_until(lambda: c.traffic(since) and cell.seen("message_fell_back"), HOLD):
+            missed.append("fallback under the new routes")
+        brokers.start_one(bed.amazonmq.name, "tls", bed.amazonmq.port)
+    elif name == "legacy_restarted+amq_stall":
+        assert cell.relay_amazonmq is not None
+        cell.relay_amazonmq.stall()
+        c.tx.release()
+        c.tx.pace("during")
+        if not c.down(AMAZONMQ):
+            missed.append("Amazon MQ unavailable")
+        brokers.stop(bed.legacy.name)
+        if not c.down(LEGACY):
+            missed.append("legacy unavailable")
+        brokers.start_one(bed.legacy.name, "plain", bed.legacy.port)
+        since = time.monotonic()
+        if not _wait_until(lambda: cell.seen("broker_recovered", broker=LEGACY), RECOVERY):
+            missed.append("legacy recovered")
+        if not _wait_until(lambda: c.traffic(since), RECOVERY):
+            missed.append("traffic once legacy was back, Amazon MQ still stalled")
+        cell.relay_amazonmq.pass_through()
+    elif name == "amq_stall+reload":
+        assert cell.relay_amazonmq is not None
+        cell.relay_amazonmq.stall()
+        c.tx.release()
+        c.tx.pace("during")
+        if not c.reroute("legacy"):
+            missed.append("routes_applied")
+        since = time.monotonic()
+        if not c.down(AMAZONMQ):
+            missed.append("Amazon MQ unavailable")
+        if not _wait_until(lambda: c.traffic(since), HOLD):
+            missed.append("traffic under the new routes")
+        cell.relay_amazonmq.pass_through()
+    return missed
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_fault_matrix_combined(fault_report: Report, bed: Bed, combo: str, tmp_path: Path) -> None:
+    """Two faults at once, or a fault during a reload: both kinds of producer, one route."""
+    started = time.monotonic()
+    modes = COMBOS[combo][0].split(" → ")
+    row = TxRow(COMBOS[combo][0], combo)
+    fault_report.combo_rows[combo] = row
+    bed.ensure_up()
+    prefix = unique_queue(f"fm.{combo.replace('+', '-')}") + "."
+    relay_amazonmq = Relay(bed.amazonmq.port).start() if "amq_stall" in combo else None
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        _routes(
+            prefix,
+            modes[0],
+            legacy_port=bed.legacy.port,
+            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+            match="prefix",
+        )
+    )
+    proxy = InProcessProxy(routes_file, tmp_path / "facts.jsonl", watch=True)
+    login = (bed.legacy.username, bed.legacy.password)
+    plain = Producer(proxy.address, f"{prefix}plain", *login)
+    tx = TxProducer(
+        proxy.address,
+        f"{prefix}tx",
+        *login,
+        size=TX_SIZE,
+        abort_every=TX_ABORT_EVERY,
+        pace=TX_PACE,
+        receipt_timeout=RECEIPT_TIMEOUT,
+        retry=RETRY,
+        deadline=DEADLINE + 30,
+    )
+    cell = Cell(modes[-1], combo, bed, proxy, tx, None, relay_amazonmq)
+    c = Combo(cell, plain, tx, routes_file, prefix)
+    stopped = False
+    try:
+        plain.start()
+        tx.start()
+        plain.add(FIRST, "first")
+        tx.add(TX_FIRST, "first")
+        assert plain.wait(lambda p: p.count("first", receipted=True) == FIRST, 30)
+        assert tx.wait(lambda p: p.finished("first") == TX_FIRST, 30)
+        tx.hold_next()
+        tx.add(1, "held")
+        assert tx.wait(lambda p: p.held, 15), "no transaction was held open"
+        plain.pace("during")
+        cell.injected_at = time.monotonic()
+        missed = _combo_faults(c)
+        plain.pace("after")
+        tx.pace("after")
+        # Under `legacy` nothing talks to Amazon MQ again: its recovery is never seen.
+        recovered = modes[-1] == "legacy" or _wait_until(lambda: _recovered(cell), RECOVERY)
+        plain.pace(None)
+        tx.pace(None)
+        plain.add(LAST, "last")
+        tx.add(TX_LAST, "last")
+        plain.finish()
+        tx.finish()
+        proxy.stop()
+        stopped = True
+        row.story += [f"the effect never showed: {m}" for m in missed]
+        if not recovered:
+            row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
+        if plain.is_alive() or tx.is_alive():
+            row.violations.append("a producer did not finish")
+    finally:
+        for producer in (plain, tx):
+            if producer.is_alive():
+                producer.abort()
+        if not stopped:
+            with contextlib.suppress(Exception):
+                proxy.stop()
+        if relay_amazonmq is not None:
+            relay_amazonmq.close()
+        bed.ensure_up()
+    facts = proxy.facts()
+    on_legacy = drain(bed.legacy, f"{prefix}plain") + drain(bed.legacy, f"{prefix}tx")
+    on_amazonmq = drain(bed.amazonmq, f"{prefix}plain") + drain(bed.amazonmq, f"{prefix}tx")
+    sent = _as_sent(plain)
+    sent.extend(tx.sent)
+    for p in (plain, tx):
+        if p.crash is not None:
+            row.violations.append(f"producer crashed: {p.crash!r}")
+        if p.gave_up:
+            row.violations.append(f"producer {p.gave_up}")
+    _fill_row(row, sent, tx, facts, on_legacy, on_amazonmq, combo)
+    row.reconnects = max(0, plain.connections - 1) + max(0, tx.connections - 1)
+    row.story += _combo_story(c, facts)
+    row.seconds = time.monotonic() - started
+    print(f"{combo}: {row}")
+    routine = ("message_routed", "message_confirmed", "message_mirror_failed")
+    for fact in [f for f in facts if f["event"] not in routine][:80]:
+        print(fact)
+    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
+    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+
+
+def _fill_row(
+    row: TxRow,
+    sent: promise.Sent,
+    tx: TxProducer,
+    facts: list[dict[str, Any]],
+    on_legacy: list[StompFrame],
+    on_amazonmq: list[StompFrame],
+    fault: str,
+) -> None:
+    found = {
+        LEGACY: Counter(m.headers.get(TRACE, "") for m in on_legacy),
+        AMAZONMQ: Counter(m.headers.get(TRACE, "") for m in on_amazonmq),
+    }
+    verdict = promise.check(sent, found, facts)
+    row.violations += verdict.violations
+    row.transactions = len(tx.groups)
+    row.outcomes = verdict.tx
+    row.messages, row.attempts = verdict.messages, verdict.attempts
+    row.receipted = verdict.receipted
+    row.on_legacy, row.on_amazonmq = verdict.on[LEGACY], verdict.on[AMAZONMQ]
+    row.duplicates = verdict.duplicates
+    row.errors = len(sent.errors)
+    row.facts = _summarise(facts, fault)
+    for event in ("routes_applied", "transaction_partial_commit"):
+        n = sum(1 for f in facts if f["event"] == event)
+        if n:
+            row.facts += f", {event} {n}"
+    row.facts = row.facts.removeprefix("—, ")
+
+
+def _combo_story(c: Combo, facts: list[dict[str, Any]]) -> Iterator[str]:
+    name = c.cell.fault
+
+    def count(event: str, **match: Any) -> int:
+        return sum(
+            1 for f in facts if f["event"] == event and all(f.get(k) == v for k, v in match.items())
+        )
+
+    routed = {str(f["trace_id"]): f for f in facts if f["event"] == "message_routed"}
+    versions = [f for f in facts if f["event"] == "routes_applied"]
+    reloads = "reload" in name
+    if reloads != bool(versions) or len(versions) > 1:
+        yield f"routes_applied x{len(versions)}"
+    held = next(g for g in c.tx.groups if g.phase == "held")
+    if reloads and versions and held.attempts:
+        # A transaction finishes under the routes it began with.
+        old = versions[0]["previous_version"]
+        first = held.attempts[0]
+        others = {routed[t]["routes_version"] for t in first.traces if t in routed} - {old}
+        if others:
+            yield f"the open transaction {first.id} was routed under {others}, not {old}"
+    for broker in (AMAZONMQ, *((LEGACY,) if "legacy_restarted" in name else ())):
+        if not count("broker_unavailable", broker=broker):
+            yield f"no broker_unavailable for {broker}"
+    if name == "amq_killed+reload":
+        for event in ("message_mirror_failed", "message_fell_back", "broker_recovered"):
+            if not count(event):
+                yield f"no {event}"
+    if name == "legacy_restarted+amq_stall":
+        for event in ("client_refused", "message_fell_back"):
+            if not count(event):
+                yield f"no {event}"
+        if count("broker_recovered") < 2:
+            yield "legacy and Amazon MQ did not both recover"
+    if name == "amq_stall+reload" and not count("message_fell_back"):
+        yield "no message_fell_back for what the stalled link held"
+    # After recovery the route works as its last routes say.
+    failures = ("message_fell_back", "message_rejected", "message_mirror_failed")
+    last = {a.trace for m in c.plain.messages.values() if m.phase == "last" for a in m.attempts}
+    last |= {tr for g in c.tx.groups if g.phase == "last" for t in g.attempts for tr in t.traces}
+    bad = [f for f in facts if f["event"] in failures and f.get("trace_id") in last]
+    if bad:
+        yield f"{len(bad)} failures after recovery, e.g. {bad[0]['event']}: {bad[0].get('reason')}"
+    final = c.cell.mode
+    mode = MODES[final].split(",")[0].removeprefix("mode: ")
+    wrong = [t for t in last if t in routed and routed[t]["mode"] != mode]
+    if wrong:
+        yield f"{len(wrong)} messages after recovery not routed as `{final}`, e.g. {wrong[0]}"
 
 
 # -- a bug the matrix shows only by chance, reproduced on purpose --------------------------
@@ -1641,6 +2010,48 @@ def test_closing_session_does_not_report_amazonmq_unavailable(bed: Bed, tmp_path
     assert not unavailable, f"Amazon MQ reported unavailable: {unavailable}"
     outcomes = [f for f in proxy.facts() if f["event"] in ("message_rejected", "message_fell_back")]
     assert all(f["reason"] != "connection closed by broker" for f in outcomes), outcomes
+
+
+def test_commit_failing_after_session_closed_is_not_a_fallback(bed: Bed, tmp_path: Path) -> None:
+    """Legacy drops a session whose Amazon MQ COMMIT is in flight, then that COMMIT fails.
+
+    Nothing can fall back into a closed session: the moved messages are rejected (the
+    producer got no receipt for the COMMIT), not reported as fallen back to legacy.
+    """
+    bed.ensure_up()
+    dest = unique_queue("fm.closed-commit")
+    with Relay(bed.legacy.port) as to_legacy, Relay(bed.amazonmq.port) as to_amazonmq:
+        routes_file = tmp_path / "routes.yaml"
+        routes_file.write_text(
+            _routes(
+                dest,
+                "cutover-legacy",
+                legacy_port=to_legacy.port,
+                amazonmq_port=to_amazonmq.port,
+                ca_file=str(bed.amazonmq.ca_file),
+            )
+        )
+        proxy = start_proxy(routes_file, tmp_path / "facts.jsonl")
+        try:
+            client = connect(proxy.host, proxy.port, bed.legacy.username, bed.legacy.password)
+            client.conn.begin(transaction="t1")
+            moved = client.send(dest, "moved", headers={"transaction": "t1", "persistent": "true"})
+            assert client.wait_receipts([moved]), "Amazon MQ did not take the SEND"
+            to_amazonmq.slow(60.0)  # the COMMIT to Amazon MQ is read and held
+            before = to_amazonmq.stats.read_up
+            client.conn.commit(transaction="t1", headers={"receipt": "commit-t1"})
+            assert _wait_until(lambda: to_amazonmq.stats.read_up > before, HOLD)
+            to_legacy.sever()  # the session ends while Amazon MQ's COMMIT is unanswered
+            assert client.recorder.disconnected.wait(HOLD), "the session did not close"
+            to_amazonmq.sever()  # and then that COMMIT fails: Amazon MQ rolls back
+            outcome = proxy.wait_fact("message_rejected") + proxy.facts("message_fell_back")
+        finally:
+            proxy.stop()
+    assert [f["event"] for f in outcome] == ["message_rejected"], outcome
+    assert outcome[0]["transaction"] == "t1"
+    assert "COMMIT not confirmed" in outcome[0]["reason"]
+    assert "commit-t1" not in client.recorder.receipts
+    assert drain(bed.legacy, dest) == [] and drain(bed.amazonmq, dest) == []
 
 
 # -- the relay itself -------------------------------------------------------------------

@@ -10,9 +10,10 @@ is not retried.
 
 Trace ids are chosen so that under a 50% split the even-numbered messages go to
 Amazon MQ and the odd ones to legacy: every transaction, and each of its halves,
-spans both brokers. ``hold_next`` stops the next transaction between its halves
+spans both brokers. ``hold_next("half")`` stops the next transaction between its halves
 (first half receipted, BEGIN open on both brokers) until ``release``: the fault
-lands mid-transaction. Everything seen goes to ``sent`` (see promise.py).
+lands mid-transaction; ``hold_next("end")`` stops it with every SEND receipted,
+right before its COMMIT. Everything seen goes to ``sent`` (see promise.py).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class TxProducer(threading.Thread):
         self.todo: deque[Group] = deque()
         self.paced: str | None = None
         self.finishing = self.aborted = self.done = False
-        self.hold_requested = self.held = False
+        self.hold_at: str | None = None  # "half" | "end": where the next transaction stops
+        self.held = False
         self.gave_up: str | None = None
         self.crash: BaseException | None = None
         self.connections = 0
@@ -130,13 +132,14 @@ class TxProducer(threading.Thread):
             self.paced = phase
             self.cond.notify_all()
 
-    def hold_next(self) -> None:
+    def hold_next(self, at: str = "half") -> None:
         with self.cond:
-            self.hold_requested = True
+            self.hold_at = at
 
     def release(self) -> None:
         with self.cond:
-            self.hold_requested = self.held = False
+            self.hold_at = None
+            self.held = False
             self.cond.notify_all()
 
     def finish(self, timeout: float | None = None) -> None:
@@ -149,7 +152,8 @@ class TxProducer(threading.Thread):
     def abort(self) -> None:
         with self.cond:
             self.aborted = True
-            self.hold_requested = self.held = False
+            self.hold_at = None
+            self.held = False
             self.cond.notify_all()
         self.join(30)
 
@@ -299,8 +303,7 @@ class TxProducer(threading.Thread):
                     tx.outcome = outcome
                     self._lose()
                     return False
-                if part.start == 0:
-                    self._hold()
+                self._hold("half" if part.start == 0 else "end")
             end = f"{tx.id}.end"
             if group.plan == "commit":
                 conn.commit(transaction=tx.id, headers={"receipt": end})
@@ -323,9 +326,9 @@ class TxProducer(threading.Thread):
         tx.outcome = COMMITTED if group.plan == "commit" else ABORTED
         return True
 
-    def _hold(self) -> None:
+    def _hold(self, point: str) -> None:
         with self.cond:
-            if not self.hold_requested:
+            if self.hold_at != point:
                 return
             self.held = True
             self.cond.notify_all()
