@@ -1,7 +1,7 @@
 """The soak: several producers for minutes, a routes change and broker restarts mid-run.
 
     python -m bench.soak --minutes 10 --producers 8     # the documented soak (~11 min)
-    python -m bench.soak --seconds 40 --producers 4     # the short one (the test suite's)
+    python -m bench.soak --seconds 30 --producers 4     # the short one (the test suite's)
 
 Loopback only, bounded in time and count. It starts two brokers of its own
 (``tests/integration/brokers.py``: ``soak-legacy-<tag>`` plain STOMP and

@@ -820,10 +820,11 @@ def fault_report() -> Iterator[Report]:
     yield report
     if os.environ.get("STRANGLER_WRITE_RELIABILITY") != "1":
         return
-    expected = len(MODES) * len(FAULTS)
-    if len(report.rows) != expected:
+    expected = len(MODES) * len(FAULTS) + len(TX_MODES) * len(TX_FAULTS) + len(COMBOS)
+    ran = len(report.rows) + len(report.tx_rows) + len(report.combo_rows)
+    if ran != expected:
         sys.stderr.write(
-            f"fault matrix: {len(report.rows)} of {expected} cells ran;"
+            f"fault matrix: {ran} of {expected} cells ran;"
             " docs/reliability.md not written (run the whole matrix)\n"
         )
         return
@@ -953,6 +954,8 @@ def _render(report: Report, seconds: float) -> str:
                 f"| {row.reconnects} | {row.facts} | {row.seconds:.1f} s | {row.promise} "
                 f"| {row.told} |"
             )
+    out += _render_transactions(report)
+    out += _render_soak()
     out += ["", "## Bugs this matrix found (fixed; the cells above pass with the fix)", ""]
     out += [f"- {text}" for text in FINDINGS]
     out += ["", "## Limits the matrix shows (by design, not failures)", ""]
@@ -961,6 +964,134 @@ def _render(report: Report, seconds: float) -> str:
     out += [f"- {text}" for text in NOT_COVERED]
     return "\n".join(out) + "\n"
 
+
+def _tx_line(fault: str, mode: str, row: TxRow) -> str:
+    sent = f"{row.messages}" + (f" ({row.attempts})" if row.attempts != row.messages else "")
+    return (
+        f"| `{fault}` | `{mode}` | {row.transactions} | {row.ended} | {sent} | {row.receipted} "
+        f"| {row.on_legacy} | {row.on_amazonmq} | {row.duplicates} | {row.errors} "
+        f"| {row.reconnects} | {row.facts} | {row.seconds:.1f} s | {row.promise} | {row.told} |"
+    )
+
+
+def _render_transactions(report: Report) -> list[str]:
+    head = [
+        "| fault | mode | tx | committed / aborted / failed / in doubt | messages | committed"
+        " msgs | legacy | Amazon MQ | dups | ERRORs | reconn. | facts | time | promise"
+        " | story told |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+    ]
+    out = [
+        "",
+        "## Transactions under faults",
+        "",
+        "**A cell.** The same route and brokers, one *transactional* producer"
+        f" (`tests/integration/txproducer.py`): BEGIN, {TX_SIZE} SENDs (`persistent: true`, a",
+        "receipt each, in two halves, each half waited for), then COMMIT with a receipt; every"
+        f" {TX_ABORT_EVERY}th transaction is ABORTed instead. The SENDs' trace ids are chosen so",
+        "that a 50% split sends the even ones to Amazon MQ and the odd ones to legacy: every",
+        f"transaction spans both brokers. {TX_FIRST} transactions run before the fault; the next",
+        "one is held open (BEGIN and its first half receipted; for the `*_at_commit` faults",
+        "every SEND receipted, right before COMMIT) while the fault is injected, then goes on.",
+        "Transactions follow one another until every broker reported unavailable is reported",
+        f"recovered, then {TX_LAST} more run. A transaction that got an ERROR, lost its connection",
+        "or went unanswered is run again as a new transaction (new id, new trace ids); one meant",
+        "to be aborted is not. Both brokers are then drained and checked",
+        "(`tests/integration/promise.py`):",
+        "",
+        "1. every transaction meant to be committed was committed in the end (a COMMIT",
+        "   RECEIPT), and no SEND, COMMIT or ABORT went unanswered on an open connection;",
+        "2. a COMMIT's RECEIPT means every message of that transaction is on its responsible",
+        "   broker (legacy after `message_fell_back`), a mirror's copy on Amazon MQ too unless",
+        "   `message_mirror_failed` says why;",
+        "3. nothing of an ABORTed transaction, or of one whose COMMIT was never sent, is on any",
+        "   broker; a transaction whose COMMIT was sent but never answered is *in doubt* (the",
+        "   brokers may have committed it, as with any STOMP broker): its legacy part is there",
+        "   whole or not at all, its Amazon MQ part only with a fact that says Amazon MQ",
+        "   committed it (`transaction_partial_commit`, `transaction_committed`,",
+        "   `message_fell_back`, `message_rejected`);",
+        "4. every copy is explained: its broker is among its `message_routed` targets (or",
+        "   legacy after `message_fell_back`), never twice on one broker (a transaction's frames",
+        "   are never resent), extra copies of a message only from a retried in-doubt COMMIT or",
+        "   a fallback; every ERROR is a `message_rejected` or a `client_refused`;",
+        "5. the facts tell the story: the fault's facts (`broker_unavailable` / `_recovered`,",
+        "   `message_fell_back` with the transaction under `on_failure: legacy`,",
+        "   `message_rejected` plus an ERROR under `reject`, `message_mirror_failed` for a",
+        "   mirror, `transaction_partial_commit` when legacy never gets a COMMIT Amazon MQ",
+        "   confirmed), one outcome fact per message, a `transaction_aborted` for every",
+        "   answered ABORT, a `transaction_committed` for every answered COMMIT spanning both",
+        "   brokers, and no failure facts after recovery.",
+        "",
+        "*tx*: logical transactions; the next column counts transaction *attempts* by how they",
+        "ended (failed = ERROR or connection closed before the COMMIT was sent); *messages*: of",
+        "the transactions meant to be committed (SENDs written, retries included, in brackets);",
+        "*committed msgs*: messages of transactions whose COMMIT got its RECEIPT.",
+        "",
+        "**Faults** (modes as above):",
+        "",
+    ]
+    out += [f"- `{name}`: {text}" for name, text in TX_FAULTS.items()]
+    out += ["", *head]
+    for fault in TX_FAULTS:
+        for mode in TX_MODES:
+            row = report.tx_rows.get(f"tx-{mode}-{fault}")
+            if row is not None:
+                out.append(_tx_line(fault, mode, row))
+    out += [
+        "",
+        "## Faults in combination, and a fault during a routes reload",
+        "",
+        "Both producers at once, the plain one and the transactional one, each on its own",
+        "queue under one route (matched by prefix); the proxy watches its routes file, which",
+        "is rewritten as an editor does (a new file renamed over it). The transactional",
+        "producer's held transaction begins under the first routes and must finish under",
+        "them (`message_routed.routes_version`). The checks are those above, for both",
+        "producers; the messages after recovery must be routed as the last routes say.",
+        "",
+    ]
+    out += [f"- `{name}` (`{modes}`): {text}" for name, (modes, text) in COMBOS.items()]
+    out += [""] + [h.replace("| fault |", "| faults |") for h in head]
+    for combo, (modes, _) in COMBOS.items():
+        row = report.combo_rows.get(combo)
+        if row is not None:
+            out.append(_tx_line(combo, modes, row))
+    return out
+
+
+def _render_soak() -> list[str]:
+    return [
+        "",
+        "## The soak (a command, not part of the default test run)",
+        "",
+        "```sh",
+        ".venv/bin/python -m bench.soak --minutes 10 --producers 8   # ~11 min",
+        "```",
+        "",
+        "Two brokers of its own, `strangler run` as a process; 8 producers (every 4th sends",
+        "transactions) at 25 persistent messages/s each, a receipt per SEND; consumers take",
+        "everything as it arrives. At 25% of the run the routes file changes (mirror ->",
+        "cutover, a split's `on_failure` legacy -> reject: hot reload), at 45% Amazon MQ is",
+        "SIGKILLed and restarted, at 70% legacy is stopped and restarted. It exits non-zero",
+        "if a receipted message (or a committed transaction's) is missing, a copy is",
+        "unexplained, a step did not take effect, or the proxy's RSS grew by more than",
+        "`--max-rss-growth-mb` (25) from early in the run to its end. The test suite runs",
+        "it for 30 s with 4 producers (`tests/integration/test_soak.py`). See",
+        "`bench/README.md` for its options.",
+        "",
+        *SOAK_LAST,
+    ]
+
+
+# The last 10-minute soak, as bench.soak printed it (updated by hand after a run).
+SOAK_LAST = (
+    "Last 10-minute run (2 CPUs shared with other work): 8 producers (2 transactional),",
+    "601 s; 107,401 messages in 115,541 SENDs, all receipted; found legacy 42,373, Amazon MQ",
+    "80,677 (the first quarter mirrors); 649 duplicates, each of a message the producer",
+    "resent after an ERROR or a lost connection; transactions: 4,628 committed, 1,536",
+    "aborted, 143 failed and run again; reload applied, Amazon MQ killed and restarted",
+    "(recovered), legacy restarted (recovered); proxy RSS 35.5 MB at start, 37.5 MB early,",
+    "38.3 MB peak and end (+0.8 MB); receipted messages lost: 0.",
+)
 
 FINDINGS = (
     "**A stalled Amazon MQ connection fails its frames instead of resending them**"
@@ -983,6 +1114,22 @@ FINDINGS = (
     ' `broker_unavailable amazonmq` ("connection closed by broker"), marks Amazon MQ down'
     " in its health (readiness) until another session reconnects, and gives the in-flight"
     ' frames that reason instead of "session closed before the broker confirmed".',
+    "**A COMMIT Amazon MQ confirms after the session closed was a partial commit nobody"
+    " recorded** (`tx-*-legacy_killed_at_commit`, fixed). Legacy died while the proxy waited"
+    " for Amazon MQ to confirm a transaction's COMMIT; Amazon MQ then confirmed it, and"
+    " `ClientSession._commit_both` returned because the session was closed, writing no"
+    " fact: Amazon MQ held the transaction's messages, legacy never got its COMMIT, the"
+    " producer no RECEIPT, and nothing said Amazon MQ had committed. It now writes"
+    " `transaction_partial_commit` (committed amazonmq, failed legacy).",
+    "**A transaction's Amazon MQ part lost after its session closed was reported as fallen"
+    " back to legacy** (`test_commit_failing_after_session_closed_is_not_a_fallback`, fixed)."
+    " `_transaction_lost_amazonmq` wrote `message_fell_back` and 'sent' the messages into a"
+    " legacy connection that was gone. It now writes `message_rejected`, as a non-transactional"
+    " SEND in a closed session already did.",
+    "**A transactional mirror copy that failed got two `message_mirror_failed` facts**"
+    " (`tx-mirror-amq_*`, fixed): one from the copy's own outcome and one when the"
+    " transaction's Amazon MQ part was given up (or its COMMIT failed), which doubled the"
+    " mirror-failure metric. Each copy now gets one.",
 )
 
 LIMITS = (
@@ -1005,13 +1152,13 @@ LIMITS = (
 )
 
 NOT_COVERED = (
-    "Transactions (BEGIN/SEND/COMMIT across both brokers) under faults: the producer"
-    " here sends receipted SENDs outside transactions.",
     "Active/standby Amazon MQ failover (two endpoints): `test_failover.py` covers it; the"
     " matrix uses one endpoint.",
-    "Faults in combination (Amazon MQ down while legacy restarts), faults during a graceful"
-    " shutdown or a routes reload, SEND without a receipt, consumers (SUBSCRIBE passes"
-    " through to legacy).",
+    "Faults in combination beyond the three cells above, faults during a graceful shutdown,"
+    " SEND without a receipt, consumers (SUBSCRIBE passes through to legacy).",
+    "Transactions: split with `on_failure: reject`, legacy stalled, Amazon MQ's login"
+    " refused, and the moment between Amazon MQ storing a COMMIT and its RECEIPT coming back"
+    " (only `COMMIT not confirmed` with a connection that closed is exercised).",
     "Slow or stalled networks longer than the proxy's timeouts (`connect_timeout` 10 s,"
     " `drain_timeout` 30 s); legacy has no heart-beat check, so a legacy stall is only"
     " as long as the network makes it.",
