@@ -13,7 +13,8 @@ Invariants:
   connection is being opened;
 - when the connection fails, every waiting frame fails at once and the link
   stays down for a back-off period, during which submits fail immediately
-  (so a dead Amazon MQ costs a producer nothing but the fallback).
+  (so a dead Amazon MQ costs a producer nothing but the fallback); the back-off
+  ends early once another session reached the broker (``broker_recovered``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class BrokerLink:
             self._writer is None
             and self._connecting is None
             and (time.monotonic() < self._down_until)
+            # Another session reached the broker since this link failed: try again now.
+            and not self._health.up.get(self.broker, False)
         )
 
     def has_capacity(self) -> bool:

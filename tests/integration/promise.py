@@ -142,6 +142,8 @@ def check(
     out = v.violations
     fell_back, resent = f.traces("message_fell_back"), f.traces("message_resent")
     rejected, mirror_failed = f.traces("message_rejected"), f.traces("message_mirror_failed")
+    copy_failed = mirror_failed | fell_back  # a mirror copy that need not be on Amazon MQ
+    gave_up = fell_back | rejected  # Amazon MQ's confirmation was not waited for
     by_trace = {a.trace: a for a in sent.attempts}
     txs = {t.id: t for t in sent.transactions}
     v.attempts = len(by_trace)
@@ -210,7 +212,7 @@ def check(
             what = f"committed (transaction {tx.id})" if tx else "receipted"
             out.append(f"{what} {a.trace} is not on {where}")
         mirror_copy = len(fact["targets"]) == 2
-        unexplained = a.trace not in mirror_failed | fell_back and not lost(a.trace)
+        unexplained = a.trace not in copy_failed and not lost(a.trace)
         if mirror_copy and unexplained and not found[AMAZONMQ][a.trace]:
             out.append(f"mirror copy of {a.trace} is not on amazonmq, no message_mirror_failed")
 
@@ -257,7 +259,7 @@ def check(
             f.transactions("transaction_partial_commit") | f.transactions("transaction_committed")
         )
         for tr in present[AMAZONMQ]:
-            if LEGACY in targets(tr) or said or lost(tr) or tr in fell_back | rejected:
+            if LEGACY in targets(tr) or said or lost(tr) or tr in gave_up:
                 continue
             out.append(
                 f"in-doubt transaction {t.id}: {tr} is on amazonmq and no fact says"

@@ -1126,6 +1126,13 @@ FINDINGS = (
     " `_transaction_lost_amazonmq` wrote `message_fell_back` and 'sent' the messages into a"
     " legacy connection that was gone. It now writes `message_rejected`, as a non-transactional"
     " SEND in a closed session already did.",
+    "**After `broker_recovered`, other sessions kept falling back for up to 30 s**"
+    " (`amq_killed+reload`, by chance; `test_recovered_broker_ends_the_backoff_of_other_sessions`,"
+    " fixed). Each session's Amazon MQ link has its own back-off (1 s doubling to 30 s)"
+    " after a failed connect; when another session reached Amazon MQ again, a link still"
+    " in back-off went on failing its frames at once (`message_fell_back`, or an ERROR"
+    " under `reject`) until its own period ran out. `BrokerLink.in_backoff` now ends when"
+    " the proxy-wide health says the broker is up again.",
     "**A transactional mirror copy that failed got two `message_mirror_failed` facts**"
     " (`tx-mirror-amq_*`, fixed): one from the copy's own outcome and one when the"
     " transaction's Amazon MQ part was given up (or its COMMIT failed), which doubled the"
@@ -2199,6 +2206,53 @@ def test_commit_failing_after_session_closed_is_not_a_fallback(bed: Bed, tmp_pat
     assert "COMMIT not confirmed" in outcome[0]["reason"]
     assert "commit-t1" not in client.recorder.receipts
     assert drain(bed.legacy, dest) == [] and drain(bed.amazonmq, dest) == []
+
+
+def test_recovered_broker_ends_the_backoff_of_other_sessions(bed: Bed, tmp_path: Path) -> None:
+    """Amazon MQ is back (a new session reached it): a session in back-off uses it again.
+
+    Found by the `amq_killed+reload` cell: with two producers, one session's messages
+    kept falling back after `broker_recovered`, until its own back-off (up to 30 s) ran out.
+    """
+    bed.ensure_up()
+    dest = unique_queue("fm.backoff")
+    persistent = {"persistent": "true"}
+    with Relay(bed.amazonmq.port) as to_amazonmq:
+        routes_file = tmp_path / "routes.yaml"
+        routes_file.write_text(
+            _routes(
+                dest,
+                "cutover-legacy",
+                legacy_port=bed.legacy.port,
+                amazonmq_port=to_amazonmq.port,
+                ca_file=str(bed.amazonmq.ca_file),
+            )
+        )
+        proxy = start_proxy(routes_file, tmp_path / "facts.jsonl")
+        try:
+            login = (proxy.host, proxy.port, bed.legacy.username, bed.legacy.password)
+            first = connect(*login)
+            assert first.wait_receipts([first.send(dest, "before", headers=persistent)])
+            to_amazonmq.cut()
+            assert proxy.wait_fact("broker_unavailable", broker=AMAZONMQ)
+            to_amazonmq.pass_through()
+            (session,) = proxy.server.sessions
+            link = session._link
+            assert link is not None and link.in_backoff
+            link._down_until = time.monotonic() + 60  # a long back-off, whatever the timing
+            second = connect(*login)
+            assert second.wait_receipts([second.send(dest, "new", headers=persistent)])
+            assert proxy.wait_fact("broker_recovered", broker=AMAZONMQ)
+            after = first.send(dest, "after", headers=persistent)
+            assert first.wait_receipts([after])
+            first.close()
+            second.close()
+        finally:
+            proxy.stop()
+    assert proxy.facts("message_fell_back") == []
+    on_amazonmq = sorted(m.body for m in drain(bed.amazonmq, dest))
+    assert on_amazonmq == [b"after", b"before", b"new"]
+    assert drain(bed.legacy, dest) == []
 
 
 # -- the relay itself -------------------------------------------------------------------
