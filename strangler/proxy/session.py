@@ -85,7 +85,8 @@ class Transaction:
     table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
     amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
     moved: list[MovedMessage] = field(default_factory=list)
-    mirror_traces: list[tuple[str, str]] = field(default_factory=list)  # (trace, rule)
+    # trace -> rule of the mirror copies whose failure is not a fact yet (one fact each)
+    mirror_traces: dict[str, str] = field(default_factory=dict)
     amazonmq_acks: int = 0  # consumer ACKs inside the transaction, on Amazon MQ
     closed: bool = False  # committed or aborted by the client
 
@@ -488,13 +489,13 @@ class ClientSession:
         rule = decision.rule
         if tx is not None:
             self.begin_on_amazonmq(tx, link)
-            tx.mirror_traces.append((trace, rule))
+            tx.mirror_traces[trace] = rule
         started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if failure is None:
                 self._amazonmq_confirmed(trace, rule, "mirror", started)
-            else:
+            elif tx is None or tx.mirror_traces.pop(trace, None) is not None:
                 self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
         link.submit(
@@ -627,13 +628,14 @@ class ClientSession:
                 Fact.CONSUMER_ACK_FAILED, transaction=tx.id, acks=tx.amazonmq_acks, reason=reason
             )
             tx.amazonmq_acks = 0
-        for trace, rule in tx.mirror_traces:
+        for trace, rule in tx.mirror_traces.items():
             self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
         tx.mirror_traces.clear()
         moved, tx.moved = tx.moved, []
         for message in moved:
             message.settled = True
-        if any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
+        # A closed session cannot fall back (as in _fail_primary): the messages are rejected.
+        if self._closed or any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
             for message in moved:
                 self.emit(
                     Fact.MESSAGE_REJECTED,
@@ -693,10 +695,9 @@ class ClientSession:
         self._check_transaction(tx, link)
         if tx.amazonmq_generation is not None and not tx.moved and not tx.amazonmq_acks:
             # Mirror copies only: legacy is primary, the copy's commit is not awaited.
-            mirror_traces = tuple(tx.mirror_traces)
             link.submit(
                 lambda rid: self._control("COMMIT", tx.id, rid),
-                lambda failure: self._mirror_commit_failed(mirror_traces, failure),
+                lambda failure: self._mirror_commit_failed(tx, failure),
                 resendable=False,
             )
         elif tx.amazonmq_generation is not None:
@@ -711,18 +712,25 @@ class ClientSession:
             if failure is not None:
                 # Unconfirmed COMMIT: Amazon MQ may or may not have committed (the fact says).
                 self._transaction_lost_amazonmq(tx, f"COMMIT not confirmed: {failure}")
-        if self._closed:
-            return
         spans_both = tx.amazonmq_generation is not None and (bool(tx.moved) or tx.amazonmq_acks > 0)
+        if self._closed:
+            if spans_both:  # Amazon MQ committed its part; legacy will never see the COMMIT
+                self.emit(
+                    Fact.TRANSACTION_PARTIAL_COMMIT,
+                    transaction=tx.id,
+                    committed=(AMAZONMQ,),
+                    failed=(LEGACY,),
+                    reason=f"session closed before the COMMIT reached legacy: {self._close_reason}",
+                )
+            return
         tx.closed = True
         self._forward_commit(frame, tx.id, tx if spans_both else None)
 
-    def _mirror_commit_failed(
-        self, traces: tuple[tuple[str, str], ...], failure: str | None
-    ) -> None:
+    def _mirror_commit_failed(self, tx: Transaction, failure: str | None) -> None:
         if failure is not None:
-            for trace, rule in traces:
+            for trace, rule in tx.mirror_traces.items():
                 self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
+            tx.mirror_traces.clear()
 
     def _forward_commit(self, frame: Frame, tx_id: str, tx: Transaction | None) -> None:
         """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""

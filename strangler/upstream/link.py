@@ -14,7 +14,8 @@ Invariants:
   connection is being opened;
 - when the connection fails, every waiting frame fails at once and the link
   stays down for a back-off period, during which submits fail immediately
-  (so a dead Amazon MQ costs a producer nothing but the fallback);
+  (so a dead Amazon MQ costs a producer nothing but the fallback); the back-off
+  ends early once another session reached the broker (``broker_recovered``);
 - subscriptions are standing: written again after every (re)connect, and while
   any exists the link reconnects by itself after the back-off (a consumer has no
   SEND to trigger it). MESSAGE frames go to ``on_message`` with the connection's
@@ -125,6 +126,8 @@ class BrokerLink:
             self._writer is None
             and self._connecting is None
             and (time.monotonic() < self._down_until)
+            # Another session reached the broker since this link failed: try again now.
+            and not self._health.up.get(self.broker, False)
         )
 
     def has_capacity(self) -> bool:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -118,7 +119,44 @@ def start_one(name: str, kind: str, port: int) -> BrokerInfo:
     if kind not in CREDENTIALS:
         raise ValueError(f"kind must be 'plain' or 'tls', not {kind!r}")
     _run("start-one", name, kind, str(port))
-    return info(name)
+    started = info(name)
+    wait_login(started)
+    return started
+
+
+def wait_login(broker: BrokerInfo, timeout: float = 60.0) -> None:
+    """Wait until ``broker`` answers a STOMP CONNECT with CONNECTED.
+
+    A listening port is not enough: right after start-up ActiveMQ's TLS connector
+    accepts connections and closes them at login for a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = _login(broker)
+        if answer.startswith(b"CONNECTED"):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"broker {broker.name} answered CONNECT with {answer[:80]!r}")
+        time.sleep(0.2)
+
+
+def _login(broker: BrokerInfo) -> bytes:
+    """The first bytes ``broker`` answers a CONNECT with (b"" if it closed or failed)."""
+    connect = (
+        f"CONNECT\naccept-version:1.2\nhost:{broker.host}\nlogin:{broker.username}\n"
+        f"passcode:{broker.password}\n\n\0DISCONNECT\n\n\0"
+    ).encode()
+    try:
+        with socket.create_connection(broker.host_and_port, timeout=5) as raw:
+            sock: socket.socket = raw
+            if broker.ca_file is not None:
+                context = ssl.create_default_context(cafile=broker.ca_file)
+                sock = context.wrap_socket(raw, server_hostname=broker.host)
+            with sock:
+                sock.sendall(connect)
+                return sock.recv(64)
+    except (OSError, ssl.SSLError):
+        return b""
 
 
 def stop(name: str) -> None:

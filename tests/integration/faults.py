@@ -42,6 +42,7 @@ class RelayStats:
     refused: int = 0  # closed at once: target unreachable, or the relay is cut
     severed: int = 0  # live connections closed by cut() / sever()
     bytes_up: int = 0  # near side -> target
+    read_up: int = 0  # read from the near side, forwarded or still held (slow, stall)
     bytes_down: int = 0  # target -> near side
 
 
@@ -218,6 +219,8 @@ class Relay:
                 data = await reader.read(CHUNK)
                 if not data:
                     break
+                if upward:
+                    self.stats.read_up += len(data)
                 if self.mode == "slow" and self.delay > 0:
                     await asyncio.sleep(self.delay)
                 await flowing.wait()  # a stall that began while this chunk was read holds it

@@ -44,10 +44,11 @@ import pytest
 import stomp
 from stomp.utils import Frame as StompFrame
 
-from . import brokers
+from . import brokers, promise
 from .brokers import REPO_DIR, BrokerInfo, free_port
 from .faults import Relay
 from .harness import RunningProxy, connect, drain, start_proxy, unique_queue
+from .txproducer import TxProducer
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +170,15 @@ def bed() -> Iterator[Bed]:
             shutil.rmtree(brokers.state_dir() / name, ignore_errors=True)
 
 
-def _routes(dest: str, mode: str, *, legacy_port: int, amazonmq_port: int, ca_file: str) -> str:
+def _routes(
+    dest: str,
+    mode: str,
+    *,
+    legacy_port: int,
+    amazonmq_port: int,
+    ca_file: str,
+    match: str = "exact",
+) -> str:
     return (
         "brokers:\n"
         "  legacy:\n"
@@ -182,7 +191,7 @@ def _routes(dest: str, mode: str, *, legacy_port: int, amazonmq_port: int, ca_fi
         f"      password_env: {AMQ_PASSWORD_ENV}\n"
         f"    heartbeat_ms: {HEARTBEAT_MS}\n"
         "routes:\n"
-        f"  - {{name: cell, match: {{exact: '{dest}'}}, {MODES[mode]}}}\n"
+        f"  - {{name: cell, match: {{{match}: '{dest}'}}, {MODES[mode]}}}\n"
     )
 
 
@@ -198,8 +207,8 @@ class Proxy(Protocol):
 
 
 class InProcessProxy:
-    def __init__(self, routes_file: Path, facts_path: Path) -> None:
-        self.running: RunningProxy = start_proxy(routes_file, facts_path)
+    def __init__(self, routes_file: Path, facts_path: Path, *, watch: bool = False) -> None:
+        self.running: RunningProxy = start_proxy(routes_file, facts_path, watch=watch)
         self.stopped = False
         self.address = (self.running.host, self.running.port)
 
@@ -629,7 +638,7 @@ class Cell:
     fault: str
     bed: Bed
     proxy: Proxy
-    producer: Producer
+    producer: Any  # Producer, or TxProducer in the transaction cells
     relay_legacy: Relay | None
     relay_amazonmq: Relay | None
     injected_at: float = 0.0
@@ -655,7 +664,6 @@ class Cell:
 
 def _inject(cell: Cell) -> None:
     """Inject the fault right behind a burst of WINDOW messages, so some are in flight."""
-    fault, bed = cell.fault, cell.bed
     producer = cell.producer
     before = len(producer.attempts)
     producer.add(WINDOW, "during")
@@ -663,6 +671,12 @@ def _inject(cell: Cell) -> None:
     cell.injected_at = time.monotonic()
     with producer.cond:
         cell.inflight_at_fault = len(producer.inflight)
+    _break(cell)
+
+
+def _break(cell: Cell) -> None:
+    """Switch the cell's fault on (``_heal`` switches it off)."""
+    fault, bed = cell.fault, cell.bed
     if fault == "amq_killed":
         brokers.kill(bed.amazonmq.name)
     elif fault == "amq_slow":
@@ -731,7 +745,9 @@ def _heal(cell: Cell) -> None:
     elif fault in ("amq_slow", "amq_stall"):
         assert cell.relay_amazonmq is not None
         cell.relay_amazonmq.pass_through()
-    elif fault in ("legacy_killed", "legacy_restarted"):
+    elif fault in ("legacy_killed", "legacy_restarted", "legacy_killed_at_commit"):
+        if cell.relay_amazonmq is not None:
+            cell.relay_amazonmq.pass_through()
         brokers.start_one(bed.legacy.name, "plain", bed.legacy.port)
     elif fault == "legacy_stall":
         assert cell.relay_legacy is not None
@@ -793,6 +809,8 @@ class Row:
 @dataclass
 class Report:
     rows: dict[str, Row] = field(default_factory=dict)
+    tx_rows: dict[str, TxRow] = field(default_factory=dict)
+    combo_rows: dict[str, TxRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -802,10 +820,11 @@ def fault_report() -> Iterator[Report]:
     yield report
     if os.environ.get("STRANGLER_WRITE_RELIABILITY") != "1":
         return
-    expected = len(MODES) * len(FAULTS)
-    if len(report.rows) != expected:
+    expected = len(MODES) * len(FAULTS) + len(TX_MODES) * len(TX_FAULTS) + len(COMBOS)
+    ran = len(report.rows) + len(report.tx_rows) + len(report.combo_rows)
+    if ran != expected:
         sys.stderr.write(
-            f"fault matrix: {len(report.rows)} of {expected} cells ran;"
+            f"fault matrix: {ran} of {expected} cells ran;"
             " docs/reliability.md not written (run the whole matrix)\n"
         )
         return
@@ -935,6 +954,8 @@ def _render(report: Report, seconds: float) -> str:
                 f"| {row.reconnects} | {row.facts} | {row.seconds:.1f} s | {row.promise} "
                 f"| {row.told} |"
             )
+    out += _render_transactions(report)
+    out += _render_soak()
     out += ["", "## Bugs this matrix found (fixed; the cells above pass with the fix)", ""]
     out += [f"- {text}" for text in FINDINGS]
     out += ["", "## Limits the matrix shows (by design, not failures)", ""]
@@ -943,6 +964,134 @@ def _render(report: Report, seconds: float) -> str:
     out += [f"- {text}" for text in NOT_COVERED]
     return "\n".join(out) + "\n"
 
+
+def _tx_line(fault: str, mode: str, row: TxRow) -> str:
+    sent = f"{row.messages}" + (f" ({row.attempts})" if row.attempts != row.messages else "")
+    return (
+        f"| `{fault}` | `{mode}` | {row.transactions} | {row.ended} | {sent} | {row.receipted} "
+        f"| {row.on_legacy} | {row.on_amazonmq} | {row.duplicates} | {row.errors} "
+        f"| {row.reconnects} | {row.facts} | {row.seconds:.1f} s | {row.promise} | {row.told} |"
+    )
+
+
+def _render_transactions(report: Report) -> list[str]:
+    head = [
+        "| fault | mode | tx | committed / aborted / failed / in doubt | messages | committed"
+        " msgs | legacy | Amazon MQ | dups | ERRORs | reconn. | facts | time | promise"
+        " | story told |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+    ]
+    out = [
+        "",
+        "## Transactions under faults",
+        "",
+        "**A cell.** The same route and brokers, one *transactional* producer"
+        f" (`tests/integration/txproducer.py`): BEGIN, {TX_SIZE} SENDs (`persistent: true`, a",
+        "receipt each, in two halves, each half waited for), then COMMIT with a receipt; every"
+        f" {TX_ABORT_EVERY}th transaction is ABORTed instead. The SENDs' trace ids are chosen so",
+        "that a 50% split sends the even ones to Amazon MQ and the odd ones to legacy: every",
+        f"transaction spans both brokers. {TX_FIRST} transactions run before the fault; the next",
+        "one is held open (BEGIN and its first half receipted; for the `*_at_commit` faults",
+        "every SEND receipted, right before COMMIT) while the fault is injected, then goes on.",
+        "Transactions follow one another until every broker reported unavailable is reported",
+        f"recovered, then {TX_LAST} more run. A transaction that got an ERROR, lost its connection",
+        "or went unanswered is run again as a new transaction (new id, new trace ids); one meant",
+        "to be aborted is not. Both brokers are then drained and checked",
+        "(`tests/integration/promise.py`):",
+        "",
+        "1. every transaction meant to be committed was committed in the end (a COMMIT",
+        "   RECEIPT), and no SEND, COMMIT or ABORT went unanswered on an open connection;",
+        "2. a COMMIT's RECEIPT means every message of that transaction is on its responsible",
+        "   broker (legacy after `message_fell_back`), a mirror's copy on Amazon MQ too unless",
+        "   `message_mirror_failed` says why;",
+        "3. nothing of an ABORTed transaction, or of one whose COMMIT was never sent, is on any",
+        "   broker; a transaction whose COMMIT was sent but never answered is *in doubt* (the",
+        "   brokers may have committed it, as with any STOMP broker): its legacy part is there",
+        "   whole or not at all, its Amazon MQ part only with a fact that says Amazon MQ",
+        "   committed it (`transaction_partial_commit`, `transaction_committed`,",
+        "   `message_fell_back`, `message_rejected`);",
+        "4. every copy is explained: its broker is among its `message_routed` targets (or",
+        "   legacy after `message_fell_back`), never twice on one broker (a transaction's frames",
+        "   are never resent), extra copies of a message only from a retried in-doubt COMMIT or",
+        "   a fallback; every ERROR is a `message_rejected` or a `client_refused`;",
+        "5. the facts tell the story: the fault's facts (`broker_unavailable` / `_recovered`,",
+        "   `message_fell_back` with the transaction under `on_failure: legacy`,",
+        "   `message_rejected` plus an ERROR under `reject`, `message_mirror_failed` for a",
+        "   mirror, `transaction_partial_commit` when legacy never gets a COMMIT Amazon MQ",
+        "   confirmed), one outcome fact per message, a `transaction_aborted` for every",
+        "   answered ABORT, a `transaction_committed` for every answered COMMIT spanning both",
+        "   brokers, and no failure facts after recovery.",
+        "",
+        "*tx*: logical transactions; the next column counts transaction *attempts* by how they",
+        "ended (failed = ERROR or connection closed before the COMMIT was sent); *messages*: of",
+        "the transactions meant to be committed (SENDs written, retries included, in brackets);",
+        "*committed msgs*: messages of transactions whose COMMIT got its RECEIPT.",
+        "",
+        "**Faults** (modes as above):",
+        "",
+    ]
+    out += [f"- `{name}`: {text}" for name, text in TX_FAULTS.items()]
+    out += ["", *head]
+    for fault in TX_FAULTS:
+        for mode in TX_MODES:
+            row = report.tx_rows.get(f"tx-{mode}-{fault}")
+            if row is not None:
+                out.append(_tx_line(fault, mode, row))
+    out += [
+        "",
+        "## Faults in combination, and a fault during a routes reload",
+        "",
+        "Both producers at once, the plain one and the transactional one, each on its own",
+        "queue under one route (matched by prefix); the proxy watches its routes file, which",
+        "is rewritten as an editor does (a new file renamed over it). The transactional",
+        "producer's held transaction begins under the first routes and must finish under",
+        "them (`message_routed.routes_version`). The checks are those above, for both",
+        "producers; the messages after recovery must be routed as the last routes say.",
+        "",
+    ]
+    out += [f"- `{name}` (`{modes}`): {text}" for name, (modes, text) in COMBOS.items()]
+    out += [""] + [h.replace("| fault |", "| faults |") for h in head]
+    for combo, (modes, _) in COMBOS.items():
+        row = report.combo_rows.get(combo)
+        if row is not None:
+            out.append(_tx_line(combo, modes, row))
+    return out
+
+
+def _render_soak() -> list[str]:
+    return [
+        "",
+        "## The soak (a command, not part of the default test run)",
+        "",
+        "```sh",
+        ".venv/bin/python -m bench.soak --minutes 10 --producers 8   # ~11 min",
+        "```",
+        "",
+        "Two brokers of its own, `strangler run` as a process; 8 producers (every 4th sends",
+        "transactions) at 25 persistent messages/s each, a receipt per SEND; consumers take",
+        "everything as it arrives. At 25% of the run the routes file changes (mirror ->",
+        "cutover, a split's `on_failure` legacy -> reject: hot reload), at 45% Amazon MQ is",
+        "SIGKILLed and restarted, at 70% legacy is stopped and restarted. It exits non-zero",
+        "if a receipted message (or a committed transaction's) is missing, a copy is",
+        "unexplained, a step did not take effect, or the proxy's RSS grew by more than",
+        "`--max-rss-growth-mb` (25) from early in the run to its end. The test suite runs",
+        "it for 30 s with 4 producers (`tests/integration/test_soak.py`). See",
+        "`bench/README.md` for its options.",
+        "",
+        *SOAK_LAST,
+    ]
+
+
+# The last 10-minute soak, as bench.soak printed it (updated by hand after a run).
+SOAK_LAST = (
+    "Last 10-minute run (2 CPUs shared with other work): 8 producers (2 transactional),",
+    "601 s; 107,401 messages in 115,541 SENDs, all receipted; found legacy 42,373, Amazon MQ",
+    "80,677 (the first quarter mirrors); 649 duplicates, each of a message the producer",
+    "resent after an ERROR or a lost connection; transactions: 4,628 committed, 1,536",
+    "aborted, 143 failed and run again; reload applied, Amazon MQ killed and restarted",
+    "(recovered), legacy restarted (recovered); proxy RSS 35.5 MB at start, 37.5 MB early,",
+    "38.3 MB peak and end (+0.8 MB); receipted messages lost: 0.",
+)
 
 FINDINGS = (
     "**A stalled Amazon MQ connection fails its frames instead of resending them**"
@@ -965,6 +1114,29 @@ FINDINGS = (
     ' `broker_unavailable amazonmq` ("connection closed by broker"), marks Amazon MQ down'
     " in its health (readiness) until another session reconnects, and gives the in-flight"
     ' frames that reason instead of "session closed before the broker confirmed".',
+    "**A COMMIT Amazon MQ confirms after the session closed was a partial commit nobody"
+    " recorded** (`tx-*-legacy_killed_at_commit`, fixed). Legacy died while the proxy waited"
+    " for Amazon MQ to confirm a transaction's COMMIT; Amazon MQ then confirmed it, and"
+    " `ClientSession._commit_both` returned because the session was closed, writing no"
+    " fact: Amazon MQ held the transaction's messages, legacy never got its COMMIT, the"
+    " producer no RECEIPT, and nothing said Amazon MQ had committed. It now writes"
+    " `transaction_partial_commit` (committed amazonmq, failed legacy).",
+    "**A transaction's Amazon MQ part lost after its session closed was reported as fallen"
+    " back to legacy** (`test_commit_failing_after_session_closed_is_not_a_fallback`, fixed)."
+    " `_transaction_lost_amazonmq` wrote `message_fell_back` and 'sent' the messages into a"
+    " legacy connection that was gone. It now writes `message_rejected`, as a non-transactional"
+    " SEND in a closed session already did.",
+    "**After `broker_recovered`, other sessions kept falling back for up to 30 s**"
+    " (`amq_killed+reload`, by chance; `test_recovered_broker_ends_the_backoff_of_other_sessions`,"
+    " fixed). Each session's Amazon MQ link has its own back-off (1 s doubling to 30 s)"
+    " after a failed connect; when another session reached Amazon MQ again, a link still"
+    " in back-off went on failing its frames at once (`message_fell_back`, or an ERROR"
+    " under `reject`) until its own period ran out. `BrokerLink.in_backoff` now ends when"
+    " the proxy-wide health says the broker is up again.",
+    "**A transactional mirror copy that failed got two `message_mirror_failed` facts**"
+    " (`tx-mirror-amq_*`, fixed): one from the copy's own outcome and one when the"
+    " transaction's Amazon MQ part was given up (or its COMMIT failed), which doubled the"
+    " mirror-failure metric. Each copy now gets one.",
 )
 
 LIMITS = (
@@ -987,13 +1159,13 @@ LIMITS = (
 )
 
 NOT_COVERED = (
-    "Transactions (BEGIN/SEND/COMMIT across both brokers) under faults: the producer"
-    " here sends receipted SENDs outside transactions.",
     "Active/standby Amazon MQ failover (two endpoints): `test_failover.py` covers it; the"
     " matrix uses one endpoint.",
-    "Faults in combination (Amazon MQ down while legacy restarts), faults during a graceful"
-    " shutdown or a routes reload, SEND without a receipt, consumers (SUBSCRIBE passes"
-    " through to legacy).",
+    "Faults in combination beyond the three cells above, faults during a graceful shutdown,"
+    " SEND without a receipt, consumers (SUBSCRIBE passes through to legacy).",
+    "Transactions: split with `on_failure: reject`, legacy stalled, Amazon MQ's login"
+    " refused, and the moment between Amazon MQ storing a COMMIT and its RECEIPT coming back"
+    " (only `COMMIT not confirmed` with a connection that closed is exercised).",
     "Slow or stalled networks longer than the proxy's timeouts (`connect_timeout` 10 s,"
     " `drain_timeout` 30 s); legacy has no heart-beat check, so a legacy stall is only"
     " as long as the network makes it.",
@@ -1298,6 +1470,657 @@ def test_fault_matrix(
     assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
 
 
+# -- transactions under faults ------------------------------------------------------------
+
+TX_MODES = ("mirror", "split-legacy", "cutover-legacy", "cutover-reject")
+TX_FAULTS: dict[str, str] = {
+    "amq_killed": "Amazon MQ SIGKILLed while a transaction is open, then restarted",
+    "amq_stall": "the network to Amazon MQ stops forwarding while a transaction is open, until"
+    " the proxy reports Amazon MQ unavailable (heart-beats), then flows again (relay)",
+    "legacy_killed": "legacy SIGKILLed while a transaction is open, then restarted",
+    "proxy_killed": "the proxy (`strangler run`) SIGKILLed while a transaction is open and"
+    " started again on the same port",
+    "legacy_lost_at_commit": "the proxy's connection to legacy dropped once the COMMIT is on its"
+    " way to legacy (after Amazon MQ confirmed its part): legacy never gets it (relay)",
+    "legacy_killed_at_commit": "legacy SIGKILLed while the COMMIT is on its way to Amazon MQ"
+    " (held 1 s by a relay), then restarted",
+}
+AT_COMMIT = ("legacy_lost_at_commit", "legacy_killed_at_commit")
+COMMIT_HELD = 1.0  # legacy_killed_at_commit: how long the relay holds the COMMIT to Amazon MQ
+TX_SIZE = 4  # SENDs per transaction, in two halves
+TX_ABORT_EVERY = 4  # every 4th transaction is ABORTed
+TX_FIRST = 4  # transactions before the fault
+TX_DURING = 3  # transaction attempts begun under the fault (at least)
+TX_LAST = 4  # transactions after every broker recovered
+TX_PACE = 0.1  # during the fault and until recovery: a pause between transactions
+
+
+def _tx_cells() -> list[Any]:
+    return [
+        pytest.param(mode, fault, id=f"tx-{mode}-{fault}")
+        for fault in TX_FAULTS
+        for mode in TX_MODES
+    ]
+
+
+@dataclass
+class TxRow:
+    mode: str
+    fault: str
+    transactions: int = 0  # logical transactions (each retried until it ended as meant)
+    outcomes: Counter[str] = field(default_factory=Counter)  # transaction attempts by outcome
+    messages: int = 0  # messages of transactions meant to be committed
+    attempts: int = 0  # SENDs written (retries included)
+    receipted: int = 0  # messages of transactions whose COMMIT got its RECEIPT
+    on_legacy: int = 0
+    on_amazonmq: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    facts: str = ""
+    seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+    story: list[str] = field(default_factory=list)
+
+    @property
+    def promise(self) -> str:
+        return "holds" if not self.violations else "**broken**: " + "; ".join(self.violations[:2])
+
+    @property
+    def told(self) -> str:
+        return "yes" if not self.story else "**no**: " + "; ".join(self.story[:3])
+
+    @property
+    def ended(self) -> str:
+        """Transaction attempts: committed / aborted / failed (ERROR, closed) / in doubt."""
+        o = self.outcomes
+        failed = sum(n for k, n in o.items() if k not in ("committed", "aborted", "in doubt"))
+        return f"{o['committed']} / {o['aborted']} / {failed} / {o['in doubt']}"
+
+
+@pytest.mark.parametrize(("mode", "fault"), _tx_cells())
+def test_fault_matrix_transactions(
+    fault_report: Report, bed: Bed, mode: str, fault: str, tmp_path: Path
+) -> None:
+    """A transactional producer through one route while a fault hits an open transaction."""
+    started = time.monotonic()
+    cell_id = f"tx-{mode}-{fault}"
+    row = TxRow(mode, fault)
+    fault_report.tx_rows[cell_id] = row
+    bed.ensure_up()
+    dest = unique_queue(f"fm.{cell_id}")
+    relay_legacy = Relay(bed.legacy.port).start() if fault == "legacy_lost_at_commit" else None
+    relay_amazonmq = (
+        Relay(bed.amazonmq.port).start()
+        if fault in ("amq_stall", "legacy_killed_at_commit")
+        else None
+    )
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        _routes(
+            dest,
+            mode,
+            legacy_port=relay_legacy.port if relay_legacy else bed.legacy.port,
+            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+        )
+    )
+    proxy: Proxy = (
+        CliProxy(routes_file, tmp_path)
+        if fault == "proxy_killed"
+        else InProcessProxy(routes_file, tmp_path / "facts.jsonl")
+    )
+    producer = TxProducer(
+        proxy.address,
+        dest,
+        bed.legacy.username,
+        bed.legacy.password,
+        size=TX_SIZE,
+        abort_every=TX_ABORT_EVERY,
+        pace=TX_PACE,
+        receipt_timeout=RECEIPT_TIMEOUT,
+        retry=RETRY,
+        deadline=DEADLINE,
+    )
+    cell = Cell(mode, fault, bed, proxy, producer, relay_legacy, relay_amazonmq)
+    stopped = False
+    try:
+        producer.start()
+        producer.add(TX_FIRST, "first")
+        assert producer.wait(lambda p: p.finished("first") == TX_FIRST, 30), (
+            "the cell's first transactions did not end before any fault"
+        )
+        producer.hold_next("end" if fault in AT_COMMIT else "half")
+        producer.add(1, "held")
+        assert producer.wait(lambda p: p.held, 15), "no transaction was held open"
+        cell.injected_at = time.monotonic()
+        if fault in AT_COMMIT:
+            _break_at_commit(cell)
+        else:
+            _break(cell)
+            producer.pace("during")
+            producer.release()
+        effect = _tx_hold(cell)
+        _heal(cell)
+        producer.pace("after")
+        recovered = _wait_until(lambda: _recovered(cell), RECOVERY)
+        producer.pace(None)
+        producer.add(TX_LAST, "last")
+        producer.finish()
+        proxy.stop()
+        stopped = True
+        if not effect:
+            row.story.append("the fault's effect never showed in the facts")
+        if not recovered:
+            row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
+        if producer.is_alive():
+            row.violations.append("the producer did not finish")
+    finally:
+        if producer.is_alive():
+            producer.abort()
+        if not stopped:
+            with contextlib.suppress(Exception):
+                proxy.stop()
+        for relay in (relay_legacy, relay_amazonmq):
+            if relay is not None:
+                relay.close()
+        bed.ensure_up()
+    facts = proxy.facts()
+    _analyse_tx(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
+    row.seconds = time.monotonic() - started
+    print(f"{cell_id}: {row}")
+    routine = ("message_routed", "message_confirmed", "message_mirror_failed")
+    for fact in [f for f in facts if f["event"] not in routine][:80]:
+        print(fact)
+    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
+    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+
+
+def _break_at_commit(cell: Cell) -> None:
+    """Let the held transaction's COMMIT go, and break the path it is on."""
+    producer: TxProducer = cell.producer
+    relay = cell.relay_legacy if cell.fault == "legacy_lost_at_commit" else cell.relay_amazonmq
+    assert relay is not None
+    # Hold whatever the proxy writes next on that path: the COMMIT (nothing else is sent).
+    relay.slow(60.0 if cell.fault == "legacy_lost_at_commit" else COMMIT_HELD)
+    before = relay.stats.read_up
+    producer.pace("during")
+    producer.release()
+    assert _wait_until(lambda: relay.stats.read_up > before, HOLD), "the COMMIT never left"
+    if cell.fault == "legacy_lost_at_commit":
+        relay.pass_through()  # for the connections that come next
+        relay.sever()  # the held COMMIT is dropped with the connection
+    else:
+        brokers.kill(cell.bed.legacy.name)
+
+
+def _tx_hold(cell: Cell) -> bool:
+    """Keep the fault until its effect shows and transactions ran under it."""
+    fault, producer = cell.fault, cell.producer
+
+    def traffic() -> bool:
+        return bool(producer.attempts_since(cell.injected_at) >= TX_DURING)
+
+    if fault in ("legacy_killed", "legacy_killed_at_commit"):
+        return _wait_until(lambda: cell.seen("broker_unavailable", broker=LEGACY), HOLD)
+    if fault in ("proxy_killed", "legacy_lost_at_commit"):
+        return bool(producer.wait(lambda p: p.lost > 0, HOLD))
+    if fault == "amq_stall":  # the open transaction waits meanwhile: heal once noticed
+        return _wait_until(lambda: cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
+    return _wait_until(lambda: traffic() and cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
+
+
+def _analyse_tx(
+    cell: Cell,
+    row: TxRow,
+    facts: list[dict[str, Any]],
+    on_legacy: list[StompFrame],
+    on_amazonmq: list[StompFrame],
+) -> None:
+    p: TxProducer = cell.producer
+    found = {
+        LEGACY: Counter(m.headers.get(TRACE, "") for m in on_legacy),
+        AMAZONMQ: Counter(m.headers.get(TRACE, "") for m in on_amazonmq),
+    }
+    killed = cell.conn_at_kill
+    verdict = promise.check(
+        p.sent, found, facts, lost_with_proxy=lambda conn: killed is not None and conn <= killed
+    )
+    row.violations += verdict.violations
+    if p.crash is not None:
+        row.violations.append(f"producer crashed: {p.crash!r}")
+    if p.gave_up:
+        row.violations.append(f"producer {p.gave_up}")
+    row.transactions = len(p.groups)
+    row.outcomes = verdict.tx
+    row.messages, row.attempts = verdict.messages, verdict.attempts
+    row.receipted = verdict.receipted
+    row.on_legacy, row.on_amazonmq = verdict.on[LEGACY], verdict.on[AMAZONMQ]
+    row.duplicates = verdict.duplicates
+    row.errors = len(p.sent.errors)
+    row.reconnects = max(0, p.connections - 1)
+    row.facts = _summarise(facts, cell.fault)
+    for event in ("transaction_committed", "transaction_aborted", "transaction_partial_commit"):
+        n = sum(1 for f in facts if f["event"] == event)
+        if n:
+            row.facts += f", {event.removeprefix('transaction_')} {n}"
+    if verdict.facts_lost:
+        row.facts += f", copies whose facts died with the proxy {verdict.facts_lost}"
+    row.facts = row.facts.removeprefix("—, ")
+    row.story += _tx_story(cell, facts, p)
+
+
+def _tx_story(cell: Cell, facts: list[dict[str, Any]], p: TxProducer) -> Iterator[str]:
+    mode, fault = cell.mode, cell.fault
+    killed = cell.conn_at_kill
+
+    def count(event: str, **match: Any) -> int:
+        return sum(
+            1 for f in facts if f["event"] == event and all(f.get(k) == v for k, v in match.items())
+        )
+
+    def in_tx(event: str) -> int:
+        return sum(1 for f in facts if f["event"] == event and f.get("transaction"))
+
+    failures = ("message_fell_back", "message_rejected", "message_mirror_failed")
+    held = next(g for g in p.groups if g.phase == "held")
+    first_try = held.attempts[0].outcome if held.attempts else "not run"
+    if fault in ("amq_killed", "amq_stall"):
+        for event in ("broker_unavailable", "broker_recovered"):
+            if not count(event, broker=AMAZONMQ):
+                yield f"no {event} for amazonmq"
+        expected = {
+            "mirror": "message_mirror_failed",
+            "split-legacy": "message_fell_back",
+            "cutover-legacy": "message_fell_back",
+            "cutover-reject": "message_rejected",
+        }[mode]
+        if not (in_tx(expected) if expected != "message_mirror_failed" else count(expected)):
+            yield f"no {expected} for a transaction's message"
+        for other in failures:
+            if other != expected and count(other):
+                yield f"unexpected {other} x{count(other)}"
+        if count("message_resent"):
+            yield "transaction frames were resent (they must not be: the broker rolled back)"
+        if mode == "cutover-reject":
+            if first_try != "error" or not p.sent.errors:
+                yield f"reject mode: the open transaction ended {first_try}, not with an ERROR"
+        else:
+            if first_try != "committed":
+                yield f"the open transaction ended {first_try}: the fault should be absorbed"
+            if p.sent.errors or p.lost:
+                yield f"producer saw {len(p.sent.errors)} ERRORs and {p.lost} lost connections"
+    if fault == "legacy_killed":
+        for event in ("broker_unavailable", "broker_recovered"):
+            if not count(event, broker=LEGACY):
+                yield f"no {event} for legacy"
+        if not count("client_refused"):
+            yield "no client_refused while legacy was down"
+        if first_try == "committed":
+            yield "the open transaction committed although legacy died under it"
+    if fault == "proxy_killed":
+        if count("proxy_started") != 2:
+            yield f"proxy_started x{count('proxy_started')}, expected one per process"
+        if first_try == "committed" or p.connections < 2:
+            yield "the open transaction survived the proxy's death"
+        if p.sent.errors:
+            yield f"producer got {len(p.sent.errors)} ERRORs"
+    spans = mode != "mirror"  # Amazon MQ's part is committed first, then legacy's
+    first = held.attempts[0]
+    partial = {str(f.get("transaction")) for f in facts if f["event"].endswith("partial_commit")}
+    if fault == "legacy_lost_at_commit":
+        if first_try == "committed":
+            yield "the held COMMIT was answered although legacy never got it"
+        if spans != (first.id in partial):
+            yield f"transaction_partial_commit for {first.id}: {not spans}, expected {spans}"
+        # A mirror's copies: Amazon MQ's COMMIT was unconfirmed when the session closed.
+        expected = set(first.traces) if mode == "mirror" else set()
+        for event in (*failures, "broker_unavailable", "client_refused"):
+            n = sum(1 for f in facts if f["event"] == event and f.get("trace_id") not in expected)
+            if n:
+                yield f"unexpected {event} x{n}"
+    if fault == "legacy_killed_at_commit":
+        for event in ("broker_unavailable", "broker_recovered"):
+            if not count(event, broker=LEGACY):
+                yield f"no {event} for legacy"
+        # The session closed while Amazon MQ's COMMIT was on its way; Amazon MQ then
+        # confirmed it: its part is committed, legacy's never will be.
+        gone = [
+            f
+            for f in facts
+            if f["event"] == "message_fell_back" and f.get("transaction") == first.id
+        ]
+        if gone:
+            yield f"{len(gone)} messages of {first.id} 'fell back' after its session closed"
+        if spans and first_try != "committed" and first.id not in partial:
+            yield f"no transaction_partial_commit for {first.id} (Amazon MQ committed it)"
+    if not held.committed:
+        yield "the open transaction was never committed, even when retried"
+    # Every ABORT and every COMMIT spanning both brokers that was answered has its fact.
+    aborted = {str(f.get("transaction")) for f in facts if f["event"] == "transaction_aborted"}
+    committed = {str(f.get("transaction")) for f in facts if f["event"] == "transaction_committed"}
+    fell_back = {str(f.get("trace_id")) for f in facts if f["event"] == "message_fell_back"}
+    routed = {str(f["trace_id"]): f for f in facts if f["event"] == "message_routed"}
+    for t in p.sent.transactions:
+        if killed is not None and t.conn <= killed:
+            continue  # its facts may have died with the proxy
+        if t.outcome == "aborted" and t.id not in aborted:
+            yield f"ABORT of {t.id} answered, no transaction_aborted"
+        moved = [
+            tr
+            for tr in t.traces
+            if routed.get(tr, {}).get("primary") == AMAZONMQ and tr not in fell_back
+        ]
+        if t.outcome == "committed" and moved and t.id not in committed:
+            yield f"COMMIT of {t.id} (spanning both brokers) answered, no transaction_committed"
+    for event in failures:  # one outcome, one fact
+        per_trace = Counter(f.get("trace_id") for f in facts if f["event"] == event)
+        twice = [t for t, n in per_trace.items() if n > 1]
+        if twice:
+            yield f"{event} more than once for {len(twice)} traces, e.g. {twice[0]}"
+    # After recovery the route works as configured again.
+    last = {tr for g in p.groups if g.phase == "last" for t in g.attempts for tr in t.traces}
+    bad = [f for f in facts if f["event"] in failures and f.get("trace_id") in last]
+    if bad:
+        yield f"{len(bad)} failures after recovery, e.g. {bad[0]['event']}: {bad[0].get('reason')}"
+
+
+# -- faults in combination, and a fault during a routes reload ------------------------------
+
+# name -> (the route's mode, "before → after" when the routes file changes; what happens)
+COMBOS: dict[str, tuple[str, str]] = {
+    "amq_killed+reload": (
+        "mirror → cutover-legacy",
+        "Amazon MQ SIGKILLed; while it is down the routes file changes the route from mirror"
+        " to cutover (hot reload); then Amazon MQ restarts",
+    ),
+    "legacy_restarted+amq_stall": (
+        "cutover-legacy",
+        "the network to Amazon MQ stalls until the proxy reports it unavailable; meanwhile"
+        " legacy is stopped and started again; then Amazon MQ's network flows again",
+    ),
+    "amq_stall+reload": (
+        "cutover-legacy → legacy",
+        "the network to Amazon MQ stalls; the routes file rolls the route back to legacy"
+        " (hot reload); then Amazon MQ's network flows again",
+    ),
+}
+
+
+def _as_sent(p: Producer) -> promise.Sent:
+    """What the plain producer saw, in the terms promise.check reads."""
+    sent = promise.Sent()
+    for m in p.messages.values():
+        for a in m.attempts:
+            sent.attempts.append(promise.Attempt(a.trace, a.msg, a.conn, a.outcome))
+    sent.errors = [(e["receipt-id"], e["message"]) for e in p.errors]
+    return sent
+
+
+@dataclass
+class Combo:
+    """Both producers (plain and transactional) through one route, and the faults' levers."""
+
+    cell: Cell
+    plain: Producer
+    tx: TxProducer
+    routes_file: Path
+    prefix: str
+
+    def reroute(self, mode: str) -> bool:
+        """Rewrite the routes file as an editor does (rename over it); True once applied."""
+        bed = self.cell.bed
+        relay = self.cell.relay_amazonmq
+        text = _routes(
+            self.prefix,
+            mode,
+            legacy_port=bed.legacy.port,
+            amazonmq_port=relay.port if relay else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+            match="prefix",
+        )
+        new = self.routes_file.with_suffix(".new")
+        new.write_text(text)
+        os.replace(new, self.routes_file)
+        return _wait_until(lambda: self.cell.seen("routes_applied"), HOLD)
+
+    def traffic(self, since: float) -> bool:
+        """Both producers sent under the current conditions."""
+        return self.plain.sent_since(since) >= DURING and self.tx.attempts_since(since) >= 2
+
+    def down(self, broker: str) -> bool:
+        return _wait_until(lambda: self.cell.seen("broker_unavailable", broker=broker), 30.0)
+
+
+def _combo_faults(c: Combo) -> list[str]:
+    """Run the combination; the steps whose effect never showed."""
+    cell, bed, name = c.cell, c.cell.bed, c.cell.fault
+    missed = []
+    if name == "amq_killed+reload":
+        brokers.kill(bed.amazonmq.name)
+        if not c.down(AMAZONMQ):
+            missed.append("Amazon MQ unavailable")
+        if not c.reroute("cutover-legacy"):
+            missed.append("routes_applied")
+        since = time.monotonic()
+        c.tx.release()
+        c.tx.pace("during")
+        if not _wait_until(lambda: c.traffic(since) and cell.seen("message_fell_back"), HOLD):
+            missed.append("fallback under the new routes")
+        brokers.start_one(bed.amazonmq.name, "tls", bed.amazonmq.port)
+    elif name == "legacy_restarted+amq_stall":
+        assert cell.relay_amazonmq is not None
+        cell.relay_amazonmq.stall()
+        c.tx.release()
+        c.tx.pace("during")
+        if not c.down(AMAZONMQ):
+            missed.append("Amazon MQ unavailable")
+        brokers.stop(bed.legacy.name)
+        if not c.down(LEGACY):
+            missed.append("legacy unavailable")
+        brokers.start_one(bed.legacy.name, "plain", bed.legacy.port)
+        since = time.monotonic()
+        if not _wait_until(lambda: cell.seen("broker_recovered", broker=LEGACY), RECOVERY):
+            missed.append("legacy recovered")
+        if not _wait_until(lambda: c.traffic(since), RECOVERY):
+            missed.append("traffic once legacy was back, Amazon MQ still stalled")
+        cell.relay_amazonmq.pass_through()
+    elif name == "amq_stall+reload":
+        assert cell.relay_amazonmq is not None
+        cell.relay_amazonmq.stall()
+        c.tx.release()
+        c.tx.pace("during")
+        if not c.reroute("legacy"):
+            missed.append("routes_applied")
+        since = time.monotonic()
+        if not c.down(AMAZONMQ):
+            missed.append("Amazon MQ unavailable")
+        if not _wait_until(lambda: c.traffic(since), HOLD):
+            missed.append("traffic under the new routes")
+        cell.relay_amazonmq.pass_through()
+    return missed
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_fault_matrix_combined(fault_report: Report, bed: Bed, combo: str, tmp_path: Path) -> None:
+    """Two faults at once, or a fault during a reload: both kinds of producer, one route."""
+    started = time.monotonic()
+    modes = COMBOS[combo][0].split(" → ")
+    row = TxRow(COMBOS[combo][0], combo)
+    fault_report.combo_rows[combo] = row
+    bed.ensure_up()
+    prefix = unique_queue(f"fm.{combo.replace('+', '-')}") + "."
+    relay_amazonmq = Relay(bed.amazonmq.port).start() if "amq_stall" in combo else None
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        _routes(
+            prefix,
+            modes[0],
+            legacy_port=bed.legacy.port,
+            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+            match="prefix",
+        )
+    )
+    proxy = InProcessProxy(routes_file, tmp_path / "facts.jsonl", watch=True)
+    login = (bed.legacy.username, bed.legacy.password)
+    plain = Producer(proxy.address, f"{prefix}plain", *login)
+    tx = TxProducer(
+        proxy.address,
+        f"{prefix}tx",
+        *login,
+        size=TX_SIZE,
+        abort_every=TX_ABORT_EVERY,
+        pace=TX_PACE,
+        receipt_timeout=RECEIPT_TIMEOUT,
+        retry=RETRY,
+        deadline=DEADLINE + 30,
+    )
+    cell = Cell(modes[-1], combo, bed, proxy, tx, None, relay_amazonmq)
+    c = Combo(cell, plain, tx, routes_file, prefix)
+    stopped = False
+    try:
+        plain.start()
+        tx.start()
+        plain.add(FIRST, "first")
+        tx.add(TX_FIRST, "first")
+        assert plain.wait(lambda p: p.count("first", receipted=True) == FIRST, 30)
+        assert tx.wait(lambda p: p.finished("first") == TX_FIRST, 30)
+        tx.hold_next()
+        tx.add(1, "held")
+        assert tx.wait(lambda p: p.held, 15), "no transaction was held open"
+        plain.pace("during")
+        cell.injected_at = time.monotonic()
+        missed = _combo_faults(c)
+        plain.pace("after")
+        tx.pace("after")
+        # Under `legacy` nothing talks to Amazon MQ again: its recovery is never seen.
+        recovered = modes[-1] == "legacy" or _wait_until(lambda: _recovered(cell), RECOVERY)
+        plain.pace(None)
+        tx.pace(None)
+        plain.add(LAST, "last")
+        tx.add(TX_LAST, "last")
+        plain.finish()
+        tx.finish()
+        proxy.stop()
+        stopped = True
+        row.story += [f"the effect never showed: {m}" for m in missed]
+        if not recovered:
+            row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
+        if plain.is_alive() or tx.is_alive():
+            row.violations.append("a producer did not finish")
+    finally:
+        for producer in (plain, tx):
+            if producer.is_alive():
+                producer.abort()
+        if not stopped:
+            with contextlib.suppress(Exception):
+                proxy.stop()
+        if relay_amazonmq is not None:
+            relay_amazonmq.close()
+        bed.ensure_up()
+    facts = proxy.facts()
+    on_legacy = drain(bed.legacy, f"{prefix}plain") + drain(bed.legacy, f"{prefix}tx")
+    on_amazonmq = drain(bed.amazonmq, f"{prefix}plain") + drain(bed.amazonmq, f"{prefix}tx")
+    sent = _as_sent(plain)
+    sent.extend(tx.sent)
+    for p in (plain, tx):
+        if p.crash is not None:
+            row.violations.append(f"producer crashed: {p.crash!r}")
+        if p.gave_up:
+            row.violations.append(f"producer {p.gave_up}")
+    _fill_row(row, sent, tx, facts, on_legacy, on_amazonmq, combo)
+    row.reconnects = max(0, plain.connections - 1) + max(0, tx.connections - 1)
+    row.story += _combo_story(c, facts)
+    row.seconds = time.monotonic() - started
+    print(f"{combo}: {row}")
+    routine = ("message_routed", "message_confirmed", "message_mirror_failed")
+    for fact in [f for f in facts if f["event"] not in routine][:80]:
+        print(fact)
+    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
+    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+
+
+def _fill_row(
+    row: TxRow,
+    sent: promise.Sent,
+    tx: TxProducer,
+    facts: list[dict[str, Any]],
+    on_legacy: list[StompFrame],
+    on_amazonmq: list[StompFrame],
+    fault: str,
+) -> None:
+    found = {
+        LEGACY: Counter(m.headers.get(TRACE, "") for m in on_legacy),
+        AMAZONMQ: Counter(m.headers.get(TRACE, "") for m in on_amazonmq),
+    }
+    verdict = promise.check(sent, found, facts)
+    row.violations += verdict.violations
+    row.transactions = len(tx.groups)
+    row.outcomes = verdict.tx
+    row.messages, row.attempts = verdict.messages, verdict.attempts
+    row.receipted = verdict.receipted
+    row.on_legacy, row.on_amazonmq = verdict.on[LEGACY], verdict.on[AMAZONMQ]
+    row.duplicates = verdict.duplicates
+    row.errors = len(sent.errors)
+    row.facts = _summarise(facts, fault)
+    for event in ("routes_applied", "transaction_partial_commit"):
+        n = sum(1 for f in facts if f["event"] == event)
+        if n:
+            row.facts += f", {event} {n}"
+    row.facts = row.facts.removeprefix("—, ")
+
+
+def _combo_story(c: Combo, facts: list[dict[str, Any]]) -> Iterator[str]:
+    name = c.cell.fault
+
+    def count(event: str, **match: Any) -> int:
+        return sum(
+            1 for f in facts if f["event"] == event and all(f.get(k) == v for k, v in match.items())
+        )
+
+    routed = {str(f["trace_id"]): f for f in facts if f["event"] == "message_routed"}
+    versions = [f for f in facts if f["event"] == "routes_applied"]
+    reloads = "reload" in name
+    if reloads != bool(versions) or len(versions) > 1:
+        yield f"routes_applied x{len(versions)}"
+    held = next(g for g in c.tx.groups if g.phase == "held")
+    if reloads and versions and held.attempts:
+        # A transaction finishes under the routes it began with.
+        old = versions[0]["previous_version"]
+        first = held.attempts[0]
+        others = {routed[t]["routes_version"] for t in first.traces if t in routed} - {old}
+        if others:
+            yield f"the open transaction {first.id} was routed under {others}, not {old}"
+    for broker in (AMAZONMQ, *((LEGACY,) if "legacy_restarted" in name else ())):
+        if not count("broker_unavailable", broker=broker):
+            yield f"no broker_unavailable for {broker}"
+    if name == "amq_killed+reload":
+        for event in ("message_mirror_failed", "message_fell_back", "broker_recovered"):
+            if not count(event):
+                yield f"no {event}"
+    if name == "legacy_restarted+amq_stall":
+        for event in ("client_refused", "message_fell_back"):
+            if not count(event):
+                yield f"no {event}"
+        if count("broker_recovered") < 2:
+            yield "legacy and Amazon MQ did not both recover"
+    if name == "amq_stall+reload" and not count("message_fell_back"):
+        yield "no message_fell_back for what the stalled link held"
+    # After recovery the route works as its last routes say.
+    failures = ("message_fell_back", "message_rejected", "message_mirror_failed")
+    last = {a.trace for m in c.plain.messages.values() if m.phase == "last" for a in m.attempts}
+    last |= {tr for g in c.tx.groups if g.phase == "last" for t in g.attempts for tr in t.traces}
+    bad = [f for f in facts if f["event"] in failures and f.get("trace_id") in last]
+    if bad:
+        yield f"{len(bad)} failures after recovery, e.g. {bad[0]['event']}: {bad[0].get('reason')}"
+    final = c.cell.mode
+    mode = MODES[final].split(",")[0].removeprefix("mode: ")
+    wrong = [t for t in last if t in routed and routed[t]["mode"] != mode]
+    if wrong:
+        yield f"{len(wrong)} messages after recovery not routed as `{final}`, e.g. {wrong[0]}"
+
+
 # -- a bug the matrix shows only by chance, reproduced on purpose --------------------------
 
 
@@ -1341,6 +2164,95 @@ def test_closing_session_does_not_report_amazonmq_unavailable(bed: Bed, tmp_path
     assert not unavailable, f"Amazon MQ reported unavailable: {unavailable}"
     outcomes = [f for f in proxy.facts() if f["event"] in ("message_rejected", "message_fell_back")]
     assert all(f["reason"] != "connection closed by broker" for f in outcomes), outcomes
+
+
+def test_commit_failing_after_session_closed_is_not_a_fallback(bed: Bed, tmp_path: Path) -> None:
+    """Legacy drops a session whose Amazon MQ COMMIT is in flight, then that COMMIT fails.
+
+    Nothing can fall back into a closed session: the moved messages are rejected (the
+    producer got no receipt for the COMMIT), not reported as fallen back to legacy.
+    """
+    bed.ensure_up()
+    dest = unique_queue("fm.closed-commit")
+    with Relay(bed.legacy.port) as to_legacy, Relay(bed.amazonmq.port) as to_amazonmq:
+        routes_file = tmp_path / "routes.yaml"
+        routes_file.write_text(
+            _routes(
+                dest,
+                "cutover-legacy",
+                legacy_port=to_legacy.port,
+                amazonmq_port=to_amazonmq.port,
+                ca_file=str(bed.amazonmq.ca_file),
+            )
+        )
+        proxy = start_proxy(routes_file, tmp_path / "facts.jsonl")
+        try:
+            client = connect(proxy.host, proxy.port, bed.legacy.username, bed.legacy.password)
+            client.conn.begin(transaction="t1")
+            moved = client.send(dest, "moved", headers={"transaction": "t1", "persistent": "true"})
+            assert client.wait_receipts([moved]), "Amazon MQ did not take the SEND"
+            to_amazonmq.slow(60.0)  # the COMMIT to Amazon MQ is read and held
+            before = to_amazonmq.stats.read_up
+            client.conn.commit(transaction="t1", headers={"receipt": "commit-t1"})
+            assert _wait_until(lambda: to_amazonmq.stats.read_up > before, HOLD)
+            to_legacy.sever()  # the session ends while Amazon MQ's COMMIT is unanswered
+            assert client.recorder.disconnected.wait(HOLD), "the session did not close"
+            to_amazonmq.sever()  # and then that COMMIT fails: Amazon MQ rolls back
+            outcome = proxy.wait_fact("message_rejected") + proxy.facts("message_fell_back")
+        finally:
+            proxy.stop()
+    assert [f["event"] for f in outcome] == ["message_rejected"], outcome
+    assert outcome[0]["transaction"] == "t1"
+    assert "COMMIT not confirmed" in outcome[0]["reason"]
+    assert "commit-t1" not in client.recorder.receipts
+    assert drain(bed.legacy, dest) == [] and drain(bed.amazonmq, dest) == []
+
+
+def test_recovered_broker_ends_the_backoff_of_other_sessions(bed: Bed, tmp_path: Path) -> None:
+    """Amazon MQ is back (a new session reached it): a session in back-off uses it again.
+
+    Found by the `amq_killed+reload` cell: with two producers, one session's messages
+    kept falling back after `broker_recovered`, until its own back-off (up to 30 s) ran out.
+    """
+    bed.ensure_up()
+    dest = unique_queue("fm.backoff")
+    persistent = {"persistent": "true"}
+    with Relay(bed.amazonmq.port) as to_amazonmq:
+        routes_file = tmp_path / "routes.yaml"
+        routes_file.write_text(
+            _routes(
+                dest,
+                "cutover-legacy",
+                legacy_port=bed.legacy.port,
+                amazonmq_port=to_amazonmq.port,
+                ca_file=str(bed.amazonmq.ca_file),
+            )
+        )
+        proxy = start_proxy(routes_file, tmp_path / "facts.jsonl")
+        try:
+            login = (proxy.host, proxy.port, bed.legacy.username, bed.legacy.password)
+            first = connect(*login)
+            assert first.wait_receipts([first.send(dest, "before", headers=persistent)])
+            to_amazonmq.cut()
+            assert proxy.wait_fact("broker_unavailable", broker=AMAZONMQ)
+            to_amazonmq.pass_through()
+            (session,) = proxy.server.sessions
+            link = session._link
+            assert link is not None and link.in_backoff
+            link._down_until = time.monotonic() + 60  # a long back-off, whatever the timing
+            second = connect(*login)
+            assert second.wait_receipts([second.send(dest, "new", headers=persistent)])
+            assert proxy.wait_fact("broker_recovered", broker=AMAZONMQ)
+            after = first.send(dest, "after", headers=persistent)
+            assert first.wait_receipts([after])
+            first.close()
+            second.close()
+        finally:
+            proxy.stop()
+    assert proxy.facts("message_fell_back") == []
+    on_amazonmq = sorted(m.body for m in drain(bed.amazonmq, dest))
+    assert on_amazonmq == [b"after", b"before", b"new"]
+    assert drain(bed.legacy, dest) == []
 
 
 # -- the relay itself -------------------------------------------------------------------
