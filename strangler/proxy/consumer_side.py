@@ -223,9 +223,9 @@ class ConsumerSide:
             # ACKs cannot cross a reconnect; Amazon MQ redelivers the message instead.
             self._ack_failed(sub, "Amazon MQ connection was replaced", receipt, True)
             return
-        tx = session.transaction(tx_id)
+        tx = session.transactions.get(tx_id)
         if tx is not None:
-            session.begin_on_amazonmq(tx, link)
+            session.transactions.begin_on_amazonmq(tx, link)
             tx.amazonmq_acks += 1
 
         def done(failure: str | None) -> None:

@@ -26,11 +26,10 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..facts import Fact
-from ..routes import Decision, Mode, OnFailure, RouteTable, decide_send
+from ..routes import Decision, Mode, OnFailure, decide_send
 from ..stomp import (
     Event,
     Frame,
@@ -46,12 +45,11 @@ from ..upstream import BrokerLink, BrokerUnavailable, describe_os_error, open_st
 from .consumer_side import ConsumerSide
 from .context import ProxyContext
 from .mirror_backlog import MirrorBacklog
+from .transactions import Transaction, TransactionSide
 
 LEGACY = "legacy"
 AMAZONMQ = "amazonmq"
 _session_ids = itertools.count(1)
-# Receipts the proxy asks legacy for (never the client's own ids).
-_INTERNAL_PREFIX = "strangler-legacy-"
 _MAX_TRACKED_RECEIPTS = 100_000
 _LEGACY_HIGH_WATER = 512 * 1024  # bytes buffered for legacy before the producer is paused
 _CLIENT_CLOSED = "client closed the connection"
@@ -59,36 +57,6 @@ _CLIENT_CLOSED = "client closed the connection"
 # restarts without a urandom syscall per message (uuid4 was a measurable cost).
 _TRACE_PREFIX = os.urandom(8).hex()
 _trace_seq = itertools.count(1)
-
-
-@dataclass(slots=True)
-class MovedMessage:
-    """A transactional SEND whose responsible broker is Amazon MQ, kept until COMMIT.
-
-    Amazon MQ rolls a transaction back when its connection drops, so until the
-    commit is confirmed these bytes are the only copy the proxy can fall back with.
-    """
-
-    trace: str
-    raw: bytes  # as sent by the client, trace header spliced in
-    receipt: str | None
-    decision: Decision
-    receipted: bool = False  # the client already has its receipt
-    settled: bool = False  # fell back or rejected: later outcomes are ignored
-
-
-@dataclass(slots=True)
-class Transaction:
-    """A client transaction, possibly spanning both brokers."""
-
-    id: str
-    table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
-    amazonmq_generation: int | None = None  # link generation in which BEGIN reached Amazon MQ
-    moved: list[MovedMessage] = field(default_factory=list)
-    # trace -> rule of the mirror copies whose failure is not a fact yet (one fact each)
-    mirror_traces: dict[str, str] = field(default_factory=dict)
-    amazonmq_acks: int = 0  # consumer ACKs inside the transaction, on Amazon MQ
-    closed: bool = False  # committed or aborted by the client
 
 
 class FrameTimeout(ProtocolError):
@@ -121,17 +89,15 @@ class ClientSession:
         self._link: BrokerLink | None = None
         self._login: str | None = None  # the CONNECT login legacy accepted
         self.version = "1.0"
-        self._tx: dict[str, Transaction] = {}
         # client receipt id -> (trace id, rule, monotonic send time), for the confirmed fact
         self._legacy_receipts: dict[str, tuple[str, str, float]] = {}
-        self._commit_receipts: dict[str, str] = {}  # receipt id on a legacy COMMIT -> tx id
-        self._internal_seq = itertools.count(1)
         self._closed = False
         self._connected = False  # CONNECTED reached the client: a client_connected fact exists
         self._close_reason = _CLIENT_CLOSED
         self._done = asyncio.Event()
         self._receipts_settled: asyncio.Event | None = None  # set while draining for shutdown
         self.consumers = ConsumerSide(self)
+        self.transactions = TransactionSide(self)
         self._mirror_backlog = MirrorBacklog(
             ctx.mirror_budget,
             lambda frame, trace, decision: self._submit_mirror(frame, trace, decision, None),
@@ -355,11 +321,11 @@ class ClientSession:
         if command == "SEND":
             return self._on_send(event)
         if command == "BEGIN":
-            self._on_begin(event)
+            self.transactions.on_begin(event)
         elif command == "COMMIT":
-            return self._on_commit(event)
+            return self.transactions.on_commit(event)
         elif command == "ABORT":
-            self._on_abort(event)
+            self.transactions.on_abort(event)
         elif command == "DISCONNECT":
             return self._on_disconnect(event)
         elif command in ("CONNECT", "STOMP"):
@@ -386,7 +352,7 @@ class ClientSession:
         if not destination:
             raise MalformedFrame("SEND frame has no destination header")
         tx_id = frame.get("transaction")
-        tx = self._tx.get(tx_id) if tx_id is not None else None
+        tx = self.transactions.get(tx_id)
         table = tx.table if tx is not None else self.ctx.routes.table
         trace_header = table.trace_header
         raw = frame.raw
@@ -415,22 +381,22 @@ class ClientSession:
             receipt=receipt is not None,
         )
         if not to_amazonmq:
-            self._send_legacy(raw, trace, decision.rule, receipt)
+            self.send_legacy(raw, trace, decision.rule, receipt)
             return None
         if decision.mode is Mode.MIRROR:
-            self._send_legacy(raw, trace, decision.rule, receipt)
+            self.send_legacy(raw, trace, decision.rule, receipt)
             self._send_mirror(frame, trace, decision, tx)
             return None
         return self._send_amazonmq(frame, raw, trace, decision, receipt, tx)
 
-    def _send_legacy(self, raw: bytes, trace: str, rule: str, receipt: str | None) -> None:
+    def send_legacy(self, raw: bytes, trace: str, rule: str, receipt: str | None) -> None:
         if self._legacy is None or self._closed:
             return
         if receipt is not None and len(self._legacy_receipts) < _MAX_TRACKED_RECEIPTS:
             self._legacy_receipts[receipt] = (trace, rule, time.monotonic())
         self.write_legacy(raw)
 
-    def _amazonmq_frame(
+    def amazonmq_frame(
         self, frame: Frame, trace: str, decision: Decision, receipt_id: str
     ) -> bytes:
         """The SEND for Amazon MQ: our receipt id, the target name, the trace header."""
@@ -488,18 +454,18 @@ class ClientSession:
         link = self.amazonmq()
         rule = decision.rule
         if tx is not None:
-            self.begin_on_amazonmq(tx, link)
+            self.transactions.begin_on_amazonmq(tx, link)
             tx.mirror_traces[trace] = rule
         started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if failure is None:
-                self._amazonmq_confirmed(trace, rule, "mirror", started)
+                self.amazonmq_confirmed(trace, rule, "mirror", started)
             elif tx is None or tx.mirror_traces.pop(trace, None) is not None:
                 self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
 
         link.submit(
-            lambda rid: self._amazonmq_frame(frame, trace, decision, rid),
+            lambda rid: self.amazonmq_frame(frame, trace, decision, rid),
             done,
             resendable=tx is None,
             label=trace,
@@ -518,51 +484,19 @@ class ClientSession:
         link = self.amazonmq()
         await link.wait_capacity()
         if tx is not None:
-            self._send_moved_in_transaction(frame, raw, trace, decision, receipt, tx, link)
+            self.transactions.send_moved(frame, raw, trace, decision, receipt, tx, link)
             return
         started = time.monotonic()
 
         def done(failure: str | None) -> None:
             if failure is None:
-                self._amazonmq_confirmed(trace, decision.rule, "primary", started, receipt)
+                self.amazonmq_confirmed(trace, decision.rule, "primary", started, receipt)
             else:
                 self._fail_primary(raw, trace, decision, receipt, failure)
 
-        link.submit(
-            lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done, label=trace
-        )
+        link.submit(lambda rid: self.amazonmq_frame(frame, trace, decision, rid), done, label=trace)
 
-    def _send_moved_in_transaction(
-        self,
-        frame: Frame,
-        raw: bytes,
-        trace: str,
-        decision: Decision,
-        receipt: str | None,
-        tx: Transaction,
-        link: BrokerLink,
-    ) -> None:
-        self.begin_on_amazonmq(tx, link)
-        moved = MovedMessage(trace, raw, receipt, decision)
-        tx.moved.append(moved)
-        started = time.monotonic()
-
-        def done(failure: str | None) -> None:
-            if moved.settled:
-                return
-            if failure is None:
-                moved.receipted = True
-                self._amazonmq_confirmed(
-                    trace, decision.rule, "primary", started, receipt, transaction=tx.id
-                )
-            else:
-                self._transaction_lost_amazonmq(tx, failure)
-
-        link.submit(
-            lambda rid: self._amazonmq_frame(frame, trace, decision, rid), done, resendable=False
-        )
-
-    def _amazonmq_confirmed(
+    def amazonmq_confirmed(
         self,
         trace: str,
         rule: str,
@@ -591,187 +525,12 @@ class ClientSession:
             self.emit(
                 Fact.MESSAGE_FELL_BACK, trace_id=trace, rule=decision.rule, reason=reason, to=LEGACY
             )
-            self._send_legacy(raw, trace, decision.rule, receipt)
+            self.send_legacy(raw, trace, decision.rule, receipt)
             return
         self.emit(Fact.MESSAGE_REJECTED, trace_id=trace, rule=decision.rule, reason=reason)
         if not self._closed:
             message = f"message {trace} not accepted: {AMAZONMQ} unavailable"
             self.abort(f"rejected: {reason}", error_frame(message, reason, receipt_id=receipt))
-
-    # -- transactions ---------------------------------------------------------
-
-    def _on_begin(self, frame: Frame) -> None:
-        tx_id = frame.get("transaction")
-        if tx_id is None:
-            raise MalformedFrame("BEGIN frame has no transaction header")
-        self._tx[tx_id] = Transaction(tx_id, self.ctx.routes.table)
-        assert self._legacy is not None and frame.raw is not None
-        self.write_legacy(frame.raw)
-
-    def _check_transaction(self, tx: Transaction, link: BrokerLink) -> None:
-        """Amazon MQ's part of ``tx`` is gone if the link failed since BEGIN reached it."""
-        if tx.amazonmq_generation is not None and tx.amazonmq_generation != link.generation:
-            self._transaction_lost_amazonmq(tx, link.last_failure or "connection lost")
-
-    def _transaction_lost_amazonmq(self, tx: Transaction, reason: str) -> None:
-        """Amazon MQ rolled back its part of ``tx``: move that part to legacy, or reject.
-
-        Nothing of a transaction is stored on Amazon MQ before its COMMIT, so the
-        fallback adds no duplicate: every moved message goes into legacy's side
-        of the same transaction, and the client's COMMIT then covers it there.
-        """
-        if tx.closed:
-            return
-        tx.amazonmq_generation = None
-        if tx.amazonmq_acks:  # Amazon MQ redelivers those messages: at-least-once
-            self.emit(
-                Fact.CONSUMER_ACK_FAILED, transaction=tx.id, acks=tx.amazonmq_acks, reason=reason
-            )
-            tx.amazonmq_acks = 0
-        for trace, rule in tx.mirror_traces.items():
-            self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=reason)
-        tx.mirror_traces.clear()
-        moved, tx.moved = tx.moved, []
-        for message in moved:
-            message.settled = True
-        # A closed session cannot fall back (as in _fail_primary): the messages are rejected.
-        if self._closed or any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
-            for message in moved:
-                self.emit(
-                    Fact.MESSAGE_REJECTED,
-                    trace_id=message.trace,
-                    rule=message.decision.rule,
-                    reason=reason,
-                    transaction=tx.id,
-                )
-            pending = next((m.receipt for m in moved if not m.receipted), None)
-            detail = f"transaction {tx.id}: {AMAZONMQ} unavailable"
-            self.abort(f"rejected: {reason}", error_frame(detail, reason, receipt_id=pending))
-            return
-        for message in moved:
-            self.emit(
-                Fact.MESSAGE_FELL_BACK,
-                trace_id=message.trace,
-                rule=message.decision.rule,
-                reason=reason,
-                to=LEGACY,
-                transaction=tx.id,
-            )
-            raw = message.raw
-            if message.receipted and message.receipt is not None:
-                raw = _without_receipt(raw, self.version)
-            self._send_legacy(
-                raw,
-                message.trace,
-                message.decision.rule,
-                None if message.receipted else message.receipt,
-            )
-
-    def begin_on_amazonmq(self, tx: Transaction, link: BrokerLink) -> None:
-        self._check_transaction(tx, link)
-        if tx.amazonmq_generation is None:
-            tx.amazonmq_generation = link.generation
-
-            def done(failure: str | None) -> None:
-                if failure is not None:
-                    self._transaction_lost_amazonmq(tx, failure)
-
-            link.submit(lambda rid: self._control("BEGIN", tx.id, rid), done, resendable=False)
-
-    def _on_commit(self, frame: Frame) -> Awaitable[None] | None:
-        tx_id = frame.get("transaction")
-        if tx_id is None:
-            raise MalformedFrame("COMMIT frame has no transaction header")
-        tx = self._tx.pop(tx_id, None)
-        if tx is None or tx.amazonmq_generation is None:
-            self._forward_commit(frame, tx_id, None)
-            if tx is not None:
-                tx.closed = True
-            return None
-        return self._commit_both(frame, tx)
-
-    async def _commit_both(self, frame: Frame, tx: Transaction) -> None:
-        link = self.amazonmq()
-        self._check_transaction(tx, link)
-        if tx.amazonmq_generation is not None and not tx.moved and not tx.amazonmq_acks:
-            # Mirror copies only: legacy is primary, the copy's commit is not awaited.
-            link.submit(
-                lambda rid: self._control("COMMIT", tx.id, rid),
-                lambda failure: self._mirror_commit_failed(tx, failure),
-                resendable=False,
-            )
-        elif tx.amazonmq_generation is not None:
-            outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-
-            def settle(failure: str | None) -> None:
-                if not outcome.done():
-                    outcome.set_result(failure)
-
-            link.submit(lambda rid: self._control("COMMIT", tx.id, rid), settle, resendable=False)
-            failure = await outcome
-            if failure is not None:
-                # Unconfirmed COMMIT: Amazon MQ may or may not have committed (the fact says).
-                self._transaction_lost_amazonmq(tx, f"COMMIT not confirmed: {failure}")
-        spans_both = tx.amazonmq_generation is not None and (bool(tx.moved) or tx.amazonmq_acks > 0)
-        if self._closed:
-            if spans_both:  # Amazon MQ committed its part; legacy will never see the COMMIT
-                self.emit(
-                    Fact.TRANSACTION_PARTIAL_COMMIT,
-                    transaction=tx.id,
-                    committed=(AMAZONMQ,),
-                    failed=(LEGACY,),
-                    reason=f"session closed before the COMMIT reached legacy: {self._close_reason}",
-                )
-            return
-        tx.closed = True
-        self._forward_commit(frame, tx.id, tx if spans_both else None)
-
-    def _mirror_commit_failed(self, tx: Transaction, failure: str | None) -> None:
-        if failure is not None:
-            for trace, rule in tx.mirror_traces.items():
-                self.emit(Fact.MESSAGE_MIRROR_FAILED, trace_id=trace, rule=rule, reason=failure)
-            tx.mirror_traces.clear()
-
-    def _forward_commit(self, frame: Frame, tx_id: str, tx: Transaction | None) -> None:
-        """COMMIT on legacy, watching its receipt so a half-done commit is a fact."""
-        assert self._legacy is not None and frame.raw is not None
-        raw = frame.raw
-        if tx is not None:  # Amazon MQ already committed its part
-            receipt = frame.get("receipt")
-            if receipt is None:
-                receipt = f"{_INTERNAL_PREFIX}{next(self._internal_seq)}"
-                raw = insert_header(raw, "receipt", receipt, self.version)
-            self._commit_receipts[receipt] = tx_id
-        self.write_legacy(raw)
-
-    def _on_abort(self, frame: Frame) -> None:
-        tx_id = frame.get("transaction")
-        if tx_id is None:
-            raise MalformedFrame("ABORT frame has no transaction header")
-        tx = self._tx.pop(tx_id, None)
-        assert self._legacy is not None and frame.raw is not None
-        self.write_legacy(frame.raw)
-        if tx is None:
-            return
-        tx.closed = True
-        link = self._link
-        if link is not None and tx.amazonmq_generation == link.generation:
-            link.submit(
-                lambda rid: self._control("ABORT", tx_id, rid),
-                lambda failure: None,
-                resendable=False,
-            )
-        self.emit(
-            Fact.TRANSACTION_ABORTED,
-            transaction=tx_id,
-            reason="client ABORT",
-            traces=[m.trace for m in tx.moved],
-        )
-
-    def _control(self, command: str, tx_id: str, receipt_id: str) -> bytes:
-        return encode_parts(
-            command, (("transaction", tx_id), ("receipt", receipt_id)), b"", self.version
-        )
 
     # -- end of session ---------------------------------------------------------
 
@@ -849,11 +608,8 @@ class ClientSession:
     def _on_legacy_receipt(self, frame: Frame) -> bool:
         """Record what legacy confirmed; True when the RECEIPT is the client's to see."""
         receipt = frame.get("receipt-id") or ""
-        tx_id = self._commit_receipts.pop(receipt, None)
-        if tx_id is not None:
-            self.emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
-            if receipt.startswith(_INTERNAL_PREFIX):
-                return False
+        if not self.transactions.on_legacy_receipt(receipt):
+            return False
         sent = self._legacy_receipts.pop(receipt, None)
         if self._receipts_settled is not None and not self._legacy_receipts:
             self._receipts_settled.set()
@@ -869,27 +625,11 @@ class ClientSession:
         return True
 
     def _on_legacy_error(self, frame: Frame) -> None:
-        for tx_id in self._commit_receipts.values():
-            self.emit(
-                Fact.TRANSACTION_PARTIAL_COMMIT,
-                transaction=tx_id,
-                committed=(AMAZONMQ,),
-                failed=(LEGACY,),
-                reason=frame.get("message"),
-            )
-        self._commit_receipts.clear()
+        self.transactions.legacy_failed(frame.get("message"))
         self._close_reason = f"legacy ERROR: {frame.get('message')}"
 
     def _on_legacy_closed(self) -> None:
-        for tx_id in self._commit_receipts.values():
-            self.emit(
-                Fact.TRANSACTION_PARTIAL_COMMIT,
-                transaction=tx_id,
-                committed=(AMAZONMQ,),
-                failed=(LEGACY,),
-                reason="legacy connection closed before confirming COMMIT",
-            )
-        self._commit_receipts.clear()
+        self.transactions.legacy_failed("legacy connection closed before confirming COMMIT")
         if not self._closed:
             self.abort(
                 self._close_reason
@@ -898,6 +638,19 @@ class ClientSession:
             )
 
     # -- small pieces -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def close_reason(self) -> str:
+        return self._close_reason
+
+    @property
+    def link(self) -> BrokerLink | None:
+        """The Amazon MQ link, if the session opened one (``amazonmq()`` opens it)."""
+        return self._link
 
     def receipt(self, receipt_id: str) -> bytes:
         return encode_parts("RECEIPT", (("receipt-id", receipt_id),), b"", self.version)
@@ -911,9 +664,6 @@ class ClientSession:
 
     def emit(self, fact: Fact, **fields: Any) -> None:
         self.ctx.facts.emit(fact, session=self.id, **fields)
-
-    def transaction(self, tx_id: str | None) -> Transaction | None:
-        return self._tx.get(tx_id) if tx_id is not None else None
 
     def deliver(self, data: bytes) -> Awaitable[None] | None:
         """A MESSAGE for the client from Amazon MQ; an awaitable while the client is behind."""
@@ -959,15 +709,6 @@ class ClientSession:
 
     async def wait_closed(self) -> None:
         await self._done.wait()
-
-
-def _without_receipt(raw: bytes, version: str) -> bytes:
-    """``raw`` minus its receipt header (the client already has that receipt)."""
-    parsed = FrameParser(version=version).feed(raw)
-    frame = parsed[0]
-    assert isinstance(frame, Frame)
-    headers = tuple((k, v) for k, v in frame.headers if k != "receipt")
-    return encode_parts(frame.command, headers, frame.body, version)
 
 
 def _ms_since(started: float) -> float:
