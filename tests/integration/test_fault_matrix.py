@@ -1117,13 +1117,15 @@ FINDINGS = (
     "**A COMMIT Amazon MQ confirms after the session closed was a partial commit nobody"
     " recorded** (`tx-*-legacy_killed_at_commit`, fixed). Legacy died while the proxy waited"
     " for Amazon MQ to confirm a transaction's COMMIT; Amazon MQ then confirmed it, and"
-    " `TransactionSide._commit_both` (`strangler/proxy/transactions.py`) returned because the session was closed, writing no"
+    " `TransactionSide._commit_both` (`strangler/proxy/transactions.py`) returned because"
+    " the session was closed, writing no"
     " fact: Amazon MQ held the transaction's messages, legacy never got its COMMIT, the"
     " producer no RECEIPT, and nothing said Amazon MQ had committed. It now writes"
     " `transaction_partial_commit` (committed amazonmq, failed legacy).",
     "**A transaction's Amazon MQ part lost after its session closed was reported as fallen"
     " back to legacy** (`test_commit_failing_after_session_closed_is_not_a_fallback`, fixed)."
-    " `_transaction_lost_amazonmq` (now `TransactionSide.lost_amazonmq`) wrote `message_fell_back` and 'sent' the messages into a"
+    " `_transaction_lost_amazonmq` (now `TransactionSide.lost_amazonmq`) wrote"
+    " `message_fell_back` and 'sent' the messages into a"
     " legacy connection that was gone. It now writes `message_rejected`, as a non-transactional"
     " SEND in a closed session already did.",
     "**After `broker_recovered`, other sessions kept falling back for up to 30 s**"
