@@ -51,6 +51,7 @@ LEGACY = "legacy"
 AMAZONMQ = "amazonmq"
 _session_ids = itertools.count(1)
 _MAX_TRACKED_RECEIPTS = 100_000
+_LINGER = 2.0  # seconds a client has to read an ERROR before its connection is closed
 _LEGACY_HIGH_WATER = 512 * 1024  # bytes buffered for legacy before the producer is paused
 _CLIENT_CLOSED = "client closed the connection"
 # Trace ids: a random per-process prefix and a counter: unique across replicas and
@@ -92,6 +93,8 @@ class ClientSession:
         # client receipt id -> (trace id, rule, monotonic send time), for the confirmed fact
         self._legacy_receipts: dict[str, tuple[str, str, float]] = {}
         self._closed = False
+        self._error_sent = False  # an ERROR went to the client: close gently (_close_client)
+        self._lingering = False
         self._connected = False  # CONNECTED reached the client: a client_connected fact exists
         self._close_reason = _CLIENT_CLOSED
         self._done = asyncio.Event()
@@ -122,7 +125,7 @@ class ClientSession:
         except ProtocolError as exc:
             self.emit(Fact.CLIENT_PROTOCOL_ERROR, reason=exc.reason)
             self._close_reason = f"protocol error: {exc.reason}"
-            self.write_client(error_frame(exc.reason))
+            self.send_error(error_frame(exc.reason))
         except SessionClosed:
             pass
         except (OSError, TimeoutError) as exc:
@@ -145,10 +148,14 @@ class ClientSession:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(pump), timeout=1.0)
             pump.cancel()
-        for writer in (self._legacy, self._client):
-            if writer is not None:
-                with contextlib.suppress(Exception):
-                    writer.close()
+        if self._legacy is not None:
+            with contextlib.suppress(Exception):
+                self._legacy.close()
+        if self._error_sent:
+            self._close_client()  # half-closed: the client reads the ERROR, then closes
+            await self._discard_client_input()
+        with contextlib.suppress(Exception):
+            self._client.close()
         if self.ctx.tap is not None:
             self.ctx.tap.closed(self.id)
         if self._connected:
@@ -162,11 +169,40 @@ class ClientSession:
         self._closed = True
         self._close_reason = reason
         if to_client is not None:
-            self.write_client(to_client)
-        for writer in (self._legacy, self._client):
-            if writer is not None:
-                with contextlib.suppress(Exception):
-                    writer.close()
+            self.send_error(to_client)
+        if self._legacy is not None:
+            with contextlib.suppress(Exception):
+                self._legacy.close()
+        self._close_client()
+
+    def send_error(self, data: bytes) -> None:
+        """An ERROR frame for the client; its connection then closes gently (``_close_client``)."""
+        self.write_client(data)
+        self._error_sent = True
+
+    def _close_client(self) -> None:
+        """Close the client's connection; after an ERROR, half-close it and close it fully
+        only after ``_LINGER`` seconds. Closing a socket with unread input resets the
+        connection, and a reset can destroy the ERROR before the client has read it."""
+        client = self._client
+        if not self._error_sent:
+            with contextlib.suppress(Exception):
+                client.close()
+            return
+        if self._lingering:
+            return
+        self._lingering = True
+        with contextlib.suppress(Exception):
+            if client.can_write_eof():
+                client.write_eof()
+        asyncio.get_running_loop().call_later(_LINGER, client.close)
+
+    async def _discard_client_input(self) -> None:
+        """Read (and drop) what the client still sends until it closes, within ``_LINGER``."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_LINGER):
+                while await self._client_reader.read(65536):
+                    pass
 
     # -- handshake ------------------------------------------------------------
 
@@ -190,7 +226,7 @@ class ClientSession:
         except BrokerUnavailable as exc:
             self.ctx.health.mark_down(LEGACY, exc.reason)
             self.emit(Fact.CLIENT_REFUSED, reason=f"legacy unavailable: {exc.reason}")
-            self.write_client(error_frame("legacy broker unavailable", exc.reason))
+            self.send_error(error_frame("legacy broker unavailable", exc.reason))
             return None
         self.ctx.health.mark_up(LEGACY, str(legacy.endpoints[0]))
         assert connect.raw is not None
@@ -199,7 +235,7 @@ class ClientSession:
             answer = await self._read_until_frame(self._legacy_reader, self._legacy_parser)
         if not answer:
             self.emit(Fact.CLIENT_REFUSED, reason="legacy closed the connection at login")
-            self.write_client(error_frame("legacy broker closed the connection at login"))
+            self.send_error(error_frame("legacy broker closed the connection at login"))
             return None
         reply = answer.pop(0)
         assert isinstance(reply, Frame) and reply.raw is not None
@@ -207,6 +243,7 @@ class ClientSession:
         for extra in answer:  # whatever legacy sent right behind CONNECTED
             self.write_client(extra.raw if isinstance(extra, Frame) and extra.raw else b"\n")
         if reply.command != "CONNECTED":
+            self._error_sent = reply.command == "ERROR"
             self.emit(Fact.CLIENT_REFUSED, reason=reply.get("message") or reply.command)
             return None
         self.version = reply.get("version") or "1.0"
@@ -579,6 +616,7 @@ class ClientSession:
                     else:
                         if event.command == "ERROR":
                             self._on_legacy_error(event)
+                            self._error_sent = True
                         assert event.raw is not None
                         out.append(event.raw)
                 if out:

@@ -93,3 +93,20 @@ def test_client_that_never_reads_is_closed_and_buffers_stay_bounded(
     consumer.conn.subscribe(dest, id="all", ack="auto")
     assert consumer.recorder.wait(lambda: len(consumer.recorder.messages) == 300)
     consumer.close()
+
+
+def test_error_survives_input_the_proxy_never_read(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    """A client pipelining frames behind a bad one still reads the ERROR: the proxy
+    half-closes and drains instead of closing with unread input (which resets the
+    connection and can destroy the ERROR in the client's receive buffer)."""
+    proxy = make_proxy("  []\n", read_size=4096)
+    with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
+        parser = raw_login(sock, legacy)
+        behind = b"SEND\ndestination:/queue/strangler.behind\n\nx\0" * 20_000  # ~0.9 MB
+        sock.sendall(b"BOGUS\n\n\0" + behind)
+        error = next_frame(sock, parser)
+        assert error.command == "ERROR"
+        assert "unknown command" in (error.get("message") or "")
+        assert closed_by_peer(sock)

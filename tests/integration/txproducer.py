@@ -311,11 +311,15 @@ class TxProducer(threading.Thread):
                 conn.abort(transaction=tx.id, headers={"receipt": end})
             tx.end_sent = True
         except Exception:  # stomp.py: not connected any more
-            tx.outcome = CLOSED
             with self.cond:
+                # The proxy may have sent an ERROR and closed before this send failed: let
+                # stomp.py's reader get to the end of the connection, then say which it was.
+                self.cond.wait_for(lambda: self._state["closed"], 5.0)
+                ended = ERROR if self._state["error"] else CLOSED
+                tx.outcome = ended
                 for a in self.sent.attempts[-self.size :]:
                     if a.tx == tx.id and a.outcome == PENDING:
-                        a.outcome = CLOSED
+                        a.outcome = ended
             self._lose()
             return False
         outcome = self._await([end])
