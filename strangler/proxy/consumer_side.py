@@ -12,6 +12,8 @@ Invariants:
 - an ACK's RECEIPT reaches the client only when that broker confirmed the ACK;
   an ACK that cannot be delivered is a fact, and, if the client asked for a
   receipt, an ERROR: the broker redelivers the message (at-least-once);
+- a message that falls back to legacy opens legacy's side again for the drained
+  subscriptions of its route, on every session of the proxy;
 - a routes change reaches open subscriptions: one that now reads Amazon MQ too
   gets its Amazon MQ side; one whose route went back (rollback) keeps reading
   Amazon MQ (so nothing moved there is stranded) and gets its legacy side back if
@@ -98,6 +100,13 @@ class ConsumerSide:
             )
             if decision.drain_legacy:
                 self._ensure_watcher()
+
+    def legacy_refilled(self, rule: str) -> None:
+        """A message of ``rule`` fell back to legacy: drained subscriptions read legacy
+        again (until its queue is empty once more), so the fallback is not stranded."""
+        for sub in self.book.subscriptions.values():
+            if sub.decision.rule == rule and not sub.legacy_active:
+                self._reopen_legacy(sub, sub.decision)
 
     def _reopen_legacy(self, sub: DualSubscription, decision: ConsumerDecision) -> None:
         headers = tuple((k, v) for k, v in sub.frame.headers if k != "receipt")

@@ -83,6 +83,8 @@ class ProxyContext:
     tap: TrafficTap | None = None
     # Called on the event loop right after a reload put a new table in force.
     routes_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # Called with a route's name when one of its messages fell back to legacy.
+    fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
     health: BrokerHealth = field(init=False)
     mirror_budget: ByteBudget = field(init=False)
 

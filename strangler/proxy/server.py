@@ -23,10 +23,15 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         ctx.routes_listeners.append(self._routes_changed)
+        ctx.fallback_listeners.append(self._fell_back)
 
     def _routes_changed(self) -> None:
         for session in self.sessions:
             session.consumers.routes_changed()
+
+    def _fell_back(self, rule: str) -> None:
+        for session in self.sessions:
+            session.consumers.legacy_refilled(rule)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -175,6 +175,11 @@ class ClientSession:
                 self._legacy.close()
         self._close_client()
 
+    def fell_back(self, rule: str) -> None:
+        """A message of ``rule`` went to legacy after all: tell every session's consumers."""
+        for listener in self.ctx.fallback_listeners:
+            listener(rule)
+
     def send_error(self, data: bytes) -> None:
         """An ERROR frame for the client; its connection then closes gently (``_close_client``)."""
         self.write_client(data)
@@ -563,6 +568,7 @@ class ClientSession:
                 Fact.MESSAGE_FELL_BACK, trace_id=trace, rule=decision.rule, reason=reason, to=LEGACY
             )
             self.send_legacy(raw, trace, decision.rule, receipt)
+            self.fell_back(decision.rule)
             return
         self.emit(Fact.MESSAGE_REJECTED, trace_id=trace, rule=decision.rule, reason=reason)
         if not self._closed:

@@ -218,6 +218,7 @@ class TransactionSide:
                 to=LEGACY,
                 transaction=tx.id,
             )
+            session.fell_back(message.decision.rule)
             raw = message.raw
             if message.receipted and message.receipt is not None:
                 raw = _without_receipt(raw, session.version)

@@ -320,3 +320,28 @@ def test_routes_change_reaches_open_subscriptions_both_ways(
         client.close()
     assert drain(legacy, dest) == []
     assert drain(amazonmq, dest) == []
+
+
+def test_a_fallback_after_consumer_drained_opens_legacys_side_again(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    """A message that falls back to legacy after the consumer stopped reading legacy is
+    not stranded there: legacy's side opens again, and drains again once it is read."""
+    dest = unique_queue("refill")
+    route = f"  - {{name: moved, match: {{exact: '{dest}'}}, mode: cutover, on_failure: legacy}}\n"
+    with Relay(amazonmq.port) as relay:
+        proxy = make_proxy(route, amazonmq_port=relay.port, backlog_check_interval=CHECK)
+        client = consumer(proxy, legacy)
+        try:
+            client.conn.subscribe(dest, id="f1", ack="auto")
+            proxy.wait_fact("consumer_drained", subscription="f1")  # legacy had nothing
+            relay.cut()  # Amazon MQ unreachable: the next message falls back to legacy
+            produce(proxy, legacy, dest, ["fallback"])
+            assert proxy.wait_fact("message_fell_back", rule="moved")
+            proxy.wait_fact("consumer_subscribed", 2, subscription="f1", broker="legacy")
+            assert bodies(receive(client, 1)) == ["fallback"]
+            assert len(proxy.wait_fact("consumer_drained", 2, subscription="f1")) == 2
+            assert not client.recorder.errors
+        finally:
+            client.close()
+    assert drain(legacy, dest) == []
