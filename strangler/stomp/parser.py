@@ -89,7 +89,7 @@ class FrameParser:
     def _parse_frame(self, buf: bytearray, start: int) -> tuple[Frame | None, int]:
         limits = self.limits
         # Header block: lines up to the first empty line.
-        lines: list[bytes] = []
+        lines: list[bytearray] = []
         line_start = start
         while True:
             nl = buf.find(b"\n", line_start)
@@ -108,7 +108,7 @@ class FrameParser:
                 raise HeaderLineTooLong(f"header line longer than {limits.max_header_line} bytes")
             if line_end == line_start:
                 break
-            lines.append(bytes(buf[line_start:line_end]))
+            lines.append(buf[line_start:line_end])  # a bytearray copy; decoded below
             if len(lines) > limits.max_headers + 1:
                 raise TooManyHeaders(f"more than {limits.max_headers} headers")
             line_start = nl + 1
@@ -132,7 +132,7 @@ class FrameParser:
             name, sep, value = line.partition(":")
             if not sep:
                 raise MalformedFrame(f"header line without ':' ({line[:32]!r})")
-            if escaped:
+            if escaped and "\\" in line:  # most lines have nothing to unescape
                 name = unescape(name, self.version)
                 value = unescape(value, self.version)
             headers.append((name, value))
