@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-import stomp
 from stomp.utils import Frame as StompFrame
 
 from . import brokers, promise
 from .brokers import REPO_DIR, BrokerInfo, free_port
 from .faults import Relay
 from .harness import RunningProxy, connect, drain, start_proxy, unique_queue
+from .producer_thread import ProducerThread, drop_socket
 from .txproducer import TxProducer
 
 pytestmark = pytest.mark.integration
@@ -332,25 +332,7 @@ class Message:
         return any(a.outcome == "receipt" for a in self.attempts)
 
 
-class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self, producer: Producer, conn: int) -> None:
-        self.producer = producer
-        self.conn = conn
-
-    def on_connected(self, frame: StompFrame) -> None:
-        self.producer._on_event(self.conn, "connected", frame)
-
-    def on_receipt(self, frame: StompFrame) -> None:
-        self.producer._on_event(self.conn, "receipt", frame)
-
-    def on_error(self, frame: StompFrame) -> None:
-        self.producer._on_event(self.conn, "error", frame)
-
-    def on_disconnected(self) -> None:
-        self.producer._on_event(self.conn, "disconnected", None)
-
-
-class Producer(threading.Thread):
+class Producer(ProducerThread):
     """A well-behaved producer: at most WINDOW unconfirmed, resends what has no receipt.
 
     The test thread asks for messages (``add``, ``pace``) and then ``finish``;
@@ -358,31 +340,18 @@ class Producer(threading.Thread):
     """
 
     def __init__(self, address: tuple[str, int], dest: str, login: str, passcode: str) -> None:
-        super().__init__(name="fault-matrix-producer", daemon=True)
-        self.address = address
+        super().__init__("fault-matrix-producer", address, login, passcode, RECEIPT_TIMEOUT)
         self.dest = dest
-        self.login = login
-        self.passcode = passcode
         self.tag = uuid.uuid4().hex[:6]
-        self.cond = threading.Condition()
         self.messages: dict[str, Message] = {}
         self.todo: deque[Message] = deque()
         self.inflight: dict[str, Attempt] = {}
         self.paced: str | None = None
         self.finishing = False
-        self.aborted = False
-        self.done = False
         self.gave_up: str | None = None
-        self.crash: BaseException | None = None
         # what the producer saw
-        self.connections = 0  # accepted (CONNECTED) connections
-        self.connect_failures = 0
         self.errors: list[dict[str, str]] = []
         self.lost = 0  # connections that ended without our DISCONNECT
-        # the current connection
-        self._conn: Any = None
-        self._conn_no = 0
-        self._state: dict[str, Any] = {}
 
     # -- control (test thread) ------------------------------------------------
 
@@ -436,45 +405,18 @@ class Producer(threading.Thread):
         with self.cond:
             return [a for m in self.messages.values() for a in m.attempts]
 
-    @property
-    def conn_no(self) -> int:
-        return self._conn_no
-
     # -- events (stomp.py's thread) ---------------------------------------------
 
-    def _on_event(self, conn: int, kind: str, frame: StompFrame | None) -> None:
-        with self.cond:
-            if kind == "error" and frame is not None:
-                self.errors.append(
-                    {
-                        "conn": str(conn),
-                        "message": frame.headers.get("message", ""),
-                        "receipt-id": frame.headers.get("receipt-id", ""),
-                    }
-                )
-            if conn == self._conn_no:
-                state = self._state
-                if kind == "connected":
-                    state["connected"] = True
-                elif kind == "receipt" and frame is not None:
-                    state["receipts"].add(frame.headers.get("receipt-id", ""))
-                elif kind == "error":
-                    state["error"] = True
-                elif kind == "disconnected":
-                    state["closed"] = True
-            self.cond.notify_all()
+    def _record_error(self, conn: int, frame: StompFrame) -> None:
+        self.errors.append(
+            {
+                "conn": str(conn),
+                "message": frame.headers.get("message", ""),
+                "receipt-id": frame.headers.get("receipt-id", ""),
+            }
+        )
 
     # -- the loop (this thread) -------------------------------------------------------
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # reported by the analysis
-            self.crash = exc
-        finally:
-            with self.cond:
-                self.done = True
-                self.cond.notify_all()
 
     def _new(self, phase: str) -> None:
         msg = Message(f"{self.tag}-{len(self.messages):04d}", phase)
@@ -510,7 +452,7 @@ class Producer(threading.Thread):
             with self.cond:
                 wake = 0.5 if self.paced is None else max(0.0, next_paced - time.monotonic())
                 self.cond.wait_for(self._progress, wake)
-        self._abandon()
+        self._drop()
 
     def _progress(self) -> bool:
         state = self._state
@@ -521,38 +463,6 @@ class Producer(threading.Thread):
             or (bool(self.todo) and len(self.inflight) < WINDOW)
             or (self.finishing and not self.todo and not self.inflight)
         )
-
-    def _connect(self) -> bool:
-        conn = stomp.Connection12(
-            [self.address], reconnect_attempts_max=1, auto_decode=False, heartbeats=(0, 0)
-        )
-        with self.cond:
-            self._conn_no += 1
-            number = self._conn_no
-            self._state = {"connected": False, "receipts": set(), "error": False, "closed": False}
-        conn.set_listener("producer", _Listener(self, number))
-        try:
-            conn.connect(self.login, self.passcode, wait=False)
-        except Exception:  # stomp.py: connection refused and the like
-            with self.cond:
-                self.connect_failures += 1
-            return False
-        with self.cond:
-            state = self._state
-            self.cond.wait_for(
-                lambda: state["connected"] or state["error"] or state["closed"] or self.aborted,
-                RECEIPT_TIMEOUT,
-            )
-            ok = state["connected"] and not (state["error"] or state["closed"])
-            if ok:
-                self.connections += 1
-            else:
-                self.connect_failures += 1
-        if not ok:
-            _drop(conn)
-            return False
-        self._conn = conn
-        return True
 
     def _settle(self) -> None:
         """Record receipts; on ERROR, loss or silence, fail what is in flight and reconnect."""
@@ -579,7 +489,7 @@ class Producer(threading.Thread):
             self.inflight.clear()
             self.todo.extendleft(reversed(retry))
             conn, self._conn = self._conn, None
-        _drop(conn)
+        drop_socket(conn)
 
     def _send_window(self) -> None:
         while True:
@@ -605,28 +515,6 @@ class Producer(threading.Thread):
                 with self.cond:
                     self._state["closed"] = True  # settled (and resent) on the next turn
                 return
-
-    def _disconnect(self) -> None:
-        """DISCONNECT (the proxy settles Amazon MQ first) and wait until it is done."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        state = self._state
-        with contextlib.suppress(Exception):
-            conn.disconnect()
-        with self.cond:
-            self.cond.wait_for(lambda: state["closed"], 40.0)
-        _drop(conn)
-
-    def _abandon(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            _drop(conn)
-
-
-def _drop(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        conn.transport.disconnect_socket()
 
 
 # -- faults -------------------------------------------------------------------------

@@ -18,20 +18,17 @@ right before its COMMIT. Everything seen goes to ``sent`` (see promise.py).
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import stomp
 from stomp.utils import Frame as StompFrame
 
 from strangler.routes.decide import split_bucket
 
+from .producer_thread import ProducerThread
 from .promise import (
     ABORTED,
     CLOSED,
@@ -63,25 +60,7 @@ class Group:
         return any(t.outcome == COMMITTED for t in self.attempts)
 
 
-class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self, producer: TxProducer, conn: int) -> None:
-        self.producer = producer
-        self.conn = conn
-
-    def on_connected(self, frame: StompFrame) -> None:
-        self.producer._on_event(self.conn, "connected", frame)
-
-    def on_receipt(self, frame: StompFrame) -> None:
-        self.producer._on_event(self.conn, "receipt", frame)
-
-    def on_error(self, frame: StompFrame) -> None:
-        self.producer._on_event(self.conn, "error", frame)
-
-    def on_disconnected(self) -> None:
-        self.producer._on_event(self.conn, "disconnected", None)
-
-
-class TxProducer(threading.Thread):
+class TxProducer(ProducerThread):
     def __init__(
         self,
         address: tuple[str, int],
@@ -96,27 +75,20 @@ class TxProducer(threading.Thread):
         retry: float = 0.2,
         deadline: float = 90.0,
     ) -> None:
-        super().__init__(name="fault-matrix-tx-producer", daemon=True)
-        self.address, self.dest, self.login, self.passcode = address, dest, login, passcode
+        super().__init__("fault-matrix-tx-producer", address, login, passcode, receipt_timeout)
+        self.dest = dest
         self.size, self.abort_every, self.pace_every = size, abort_every, pace
-        self.receipt_timeout, self.retry, self.deadline = receipt_timeout, retry, deadline
+        self.retry, self.deadline = retry, deadline
         self.tag = uuid.uuid4().hex[:6]
-        self.cond = threading.Condition()
         self.sent = Sent()
         self.groups: list[Group] = []
         self.todo: deque[Group] = deque()
         self.paced: str | None = None
-        self.finishing = self.aborted = self.done = False
+        self.finishing = False
         self.hold_at: str | None = None  # "half" | "end": where the next transaction stops
         self.held = False
         self.gave_up: str | None = None
-        self.crash: BaseException | None = None
-        self.connections = 0
-        self.connect_failures = 0
         self.lost = 0  # connections that ended without our DISCONNECT
-        self._conn: Any = None
-        self._conn_no = 0
-        self._state: dict[str, Any] = {}
         self._begun: dict[str, float] = {}  # transaction attempt -> when it began
 
     # -- control (test thread) ----------------------------------------------------
@@ -173,41 +145,14 @@ class TxProducer(threading.Thread):
         with self.cond:
             return sum(1 for started in self._begun.values() if started >= when)
 
-    @property
-    def conn_no(self) -> int:
-        return self._conn_no
-
     # -- events (stomp.py's thread) -------------------------------------------------
 
-    def _on_event(self, conn: int, kind: str, frame: StompFrame | None) -> None:
-        with self.cond:
-            if kind == "error" and frame is not None:
-                self.sent.errors.append(
-                    (frame.headers.get("receipt-id", ""), frame.headers.get("message", ""))
-                )
-            if conn == self._conn_no:
-                state = self._state
-                if kind == "connected":
-                    state["connected"] = True
-                elif kind == "receipt" and frame is not None:
-                    state["receipts"].add(frame.headers.get("receipt-id", ""))
-                elif kind == "error":
-                    state["error"] = True
-                elif kind == "disconnected":
-                    state["closed"] = True
-            self.cond.notify_all()
+    def _record_error(self, conn: int, frame: StompFrame) -> None:
+        self.sent.errors.append(
+            (frame.headers.get("receipt-id", ""), frame.headers.get("message", ""))
+        )
 
     # -- the loop (this thread) -----------------------------------------------------
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # reported by the analysis
-            self.crash = exc
-        finally:
-            with self.cond:
-                self.done = True
-                self.cond.notify_all()
 
     def _new(self, phase: str) -> Group:
         n = len(self.groups)
@@ -351,60 +296,7 @@ class TxProducer(threading.Thread):
                 return RECEIPT
             return ERROR if state["error"] else CLOSED if state["closed"] else SILENT
 
-    def _connect(self) -> bool:
-        conn = stomp.Connection12(
-            [self.address], reconnect_attempts_max=1, auto_decode=False, heartbeats=(0, 0)
-        )
-        with self.cond:
-            self._conn_no += 1
-            number = self._conn_no
-            self._state = {"connected": False, "receipts": set(), "error": False, "closed": False}
-        conn.set_listener("producer", _Listener(self, number))
-        try:
-            conn.connect(self.login, self.passcode, wait=False)
-        except Exception:  # stomp.py: connection refused and the like
-            with self.cond:
-                self.connect_failures += 1
-            return False
-        with self.cond:
-            state = self._state
-            self.cond.wait_for(
-                lambda: state["connected"] or state["error"] or state["closed"] or self.aborted,
-                self.receipt_timeout,
-            )
-            ok = state["connected"] and not (state["error"] or state["closed"])
-            if ok:
-                self.connections += 1
-            else:
-                self.connect_failures += 1
-        if not ok:
-            _drop(conn)
-            return False
-        self._conn = conn
-        return True
-
     def _lose(self) -> None:
         with self.cond:
             self.lost += 1
         self._drop()
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            _drop(conn)
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        state = self._state
-        with contextlib.suppress(Exception):
-            conn.disconnect()
-        with self.cond:
-            self.cond.wait_for(lambda: state["closed"], 40.0)
-        _drop(conn)
-
-
-def _drop(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        conn.transport.disconnect_socket()
