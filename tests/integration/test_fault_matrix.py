@@ -1323,31 +1323,10 @@ def test_fault_matrix(
         assert producer.wait(lambda p: p.count("during") >= 2, 10)
         _inject(cell)
         effect = _hold(cell)
-        _heal(cell)
-        producer.pace("after")
-        recovered = _wait_until(lambda: _recovered(cell), RECOVERY)
-        producer.pace(None)
-        producer.add(LAST, "last")
-        producer.finish()
-        proxy.stop()
+        _finish_cell(cell, producer, proxy, row, effect, LAST)
         stopped = True
-        if not effect:
-            row.story.append("the fault's effect never showed in the facts")
-        if not recovered:
-            row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
-        if producer.is_alive():
-            row.violations.append("the producer did not finish")
     finally:
-        if producer.is_alive():
-            producer.abort()
-        if not stopped:
-            with contextlib.suppress(Exception):
-                proxy.stop()
-        os.environ[AMQ_PASSWORD_ENV] = bed.amazonmq.password
-        for relay in (relay_legacy, relay_amazonmq):
-            if relay is not None:
-                relay.close()
-        bed.ensure_up()
+        _clean_up_cell(bed, producer, proxy, stopped, (relay_legacy, relay_amazonmq))
     facts = proxy.facts()
     _analyse(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
     row.seconds = time.monotonic() - started
@@ -1491,30 +1470,10 @@ def test_fault_matrix_transactions(
             producer.pace("during")
             producer.release()
         effect = _tx_hold(cell)
-        _heal(cell)
-        producer.pace("after")
-        recovered = _wait_until(lambda: _recovered(cell), RECOVERY)
-        producer.pace(None)
-        producer.add(TX_LAST, "last")
-        producer.finish()
-        proxy.stop()
+        _finish_cell(cell, producer, proxy, row, effect, TX_LAST)
         stopped = True
-        if not effect:
-            row.story.append("the fault's effect never showed in the facts")
-        if not recovered:
-            row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
-        if producer.is_alive():
-            row.violations.append("the producer did not finish")
     finally:
-        if producer.is_alive():
-            producer.abort()
-        if not stopped:
-            with contextlib.suppress(Exception):
-                proxy.stop()
-        for relay in (relay_legacy, relay_amazonmq):
-            if relay is not None:
-                relay.close()
-        bed.ensure_up()
+        _clean_up_cell(bed, producer, proxy, stopped, (relay_legacy, relay_amazonmq))
     facts = proxy.facts()
     _analyse_tx(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
     row.seconds = time.monotonic() - started
@@ -1558,6 +1517,52 @@ def _tx_hold(cell: Cell) -> bool:
     if fault == "amq_stall":  # the open transaction waits meanwhile: heal once noticed
         return _wait_until(lambda: cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
     return _wait_until(lambda: traffic() and cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
+
+
+def _finish_cell(
+    cell: Cell,
+    producer: Producer | TxProducer,
+    proxy: Proxy,
+    row: Row | TxRow,
+    effect: bool,
+    last: int,
+) -> None:
+    """After the fault's hold: heal it, wait for recovery, let the producer send its last
+    messages and finish, stop the proxy, and note what the run did not show."""
+    _heal(cell)
+    producer.pace("after")
+    recovered = _wait_until(lambda: _recovered(cell), RECOVERY)
+    producer.pace(None)
+    producer.add(last, "last")
+    producer.finish()
+    proxy.stop()
+    if not effect:
+        row.story.append("the fault's effect never showed in the facts")
+    if not recovered:
+        row.story.append(f"no broker_recovered within {RECOVERY:g} s of healing")
+    if producer.is_alive():
+        row.violations.append("the producer did not finish")
+
+
+def _clean_up_cell(
+    bed: Bed,
+    producer: Producer | TxProducer,
+    proxy: Proxy,
+    stopped: bool,
+    relays: tuple[Relay | None, ...],
+) -> None:
+    """Whatever happened: no producer left running, the proxy stopped, Amazon MQ's
+    password as the test bed has it, relays closed, both brokers up for the next cell."""
+    if producer.is_alive():
+        producer.abort()
+    if not stopped:
+        with contextlib.suppress(Exception):
+            proxy.stop()
+    os.environ[AMQ_PASSWORD_ENV] = bed.amazonmq.password
+    for relay in relays:
+        if relay is not None:
+            relay.close()
+    bed.ensure_up()
 
 
 def _analyse_tx(
