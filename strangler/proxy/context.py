@@ -26,7 +26,6 @@ class ProxySettings:
     connect_timeout: float = 10.0
     handshake_timeout: float = 30.0  # a client must finish CONNECT within this
     drain_timeout: float = 30.0  # on DISCONNECT/close, wait this long for Amazon MQ receipts
-    read_size: int = 256 * 1024
     frame_timeout: float = 60.0  # a frame begun must be complete within this (slowloris)
     write_timeout: float = 60.0  # a client that reads nothing for this long is closed
     tls: ssl.SSLContext | None = None  # producers that already speak stomp+ssl keep doing so

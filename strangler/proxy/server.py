@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 from ..facts import Fact
+from .connection import Connection, no_delay
 from .context import ProxyContext
 from .session import ClientSession
 
@@ -41,11 +41,10 @@ class ProxyServer:
 
     async def start(self) -> None:
         settings = self.ctx.settings
-        self._server = await asyncio.start_server(
-            self._accept,
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self._accepted),
             settings.listen_host,
             settings.listen_port,
-            limit=settings.read_size,
             reuse_address=True,
             ssl=settings.tls,
         )
@@ -59,12 +58,13 @@ class ProxyServer:
             routes_version=table.version,
         )
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # Receipts are small frames a producer waits on: no Nagle delay.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = ClientSession(self.ctx, reader, writer)
+    def _accepted(self, client: Connection) -> None:
+        no_delay(client)
+        task = asyncio.ensure_future(self._serve(ClientSession(self.ctx, client)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, session: ClientSession) -> None:
         self.sessions.add(session)
         try:
             await session.run()

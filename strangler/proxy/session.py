@@ -41,7 +41,8 @@ from ..stomp import (
     error_frame,
     insert_header,
 )
-from ..upstream import BrokerLink, BrokerUnavailable, describe_os_error, open_stream
+from ..upstream import BrokerLink, BrokerUnavailable, describe_os_error
+from .connection import Connection, open_connection
 from .consumer_side import ConsumerSide
 from .context import ProxyContext
 from .mirror_backlog import MirrorBacklog
@@ -69,21 +70,17 @@ class SessionClosed(Exception):
 
 
 class ClientSession:
-    def __init__(
-        self,
-        ctx: ProxyContext,
-        client_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, ctx: ProxyContext, client: Connection) -> None:
         self.ctx = ctx
         self.id = f"s{next(_session_ids)}"
-        self._client_reader = client_reader
-        self._client = client_writer
+        self._client = client
         limits = ctx.settings.limits
         self._client_parser = FrameParser(limits)
         self._legacy_parser = FrameParser(limits)
-        self._legacy: asyncio.StreamWriter | None = None
-        self._legacy_reader: asyncio.StreamReader | None = None
+        self._legacy: Connection | None = None
+        # A frame the client began must end by this monotonic time (slowloris guard).
+        self._frame_deadline: float | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
         # While one read's worth of client frames is handled, writes to legacy are
         # gathered and sent with one write call (one syscall) instead of one per frame.
         self._legacy_batch: list[bytes] | None = None
@@ -107,7 +104,7 @@ class ClientSession:
             self._mirror_failed,
         )
         self.sent = 0
-        peer = client_writer.get_extra_info("peername")
+        peer = client.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     # -- lifecycle ------------------------------------------------------------
@@ -206,7 +203,7 @@ class ClientSession:
         """Read (and drop) what the client still sends until it closes, within ``_LINGER``."""
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_LINGER):
-                while await self._client_reader.read(65536):
+                while await self._client.read():
                     pass
 
     # -- handshake ------------------------------------------------------------
@@ -215,7 +212,7 @@ class ClientSession:
         """CONNECT through legacy; the events the client sent after it, or None to stop."""
         settings = self.ctx.settings
         async with asyncio.timeout(settings.handshake_timeout):
-            events = await self._read_until_frame(self._client_reader, self._client_parser)
+            events = await self._read_until_frame(self._client, self._client_parser)
         if not events:
             self._close_reason = "client closed before CONNECT"
             return None
@@ -225,7 +222,7 @@ class ClientSession:
             raise MalformedFrame(f"expected CONNECT or STOMP, got {connect.command}")
         legacy = self.ctx.routes.table.brokers[LEGACY]
         try:
-            self._legacy_reader, self._legacy = await open_stream(
+            self._legacy = await open_connection(
                 LEGACY, legacy.endpoints[0], legacy.ca_file, settings.connect_timeout
             )
         except BrokerUnavailable as exc:
@@ -237,7 +234,7 @@ class ClientSession:
         assert connect.raw is not None
         self._legacy.write(connect.raw)
         async with asyncio.timeout(settings.handshake_timeout):
-            answer = await self._read_until_frame(self._legacy_reader, self._legacy_parser)
+            answer = await self._read_until_frame(self._legacy, self._legacy_parser)
         if not answer:
             self.emit(Fact.CLIENT_REFUSED, reason="legacy closed the connection at login")
             self.send_error(error_frame("legacy broker closed the connection at login"))
@@ -268,14 +265,12 @@ class ClientSession:
         )
         return events
 
-    async def _read_until_frame(
-        self, reader: asyncio.StreamReader, parser: FrameParser
-    ) -> list[Event]:
+    async def _read_until_frame(self, conn: Connection, parser: FrameParser) -> list[Event]:
         """Events up to and including the first frame (heart-beats before it are dropped)."""
         events: list[Event] = []
-        tap = self.ctx.tap if reader is self._client_reader else None
+        tap = self.ctx.tap if conn is self._client else None
         while True:
-            data = await reader.read(65536)
+            data = await conn.read()
             if tap is not None and data:
                 tap.from_client(self.id, data)
             if not data:
@@ -289,55 +284,92 @@ class ClientSession:
     # -- client -> brokers ----------------------------------------------------
 
     async def _serve(self, events: list[Event]) -> None:
-        reader = self._client_reader
-        parser = self._client_parser
-        read_size = self.ctx.settings.read_size
-        frame_timeout = self.ctx.settings.frame_timeout
-        partial_since: float | None = None
-        tap = self.ctx.tap
-        legacy = self._legacy
-        assert legacy is not None
+        """Handle what came with CONNECT, then every chunk as it arrives (``_on_client_data``)."""
+        assert self._legacy is not None
         # Room for a few large frames in flight to legacy before the producer is paused:
         # at the 64 KiB default, every 64 KiB message stopped reading until legacy caught up.
-        legacy.transport.set_write_buffer_limits(high=_LEGACY_HIGH_WATER)
-        high_water = _LEGACY_HIGH_WATER
-        while True:
-            self._legacy_batch = []
-            for event in events:
-                if self._closed:
-                    raise SessionClosed
-                waiting = self._on_client_event(event)
-                if waiting is not None:
-                    self._flush_legacy()  # in order, before anything else can write
-                    self._legacy_batch = None
-                    await waiting
-                    self._legacy_batch = []
-            self._flush_legacy()
-            self._legacy_batch = None
+        self._legacy.transport.set_write_buffer_limits(high=_LEGACY_HIGH_WATER)
+        waiting = self._handle_client_events(events, 0)
+        if waiting is not None:
+            await waiting
+        try:
+            await self._client.serve(self._on_client_data)
+        finally:
+            if self._frame_timer is not None:
+                self._frame_timer.cancel()
+
+    def _on_client_data(self, data: bytes) -> Awaitable[None] | None:
+        """One chunk from the client, handled in ``data_received``; an awaitable pauses
+        reading the client until it is done."""
+        if self.ctx.tap is not None:
+            self.ctx.tap.from_client(self.id, data)
+        return self._handle_client_events(self._client_parser.feed(data), 0)
+
+    def _handle_client_events(self, events: list[Event], start: int) -> Awaitable[None] | None:
+        waiting, resume = self._handle_from(events, start)
+        if waiting is None or resume is None:
+            return waiting
+        return self._then(waiting, events, resume)
+
+    def _handle_from(
+        self, events: list[Event], start: int
+    ) -> tuple[Awaitable[None] | None, int | None]:
+        """Handle ``events[start:]`` until one must be waited for: that wait and the index
+        to go on from (None: the chunk is done). Writes to legacy go out as one batch."""
+        self._legacy_batch = []
+        for index in range(start, len(events)):
             if self._closed:
                 raise SessionClosed
-            if legacy.transport.get_write_buffer_size() > high_water:
-                await legacy.drain()  # legacy is slow: stop reading the producer (TCP)
-            if parser.buffered:
-                # A frame is under way: it must finish in time (a slowloris never does).
-                if partial_since is None:
-                    partial_since = time.monotonic()
-                remaining = partial_since + frame_timeout - time.monotonic()
-                try:
-                    async with asyncio.timeout(max(remaining, 0.0)):
-                        data = await reader.read(read_size)
-                except TimeoutError:
-                    raise FrameTimeout(
-                        f"frame not completed within {frame_timeout:g} seconds"
-                    ) from None
-            else:
-                partial_since = None
-                data = await reader.read(read_size)
-            if not data:
+            waiting = self._on_client_event(events[index])
+            if waiting is not None:
+                self._flush_legacy()  # in order, before anything else can write
+                self._legacy_batch = None
+                return waiting, index + 1
+        self._flush_legacy()
+        self._legacy_batch = None
+        if self._closed:
+            raise SessionClosed
+        self._watch_partial_frame()
+        legacy = self._legacy
+        assert legacy is not None
+        if legacy.transport.get_write_buffer_size() > _LEGACY_HIGH_WATER:
+            return legacy.drain(), None  # legacy is slow: stop reading the producer (TCP)
+        return None, None
+
+    async def _then(self, waiting: Awaitable[None], events: list[Event], start: int) -> None:
+        """Wait, then go on with the rest of the chunk's events (which may wait again)."""
+        resume: int | None = start
+        while resume is not None:
+            await waiting
+            more, resume = self._handle_from(events, resume)
+            if more is None:
                 return
-            if tap is not None:
-                tap.from_client(self.id, data)
-            events = parser.feed(data)
+            waiting = more
+        await waiting
+
+    def _watch_partial_frame(self) -> None:
+        """A frame under way must finish within ``frame_timeout`` (a slowloris never does)."""
+        if not self._client_parser.buffered:
+            self._frame_deadline = None
+            if self._frame_timer is not None:
+                self._frame_timer.cancel()
+                self._frame_timer = None
+            return
+        if self._frame_deadline is None:
+            self._frame_deadline = time.monotonic() + self.ctx.settings.frame_timeout
+        if self._frame_timer is None:
+            self._frame_timer = asyncio.get_running_loop().call_at(
+                self._frame_deadline, self._frame_timed_out
+            )
+
+    def _frame_timed_out(self) -> None:
+        self._frame_timer = None
+        if self._client.waiting:  # not reading now: look again in a second
+            loop = asyncio.get_running_loop()
+            self._frame_timer = loop.call_later(1.0, self._frame_timed_out)
+            return
+        timeout = self.ctx.settings.frame_timeout
+        self._client.fail(FrameTimeout(f"frame not completed within {timeout:g} seconds"))
 
     def write_legacy(self, data: bytes) -> None:
         batch = self._legacy_batch
@@ -591,63 +623,44 @@ class ClientSession:
     # -- legacy -> client -------------------------------------------------------
 
     async def _pump_legacy(self) -> None:
-        reader = self._legacy_reader
-        assert reader is not None
-        parser = self._legacy_parser
-        client = self._client
-        read_size = self.ctx.settings.read_size
-        write_timeout = self.ctx.settings.write_timeout
-        high_water = client.transport.get_write_buffer_limits()[1]
-        tap = self.ctx.tap
-        consumers = self.consumers
+        legacy = self._legacy
+        assert legacy is not None
         try:
-            while True:
-                data = await reader.read(read_size)
-                if not data:
-                    break
-                out: list[bytes] = []
-                for event in parser.feed(data):
-                    if not isinstance(event, Frame):
-                        out.append(b"\n")
-                    elif event.command == "RECEIPT":
-                        if self._on_legacy_receipt(event):
-                            assert event.raw is not None
-                            out.append(event.raw)
-                    elif (
-                        event.command == "MESSAGE"
-                        and consumers.book
-                        and not consumers.on_legacy_message(event)
-                    ):
-                        continue  # the proxy's own (a backlog check)
-                    else:
-                        if event.command == "ERROR":
-                            self._on_legacy_error(event)
-                            self._error_sent = True
-                        assert event.raw is not None
-                        out.append(event.raw)
-                if out:
-                    # One write per read: MESSAGE bursts reach the client in few syscalls.
-                    chunk = out[0] if len(out) == 1 else b"".join(out)
-                    client.write(chunk)
-                    if tap is not None:
-                        tap.to_client(self.id, chunk)
-                if client.transport.get_write_buffer_size() <= high_water:
-                    continue  # nothing to wait for: skip the timer a timeout would arm
-                try:
-                    async with asyncio.timeout(write_timeout):
-                        await client.drain()
-                except TimeoutError:
-                    self.emit(Fact.CLIENT_PROTOCOL_ERROR, reason="client stopped reading")
-                    # close() would wait to flush to a client that never reads: abort.
-                    self._client.transport.abort()
-                    self.abort(f"client read nothing for {write_timeout:g} seconds")
-                    return
+            await legacy.serve(self._on_legacy_data)
         except ProtocolError as exc:
             self.emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {exc.reason}")
         except OSError:
             pass
         finally:
             self._on_legacy_closed()
+
+    def _on_legacy_data(self, data: bytes) -> Awaitable[None] | None:
+        """One chunk from legacy, in ``data_received``: one write to the client (MESSAGE
+        bursts reach it in few syscalls); an awaitable while the client is behind."""
+        consumers = self.consumers
+        out: list[bytes] = []
+        for event in self._legacy_parser.feed(data):
+            if not isinstance(event, Frame):
+                out.append(b"\n")
+            elif event.command == "RECEIPT":
+                if self._on_legacy_receipt(event):
+                    assert event.raw is not None
+                    out.append(event.raw)
+            elif (
+                event.command == "MESSAGE"
+                and consumers.book
+                and not consumers.on_legacy_message(event)
+            ):
+                continue  # the proxy's own (a backlog check)
+            else:
+                if event.command == "ERROR":
+                    self._on_legacy_error(event)
+                    self._error_sent = True
+                assert event.raw is not None
+                out.append(event.raw)
+        if not out:
+            return None
+        return self.deliver(out[0] if len(out) == 1 else b"".join(out))
 
     def _on_legacy_receipt(self, frame: Frame) -> bool:
         """Record what legacy confirmed; True when the RECEIPT is the client's to see."""
@@ -710,7 +723,8 @@ class ClientSession:
         self.ctx.facts.emit(fact, session=self.id, **fields)
 
     def deliver(self, data: bytes) -> Awaitable[None] | None:
-        """A MESSAGE for the client from Amazon MQ; an awaitable while the client is behind."""
+        """Bytes for the client (legacy's frames, Amazon MQ's MESSAGEs); an awaitable while
+        the client is behind."""
         self.write_client(data)
         client = self._client
         if (

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .errors import FrameTooLarge, HeaderLineTooLong, MalformedFrame, TooManyHeaders
 from .escaping import unescape
-from .frame import COMMANDS, HEARTBEAT, UNESCAPED_COMMANDS, Event, Frame
+from .frame import COMMANDS, HEARTBEAT, UNESCAPED_COMMANDS, Event, Frame, Headers
 from .limits import DEFAULT_LIMITS, Limits
 
 _LF = 0x0A
@@ -88,57 +88,17 @@ class FrameParser:
 
     def _parse_frame(self, buf: bytearray, start: int) -> tuple[Frame | None, int]:
         limits = self.limits
-        # Header block: lines up to the first empty line.
-        lines: list[bytearray] = []
-        line_start = start
-        while True:
-            nl = buf.find(b"\n", line_start)
-            if nl < 0:
-                pending = len(buf) - line_start
-                if pending and buf[-1] == _CR:
-                    pending -= 1  # may be the CR of a CRLF, not part of the line
-                if pending > limits.max_header_line:
-                    raise HeaderLineTooLong(
-                        f"header line longer than {limits.max_header_line} bytes"
-                    )
-                self._check_size(len(buf) - start, complete=False)
+        # Most frames: LF lines and a short header block, found with one bounded search.
+        header_end = buf.find(b"\n\n", start, start + limits.max_header_line + 2)
+        parsed = None
+        if header_end >= 0:
+            parsed = self._plain_headers(buf, start, header_end)
+        if parsed is None:
+            parsed = self._headers(buf, start)
+            if parsed is None:
                 return None, start
-            line_end = nl - 1 if nl > line_start and buf[nl - 1] == _CR else nl
-            if line_end - line_start > limits.max_header_line:
-                raise HeaderLineTooLong(f"header line longer than {limits.max_header_line} bytes")
-            if line_end == line_start:
-                break
-            lines.append(buf[line_start:line_end])  # a bytearray copy; decoded below
-            if len(lines) > limits.max_headers + 1:
-                raise TooManyHeaders(f"more than {limits.max_headers} headers")
-            line_start = nl + 1
-        body_start = nl + 1
+        command, headers, first, body_start = parsed
         self._check_size(body_start - start, complete=False)
-
-        try:
-            command = lines[0].decode("ascii")
-        except UnicodeDecodeError:
-            raise MalformedFrame("command is not ASCII") from None
-        if command not in COMMANDS:
-            raise MalformedFrame(f"unknown command {command[:32]!r}")
-        escaped = command not in UNESCAPED_COMMANDS and self.version != "1.0"
-        headers: list[tuple[str, str]] = []
-        first: dict[str, str] = {}
-        for raw_line in lines[1:]:
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError:
-                raise MalformedFrame("header is not valid UTF-8") from None
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise MalformedFrame(f"header line without ':' ({line[:32]!r})")
-            if escaped and "\\" in line:  # most lines have nothing to unescape
-                name = unescape(name, self.version)
-                value = unescape(value, self.version)
-            headers.append((name, value))
-            if name not in first:
-                first[name] = value
-
         length_text = first.get("content-length")
         if length_text is not None:
             length_text = length_text.strip()
@@ -165,8 +125,88 @@ class FrameParser:
         self._check_size(end + 1 - start, complete=True)
         # One copy out of the buffer (slicing a bytearray, then bytes(), would be two).
         raw = bytes(memoryview(buf)[start : end + 1])
-        frame = Frame(command, tuple(headers), raw[body_start - start : -1], raw, first)
+        frame = Frame(command, headers, raw[body_start - start : -1], raw, first)
         return frame, end + 1
+
+    def _plain_headers(
+        self, buf: bytearray, start: int, header_end: int
+    ) -> tuple[str, Headers, dict[str, str], int] | None:
+        """The header block ``buf[start:header_end]`` in one decode and one split; None
+        when it needs the line-by-line path (CR, bad UTF-8, an unknown command), which
+        gives the precise error. Callers ensure the whole block is within
+        ``max_header_line``, so no single line can exceed it."""
+        block = buf[start:header_end]
+        if _CR in block:  # CRLF lines
+            return None
+        try:
+            lines = block.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            return None
+        command = lines[0]
+        if command not in COMMANDS:
+            return None
+        if len(lines) > self.limits.max_headers + 1:
+            raise TooManyHeaders(f"more than {self.limits.max_headers} headers")
+        headers, first = self._pairs(command, lines[1:])
+        return command, headers, first, header_end + 2
+
+    def _headers(
+        self, buf: bytearray, start: int
+    ) -> tuple[str, Headers, dict[str, str], int] | None:
+        """Line by line, CRLF allowed and every limit checked; None while incomplete."""
+        limits = self.limits
+        lines: list[bytearray] = []
+        line_start = start
+        while True:
+            nl = buf.find(b"\n", line_start)
+            if nl < 0:
+                pending = len(buf) - line_start
+                if pending and buf[-1] == _CR:
+                    pending -= 1  # may be the CR of a CRLF, not part of the line
+                if pending > limits.max_header_line:
+                    raise HeaderLineTooLong(
+                        f"header line longer than {limits.max_header_line} bytes"
+                    )
+                self._check_size(len(buf) - start, complete=False)
+                return None
+            line_end = nl - 1 if nl > line_start and buf[nl - 1] == _CR else nl
+            if line_end - line_start > limits.max_header_line:
+                raise HeaderLineTooLong(f"header line longer than {limits.max_header_line} bytes")
+            if line_end == line_start:
+                break
+            lines.append(buf[line_start:line_end])  # a bytearray copy; decoded below
+            if len(lines) > limits.max_headers + 1:
+                raise TooManyHeaders(f"more than {limits.max_headers} headers")
+            line_start = nl + 1
+        try:
+            command = lines[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedFrame("command is not ASCII") from None
+        if command not in COMMANDS:
+            raise MalformedFrame(f"unknown command {command[:32]!r}")
+        try:
+            text = [line.decode("utf-8") for line in lines[1:]]
+        except UnicodeDecodeError:
+            raise MalformedFrame("header is not valid UTF-8") from None
+        headers, first = self._pairs(command, text)
+        return command, headers, first, nl + 1
+
+    def _pairs(self, command: str, lines: list[str]) -> tuple[Headers, dict[str, str]]:
+        """Header lines as (name, value) in wire order, and the first value of each name."""
+        escaped = command not in UNESCAPED_COMMANDS and self.version != "1.0"
+        headers: list[tuple[str, str]] = []
+        first: dict[str, str] = {}
+        for line in lines:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise MalformedFrame(f"header line without ':' ({line[:32]!r})")
+            if escaped and "\\" in line:  # most lines have nothing to unescape
+                name = unescape(name, self.version)
+                value = unescape(value, self.version)
+            headers.append((name, value))
+            if name not in first:
+                first[name] = value
+        return tuple(headers), first
 
     def _check_size(self, size: int, *, complete: bool) -> None:
         if size > self.limits.max_frame_bytes:

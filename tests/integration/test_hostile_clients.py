@@ -101,7 +101,7 @@ def test_error_survives_input_the_proxy_never_read(
     """A client pipelining frames behind a bad one still reads the ERROR: the proxy
     half-closes and drains instead of closing with unread input (which resets the
     connection and can destroy the ERROR in the client's receive buffer)."""
-    proxy = make_proxy("  []\n", read_size=4096)
+    proxy = make_proxy("  []\n")
     with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
         parser = raw_login(sock, legacy)
         behind = b"SEND\ndestination:/queue/strangler.behind\n\nx\0" * 20_000  # ~0.9 MB
