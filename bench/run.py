@@ -197,7 +197,79 @@ def routes_yaml(brokers: Brokers, mode: str) -> str:
     return text
 
 
-class Proxy:
+class _Child:
+    """A process between the load generator and legacy, with its CPU and RSS observable."""
+
+    endpoint: Endpoint
+    stderr_path: Path
+    _process: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], ready: str, timeout: float) -> None:
+        with open(self.stderr_path, "wb") as err:
+            self._process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready in self.stderr():
+                return
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{cmd[0]} did not start: {self.stderr()[-2000:]}")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def cpu(self) -> float | None:
+        return proc_cpu(self.pid)
+
+    def rss(self) -> int | None:
+        return proc_rss(self.pid)
+
+    def stop(self) -> int | None:
+        process = self._process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+
+class Relay(_Child):
+    """``bench/relay.py``: the floor, a Python byte relay that does no STOMP work at all."""
+
+    def __init__(self, brokers: Brokers, workdir: Path) -> None:
+        self.stderr_path = workdir / f"relay-{uuid.uuid4().hex[:8]}.txt"
+        port = free_port()
+        self.endpoint = replace(brokers.legacy, name="relay", host="127.0.0.1", port=port)
+        self._to = f"{brokers.legacy.host}:{brokers.legacy.port}"
+        self._process = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [sys.executable, "-m", "bench.relay", "--listen", f"127.0.0.1:{self.endpoint.port}"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self._spawn([*cmd, "--to", self._to], env, "relay: listening", timeout)
+
+
+class Proxy(_Child):
     """``strangler run`` as a subprocess, with its CPU, RSS and facts observable."""
 
     def __init__(self, brokers: Brokers, mode: str, workdir: Path, label: str) -> None:
@@ -212,12 +284,7 @@ class Proxy:
         self.endpoint = replace(brokers.legacy, name="proxy", host="127.0.0.1", port=self.port)
         self._brokers = brokers
         self._facts_offset = 0
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
+        self._process = None
 
     def start(self, timeout: float = 30.0) -> None:
         cmd = [
@@ -237,34 +304,7 @@ class Proxy:
         env["STRANGLER_AMAZONMQ_USER"] = self._brokers.amazonmq.login
         env["STRANGLER_AMAZONMQ_PASSWORD"] = self._brokers.amazonmq.passcode
         self.command = cmd
-        with open(self.stderr_path, "wb") as err:
-            self._process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "strangler: listening on" in self.stderr():
-                return
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"proxy did not start: {self.stderr()[-2000:]}")
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stderr(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def cpu(self) -> float | None:
-        return proc_cpu(self.pid)
-
-    def rss(self) -> int | None:
-        return proc_rss(self.pid)
+        self._spawn(cmd, env, "strangler: listening on", timeout)
 
     def new_facts(self) -> Counter[str]:
         """Events by name written since the last call."""
@@ -284,19 +324,6 @@ class Proxy:
                 start += 9
                 counts[line[start : line.find(b'"', start)].decode()] += 1
         return counts
-
-    def stop(self) -> int | None:
-        process = self._process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return process.returncode
 
 
 _ADMIN: bool | None = None
@@ -461,6 +488,7 @@ class Bench:
     timeout: float
     profile_dir: Path | None
     log: Callable[[str], None]
+    floor: bool = True  # a relay arm (bench/relay.py) next to direct and proxied, legacy mode
     runs: list[Run] = field(default_factory=list)
     conn_runs: list[dict[str, Any]] = field(default_factory=list)
     proxies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -478,17 +506,27 @@ class Bench:
             "cpu_start": proxy.cpu(),
         }
         self.proxies[sc.name] = info
+        relay = Relay(self.brokers, self.workdir) if self.floor and sc.mode == "legacy" else None
         try:
             await self._warm_up(sc, proxy)
             info["rss_warm"] = proxy.rss()
+            if relay is not None:
+                relay.start()
             for r in range(self.repeat):
-                for target in ("direct", "proxied"):
+                for target in ("direct", "proxied", "relay"):
+                    if target == "relay" and relay is None:
+                        continue
                     if not proxy.alive():
                         raise RuntimeError(f"proxy exited: {proxy.stderr()[-2000:]}")
-                    result = await self._one(sc, proxy if target == "proxied" else None, r)
+                    if target == "relay":
+                        result = await self._one(sc, None, r, relay)
+                    else:
+                        result = await self._one(sc, proxy if target == "proxied" else None, r)
                     self.runs.append(result)
                     self.log(_describe_run(result))
         finally:
+            if relay is not None:
+                relay.stop()
             info["rss_end"] = proxy.rss()
             info["cpu_end"] = proxy.cpu()
             info["returncode"] = proxy.stop()
@@ -537,16 +575,21 @@ class Bench:
                 ) from exc
             await client.disconnect()
 
-    async def _one(self, sc: Scenario, proxy: Proxy | None, r: int) -> Run:
+    async def _one(
+        self, sc: Scenario, proxy: Proxy | None, r: int, relay: Relay | None = None
+    ) -> Run:
+        """One run: direct, through the proxy, or (``relay``) through the floor relay."""
         destination = f"/queue/bench.{sc.name}.{uuid.uuid4().hex}"
-        result = Run(sc.name, "proxied" if proxy else "direct", r, destination)
+        middle: _Child | None = relay or proxy
+        target = "relay" if relay else "proxied" if proxy else "direct"
+        result = Run(sc.name, target, r, destination)
         result.loadavg_1m = os.getloadavg()[0]
         plan = prepare(sc.shape, destination)
-        ep = proxy.endpoint if proxy else self.brokers.legacy
-        cpu0 = proxy.cpu() if proxy else None
+        ep = middle.endpoint if middle else self.brokers.legacy
+        cpu0 = middle.cpu() if middle else None
         broker0 = proc_cpu(self.brokers.legacy_pid)
-        if proxy:
-            result.proxy_rss_before = proxy.rss()
+        if middle:
+            result.proxy_rss_before = middle.rss()
         live = await self._live_drains(sc, proxy, destination) if sc.drain_live else None
         profiler = None
         if proxy and self.profile_dir is not None:
@@ -572,9 +615,9 @@ class Bench:
             if broker0 is not None and broker1 is not None and stats.messages:
                 result.broker_cpu_per_msg_us = (broker1 - broker0) / stats.messages * 1e6
         await self._settle(sc, proxy, result, live)
-        if proxy is not None:
-            result.proxy_rss_after = proxy.rss()
-            cpu1 = proxy.cpu()
+        if middle is not None:
+            result.proxy_rss_after = middle.rss()
+            cpu1 = middle.cpu()
             if cpu0 is not None and cpu1 is not None:
                 result.proxy_cpu_s = cpu1 - cpu0
                 if result.messages:
@@ -903,8 +946,10 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
         runs = [r for r in bench.runs if r.scenario == name]
         direct = [r for r in runs if r.target == "direct" and not r.error]
         proxied = [r for r in runs if r.target == "proxied" and not r.error]
+        relayed = [r for r in runs if r.target == "relay" and not r.error]
         d = _median([r.rate for r in direct])
         p = _median([r.rate for r in proxied])
+        f = _median([r.rate for r in relayed])
         base = name.rsplit("-", 1)[-1]
         target = TARGETS.get(name) if name == base else None
         info = bench.proxies.get(name, {})
@@ -922,6 +967,11 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
                 "proxied_min": min((r.rate for r in proxied), default=None),
                 "proxied_max": max((r.rate for r in proxied), default=None),
                 "ratio": p / d if p and d else None,
+                # The floor: a Python byte relay with no STOMP work (bench/relay.py).
+                "relay_median": f,
+                "relay_ratio": f / d if f and d else None,
+                "relay_p50_ms": _median([r.p50_ms for r in relayed]),
+                "relay_cpu_per_msg_us": _median([r.proxy_cpu_per_msg_us for r in relayed]),
                 "target": target,
                 "meets_target": None if target is None or not (p and d) else p / d >= target,
                 "direct_p50_ms": _median([r.p50_ms for r in direct]),
@@ -961,13 +1011,14 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
     out = []
     head = (
         f"{'scenario':<8} {'msgs':>6} {'direct msg/s':>12} {'(min-max)':>13} "
-        f"{'proxied msg/s':>13} {'(min-max)':>13} {'ratio':>6} {'target':>7} "
+        f"{'proxied msg/s':>13} {'(min-max)':>13} {'ratio':>6} {'target':>7} {'floor':>6} "
         f"{'proxy CPU':>10} {'proxy RSS MB':>13}  verify"
     )
     if rows:
         out.append(head)
         out.append(
-            f"{'':<8} {'':>6} {'':>12} {'':>13} {'':>13} {'':>13} {'':>6} {'':>7} {'us/msg':>10}"
+            f"{'':<8} {'':>6} {'':>12} {'':>13} {'':>13} {'':>13} {'':>6} {'':>7} {'':>6} "
+            f"{'us/msg':>10}"
         )
         out.append("-" * len(head))
     for row in rows:
@@ -976,12 +1027,13 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
         if row["meets_target"] is False:
             target += "!"
         cpu = row["proxy_cpu_per_msg_us"]
+        floor = "-" if row["relay_ratio"] is None else f"{row['relay_ratio']:.2f}x"
         out.append(
             f"{row['scenario']:<8} {row['messages']:>6} {_fmt_rate(row['direct_median']):>12} "
             f"{_fmt_range(row['direct_min'], row['direct_max']):>13} "
             f"{_fmt_rate(row['proxied_median']):>13} "
             f"{_fmt_range(row['proxied_min'], row['proxied_max']):>13} {ratio:>6} {target:>7} "
-            f"{'-' if cpu is None else f'{cpu:.1f}':>10} "
+            f"{floor:>6} {'-' if cpu is None else f'{cpu:.1f}':>10} "
             f"{_mb(row['rss_start']) + '->' + _mb(row['rss_end']):>13}  {row['verify'][:70]}"
         )
     latency = [r for r in rows if r["scenario"].endswith("S2") or r["scenario"] == "S3"]
@@ -992,6 +1044,18 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
             out.append(
                 f"  {row['scenario']:<6} {_f3(row['direct_p50_ms'])} / {_f3(row['direct_p99_ms'])}"
                 f"  ->  {_f3(row['proxied_p50_ms'])} / {_f3(row['proxied_p99_ms'])}"
+            )
+    floors = [r for r in rows if r["relay_ratio"] is not None]
+    if floors:
+        out.append("")
+        out.append(
+            "floor: bench/relay.py, a Python byte relay (uvloop, Protocols) with no STOMP work,"
+        )
+        out.append("ratio to direct in the same run; relay CPU us/msg, p50 ms:")
+        for row in floors:
+            out.append(
+                f"  {row['scenario']:<6} {row['relay_ratio']:.2f}x  "
+                f"{_f3(row['relay_cpu_per_msg_us'])} us/msg  p50 {_f3(row['relay_p50_ms'])}"
             )
     if conn:
         out.append("")
@@ -1104,6 +1168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy record the proxy during proxied runs"
     )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the relay arm (bench/relay.py, the floor) in legacy-mode scenarios",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the proxy work dirs (facts)")
     parser.add_argument(
@@ -1138,7 +1207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         profile_dir = RESULTS / f"profile-{stamp}"
         profile_dir.mkdir(parents=True, exist_ok=True)
-    bench = Bench(brokers, workdir, repeat, args.timeout, profile_dir, log)
+    bench = Bench(brokers, workdir, repeat, args.timeout, profile_dir, log, not args.no_floor)
     chosen = scenarios(names, args.quick, not args.no_verify)
     soak: dict[str, Any] | None = None
     cpu0 = cpu_self()

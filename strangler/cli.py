@@ -286,7 +286,7 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
 
     server = ProxyServer(ctx)
     metrics = ProxyMetrics(ctx, open_sessions=lambda: len(server.sessions))
-    ctx.facts.listeners.append(metrics.on_fact)
+    ctx.facts.writer_listeners.append(metrics.on_fact)
     reloader = RoutesReloader(ctx, args.routes)
     stopping = asyncio.Event()
     admin = None

@@ -2,8 +2,11 @@
 
 Counters are fed by a fact listener (facts are the one record of what happened,
 metrics are their running totals), so there is no second set of calls in the
-data path. Gauges that describe current state (connections, upstream health,
-routes version, dropped facts) are read at scrape time by a collector.
+data path. The listener runs on the fact writer's thread, as facts are written:
+a scrape first waits (up to a second) for the writer to catch up; facts dropped
+for a full sink are counted by ``strangler_facts_dropped`` only. Gauges that
+describe current state (connections, upstream health, routes version, dropped
+facts) are read at scrape time by a collector.
 
 Labels are route names and broker names only: never destinations, trace ids or
 anything a client controls, so cardinality is bounded by routes.yaml.

@@ -197,6 +197,9 @@ class AdminServer:
             ok, detail = await self.readiness()
             body = json.dumps({"ready": ok, "brokers": detail}).encode() + b"\n"
             return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
+        if path in ("/metrics", "/status"):
+            # Counters follow the fact writer: let it catch up with what was emitted.
+            await asyncio.to_thread(self._ctx.facts.flush, 1.0)
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
         if path == "/routes":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,6 +158,30 @@ def test_listeners_see_every_emit_including_dropped_ones(stream: io.StringIO) ->
         ]
     finally:
         sink.close()
+
+
+def test_writer_listeners_see_written_facts_in_order_on_the_writer_thread(
+    sink: FactSink, stream: io.StringIO
+) -> None:
+    seen: list[tuple[str, dict[str, Any], str]] = []
+
+    def broken(fact: str, fields: Mapping[str, Any]) -> None:
+        raise RuntimeError("a metrics bug")
+
+    sink.writer_listeners.append(broken)
+    sink.writer_listeners.append(
+        lambda fact, fields: seen.append((fact, dict(fields), threading.current_thread().name))
+    )
+    sink.emit(Fact.MESSAGE_ROUTED, n=1)
+    sink.emit(Fact.MESSAGE_CONFIRMED, n=2)
+    assert seen == []  # nothing in emit: the writer has not run yet (IDLE)
+    assert sink.flush()
+    assert seen == [
+        (Fact.MESSAGE_ROUTED, {"n": 1}, "strangler-facts"),
+        (Fact.MESSAGE_CONFIRMED, {"n": 2}, "strangler-facts"),
+    ]
+    assert sink.writer_listener_errors == 2
+    assert [line["n"] for line in lines_of(stream)] == [1, 2]  # the bug stopped no line
 
 
 def test_failing_stream_does_not_raise_from_emit_flush_or_writer() -> None:
