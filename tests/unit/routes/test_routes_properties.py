@@ -22,6 +22,7 @@ from strangler.routes import (
     parse_routes,
     split_bucket,
 )
+from strangler.routes.table import _literal_head
 
 # A tiny alphabet so that random patterns and destinations actually collide.
 DESTINATION = st.text(alphabet="ab./", min_size=1, max_size=5).map(lambda s: "/" + s)
@@ -139,6 +140,40 @@ def test_cached_decide_equals_naive_linear_scan(
             first = next((r for r in routes if matches(r, destination)), None)
             assert table.match(destination) is first
             assert table.cached_destinations <= cache_limit
+
+
+def covers(earlier: Route, later: Route) -> bool:
+    """The shadowing rule, pair by pair (the table indexes it instead)."""
+    if later.match_kind == "exact":
+        if earlier.match_kind == "exact":
+            return earlier.pattern == later.pattern
+        return matches(earlier, later.pattern)
+    head = later.pattern if later.match_kind == "prefix" else _literal_head(later.pattern)
+    if earlier.match_kind == "prefix":
+        return head.startswith(earlier.pattern)
+    if earlier.match_kind == "glob":
+        if later.match_kind == "glob" and earlier.pattern == later.pattern:
+            return True
+        earlier_head = _literal_head(earlier.pattern)
+        return earlier.pattern == earlier_head + "*" and head.startswith(earlier_head)
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(routes=route_lists())
+def test_shadowing_names_the_first_earlier_route_that_covers_each_route(
+    routes: list[Route],
+) -> None:
+    expected = []
+    for later_index, later in enumerate(routes):
+        first = next((i for i in range(later_index) if covers(routes[i], later)), None)
+        if first is not None:
+            expected.append(
+                f"routes[{later_index}] '{later.name}' (line {later.line}) can never match: "
+                f"routes[{first}] '{routes[first].name}' (line {routes[first].line}) comes first"
+            )
+    table = RouteTable(version="v", source="prop", brokers={}, routes=routes)
+    assert [w.split(" and matches")[0] for w in table.warnings] == expected
 
 
 def to_yaml(routes: list[Route]) -> str:
