@@ -1,0 +1,107 @@
+"""What one pass-through SEND costs the proxy in Python, step by step, in-process.
+
+    .venv/bin/python -m bench.hotpath      # ~10 s
+
+The steps are the ones ``ClientSession._on_send`` takes for a ``legacy`` route, with
+the proxy's own code: parse the frame, splice the trace id header into its bytes,
+decide the route (a repeat destination: a cache hit), enqueue the ``message_routed``
+fact, and render that fact to its JSON line (on the fact writer's thread, but the same
+CPU). Timings are "hot": the same frame in a tight loop, with caches warm. On the data
+path each step costs more (about 3-4x for a producer that waits for each receipt, as
+every wake-up starts cold), so these figures are a lower bound.
+
+They answer one question: how much CPU per message can the proxy spend before the
+broker, which shares the machine's cores, slows down (bench S1). That budget is in
+``bench/README.md`` ("Where the time goes").
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Callable
+
+from strangler.facts import Fact, FactSink
+from strangler.routes import Mode, Route, RouteTable, decide_send
+from strangler.stomp import Frame, FrameParser, insert_header
+
+SEND = (
+    b"SEND\ndestination:/queue/bench.S1.0123456789abcdef\ncontent-type:text/plain\n"
+    b"bench-seq:4711\ncontent-length:256\n\n" + b"x" * 256 + b"\0"
+)
+
+
+def per_call(step: Callable[[], object], budget: float = 0.2, repeat: int = 7) -> float:
+    """Microseconds per call, median of ``repeat`` timings of ``budget`` seconds each."""
+    timings = []
+    for _ in range(repeat):
+        calls = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < budget:
+            for _ in range(500):
+                step()
+            calls += 500
+        timings.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(timings)
+
+
+def main() -> int:
+    parser = FrameParser()
+    parser.version = "1.2"
+    frame = parser.feed(SEND)[0]
+    assert isinstance(frame, Frame) and frame.raw is not None
+    table = RouteTable(
+        version="bench",
+        source="bench",
+        brokers={},
+        routes=[Route("bench", "prefix", "/queue/bench.", Mode.LEGACY)],
+    )
+    sink = FactSink(io.StringIO(), capacity=10_000_000, interval=3600)
+    fields = {
+        "session": "s1",
+        "trace_id": "0123456789abcdef00000001",
+        "destination": "/queue/bench.S1.0123456789abcdef",
+        "rule": "bench",
+        "mode": "legacy",
+        "targets": ("legacy",),
+        "primary": "legacy",
+        "would_target": None,
+        "dry_run": False,
+        "routes_version": "bench",
+        "transaction": None,
+        "receipt": False,
+    }
+
+    destination = "/queue/bench.S1.0123456789abcdef"
+
+    def emit() -> None:
+        sink.emit(Fact.MESSAGE_ROUTED, **fields)
+
+    def render() -> None:
+        sink.emit(Fact.MESSAGE_ROUTED, **fields)
+        sink._write_pending()  # what the writer thread does for each fact
+
+    raw = frame.raw
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("parse the SEND (284 B)", lambda: parser.feed(SEND)),
+        ("splice the trace id", lambda: insert_header(raw, "strangler-trace-id", "t", "1.2")),
+        ("decide (cached)", lambda: decide_send(table, destination, frame.get, "t")),
+        ("enqueue the fact", emit),
+        ("enqueue + render the fact", render),
+    ]
+    total = 0.0
+    print("one pass-through SEND, hot, us per step (median of 7)")
+    for name, step in steps:
+        cost = per_call(step)
+        if name != "enqueue the fact":
+            total += cost
+        print(f"  {name:<28} {cost:6.2f}")
+        sink._pending.clear()
+    print(f"  {'sum (enqueue counted once)':<28} {total:6.2f}")
+    sink.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
