@@ -105,8 +105,8 @@ class FactSink:
         # Called in emit, on the caller's thread (tests wait on facts this way).
         self.listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
         # Called on the writer thread, in order, as each fact is written: metrics count
-        # here, off the data path (two facts a message made their counters a fifth of a
-        # fact's cost in the event loop).
+        # here, off the data path (in emit, their counters were more than half of its
+        # cost: 2.8 against 1.2 us, in a loop).
         self.writer_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
 
     def emit(self, fact: Fact, /, **fields: Any) -> None:

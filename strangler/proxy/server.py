@@ -60,12 +60,13 @@ class ProxyServer:
 
     def _accepted(self, client: Connection) -> None:
         no_delay(client)
-        task = asyncio.ensure_future(self._serve(ClientSession(self.ctx, client)))
+        session = ClientSession(self.ctx, client)
+        self.sessions.add(session)  # now: a shutdown that starts next must see it
+        task = asyncio.ensure_future(self._serve(session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, session: ClientSession) -> None:
-        self.sessions.add(session)
         try:
             await session.run()
         finally:
