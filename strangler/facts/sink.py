@@ -29,6 +29,9 @@ from .handoff import Handoff
 from .vocabulary import Fact
 
 _Pending = tuple[float, str, Mapping[str, Any]]
+# Facts rendered and written at a time; also the backlog that wakes the writer early.
+# Unbounded batches held ~4,000 facts at once in bench S1 (about 10 MB in flight).
+_BATCH = 512
 
 
 class _Timestamps:
@@ -117,10 +120,13 @@ class FactSink:
             except Exception:  # a metrics bug must not break the data path
                 self.listener_errors += 1
         self._handoff.handed += 1
-        if len(self._pending) >= self._capacity:
+        waiting = len(self._pending)
+        if waiting >= self._capacity:
             self._dropped_seen += 1
             return
         self._pending.append((time.time(), fact, fields))
+        if waiting == _BATCH:  # a burst: write now rather than at the next interval
+            self._handoff.wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until every fact emitted before this call is written."""
@@ -142,12 +148,19 @@ class FactSink:
                 return
 
     def _write_pending(self) -> None:
+        self._write_batch()
+        while self._pending:
+            self._write_batch()
+
+    def _write_batch(self) -> None:
+        """Render and write up to ``_BATCH`` facts: what a burst costs in memory while it
+        is written stays small (rendered lines, their joined text, its encoding)."""
         pending = self._pending
         processors, static, stamp = self._processors, self._static, self._stamp
         listeners = self.writer_listeners
         lines: list[str] = []
         processed = 0
-        while pending:
+        while pending and processed < _BATCH:
             ts, fact, fields = pending.popleft()
             processed += 1
             for listener in listeners:

@@ -184,6 +184,27 @@ def test_writer_listeners_see_written_facts_in_order_on_the_writer_thread(
     assert [line["n"] for line in lines_of(stream)] == [1, 2]  # the bug stopped no line
 
 
+def test_a_burst_is_written_without_waiting_for_the_interval_in_small_batches(
+    sink: FactSink, stream: io.StringIO
+) -> None:
+    writes: list[int] = []
+    real_write = stream.write
+
+    def counting_write(text: str) -> int:
+        writes.append(text.count("\n"))
+        return real_write(text)
+
+    stream.write = counting_write  # type: ignore[method-assign]
+    for n in range(1500):
+        sink.emit(Fact.MESSAGE_ROUTED, n=n)
+    handoff = sink._handoff
+    with handoff._done:  # no flush(): the writer must wake by itself (interval is IDLE)
+        assert handoff._done.wait_for(lambda: handoff.finished >= 512, timeout=5.0)
+    assert sink.flush()
+    assert [line["n"] for line in lines_of(stream)] == list(range(1500))
+    assert max(writes) <= 512  # rendered and written 512 at a time, never all at once
+
+
 def test_failing_stream_does_not_raise_from_emit_flush_or_writer() -> None:
     broken = io.StringIO()
     broken.close()
