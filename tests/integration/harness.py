@@ -202,7 +202,7 @@ class Recorder(stomp.ConnectionListener):  # type: ignore[misc]
 
     def wait(self, predicate: Any, timeout: float = WAIT) -> bool:
         with self._changed:
-            return self._changed.wait_for(predicate, timeout)
+            return bool(self._changed.wait_for(predicate, timeout))
 
 
 @dataclass

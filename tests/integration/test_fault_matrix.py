@@ -547,7 +547,7 @@ class Cell:
         )
 
     def during(self) -> int:
-        return self.producer.sent_since(self.injected_at)
+        return int(self.producer.sent_since(self.injected_at))
 
 
 def _inject(cell: Cell) -> None:
@@ -612,7 +612,7 @@ def _hold(cell: Cell) -> bool:
     if fault in ("legacy_killed", "legacy_restarted"):
         return _wait_until(lambda: cell.seen("broker_unavailable", broker=LEGACY), HOLD)
     if fault == "proxy_killed":
-        return producer.wait(lambda p: p.lost > 0, HOLD)
+        return bool(producer.wait(lambda p: p.lost > 0, HOLD))
     if fault == "amq_slow":
         return _wait_until(lambda: producer.receipted_since(cell.injected_at) >= DURING, HOLD)
     if fault == "none" or not cell.uses_amazonmq:
@@ -1669,9 +1669,9 @@ def _tx_story(cell: Cell, facts: list[dict[str, Any]], p: TxProducer) -> Iterato
         if spans != (first.id in partial):
             yield f"transaction_partial_commit for {first.id}: {not spans}, expected {spans}"
         # A mirror's copies: Amazon MQ's COMMIT was unconfirmed when the session closed.
-        expected = set(first.traces) if mode == "mirror" else set()
+        copies = set(first.traces) if mode == "mirror" else set()
         for event in (*failures, "broker_unavailable", "client_refused"):
-            n = sum(1 for f in facts if f["event"] == event and f.get("trace_id") not in expected)
+            n = sum(1 for f in facts if f["event"] == event and f.get("trace_id") not in copies)
             if n:
                 yield f"unexpected {event} x{n}"
     if fault == "legacy_killed_at_commit":

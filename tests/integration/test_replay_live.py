@@ -150,8 +150,8 @@ def test_capture_dry_run_and_resumable_replay(
     assert "nothing to do" in capsys.readouterr().out
 
     for name, dest in q.items():
-        for broker_name, broker in (("legacy", legacy), ("amazonmq", amazonmq)):
-            traces = [m.headers[TRACE] for m in drain(broker, dest)]
+        for broker_name, info in (("legacy", legacy), ("amazonmq", amazonmq)):
+            traces = [m.headers[TRACE] for m in drain(info, dest)]
             assert len(traces) == len(set(traces)), f"duplicate on {broker_name} {name}"
             assert traces == expected_on.get((broker_name, dest), []), (broker_name, name)
     # Producer-set trace ids travel unchanged; the others are the stable replay ids.

@@ -107,7 +107,8 @@ def k8s_object(kind: str, name: str | None = None) -> dict[str, Any]:
 def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
     containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
     assert name in containers, f"no container {name!r}: {sorted(containers)}"
-    return containers[name]
+    found: dict[str, Any] = containers[name]
+    return found
 
 
 def kustomization() -> dict[str, Any]:

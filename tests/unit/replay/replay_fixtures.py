@@ -79,17 +79,20 @@ def read_flows(path: Path) -> list[Any]:
 def mitmdump_file(path: Path, sessions: Sequence[Sequence[Chunk]]) -> None:
     """Plain TCP flows, as ``mitmdump -w`` writes them (no strangler metadata)."""
     with open(path, "wb") as f:
-        writer = io.FlowWriter(f)
+        writer = io.FlowWriter(f)  # type: ignore[no-untyped-call]  # untyped upstream
         for chunks in sessions:
             flow = tflow.ttcpflow(
-                messages=[tcp.TCPMessage(fc, data, 1_700_000_000.0) for fc, data in chunks]
+                messages=[
+                    tcp.TCPMessage(fc, data, 1_700_000_000.0)  # type: ignore[no-untyped-call]
+                    for fc, data in chunks
+                ]
             )
             writer.add(flow)
 
 
 def facts_file(path: Path, routed: Sequence[tuple[str, str]]) -> str:
     """A facts file with one message_routed per (destination, trace id), among other facts."""
-    lines = [{"event": "proxy_started", "ts": "2026-01-01T00:00:00+00:00"}]
+    lines: list[dict[str, object]] = [{"event": "proxy_started", "ts": "2026-01-01T00:00:00+00:00"}]
     for destination, trace in routed:
         lines.append(
             {

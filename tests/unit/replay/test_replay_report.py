@@ -185,7 +185,7 @@ def test_facts_files_give_the_same_report_keyed_by_trace_id(
         (decide(table, dest, None, trace).rule, decide(table, dest, None, trace).targets)
         for dest, trace in routed
     )
-    counted = Counter()
+    counted: Counter[tuple[str, tuple[str, ...]]] = Counter()
     for row in report["by_route"]:
         for label, targets in (("legacy", ("legacy",)), ("amazonmq", ("amazonmq",))):
             if row[label]:
