@@ -11,6 +11,7 @@ from pathlib import Path
 from textwrap import dedent, indent
 
 import pytest
+from refusals import assert_refused, marked_line
 
 from strangler.admin.server import routes_document
 from strangler.routes import (
@@ -336,20 +337,9 @@ CASES: list[tuple[str, str, str]] = [
 ]
 
 
-def _marked_line(text: str) -> int:
-    lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.endswith("# <-")]
-    assert len(lines) == 1, "each case marks exactly one line"
-    return lines[0]
-
-
 @pytest.mark.parametrize(("text", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_invalid_client_credentials_report_file_line_and_reason(text: str, reason: str) -> None:
-    with pytest.raises(RoutesError) as caught:
-        parse_routes(text, "conf/routes.yaml")
-    error = caught.value
-    assert reason in error.reason, error.reason
-    assert error.line == _marked_line(text), str(error)
-    assert str(error) == f"conf/routes.yaml:{error.line}: {error.reason}"
+    error = assert_refused(text, reason)
     assert "hunter2" not in str(error)
 
 
@@ -361,5 +351,5 @@ def test_unsafe_yaml_tags_are_refused_in_the_mapping() -> None:
         """)
     with pytest.raises(RoutesError) as caught:
         parse_routes(text, "r.yaml")
-    assert caught.value.line == _marked_line(text)
+    assert caught.value.line == marked_line(text)
     assert "python/object" in caught.value.reason

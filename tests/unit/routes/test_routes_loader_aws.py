@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from refusals import assert_refused
 
 from strangler.routes import (
     AMAZONMQ,
@@ -238,20 +239,9 @@ CASES: list[tuple[str, str, str]] = [
 ]
 
 
-def _marked_line(text: str) -> int:
-    lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.endswith("# <-")]
-    assert len(lines) == 1, "each case marks exactly one line"
-    return lines[0]
-
-
 @pytest.mark.parametrize(("text", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_aws_forms_report_line_and_reason(text: str, reason: str) -> None:
-    with pytest.raises(RoutesError) as caught:
-        parse_routes(text, "conf/routes.yaml")
-    error = caught.value
-    assert reason in error.reason
-    assert error.line == _marked_line(text), str(error)
-    assert str(error) == f"conf/routes.yaml:{error.line}: {error.reason}"
+    assert_refused(text, reason)
 
 
 def test_secret_id_that_looks_like_a_password_is_not_echoed() -> None:
