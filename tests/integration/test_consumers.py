@@ -69,6 +69,14 @@ def bodies(messages: list[StompFrame]) -> list[str]:
     return [m.body.decode() for m in messages]
 
 
+def ack_each(client: Client, messages: list[StompFrame], prefix: str, first: int = 0) -> bool:
+    """ACK every message with a receipt of its own (``prefix`` + n); True once all came."""
+    receipts = [f"{prefix}{i}" for i in range(first, first + len(messages))]
+    for message, receipt in zip(messages, receipts, strict=True):
+        client.conn.ack(message.headers["ack"], receipt=receipt)
+    return client.wait_receipts(receipts)
+
+
 def cutover(dest: str, **fields: Any) -> str:
     extra = "".join(f", {k}: '{v}'" for k, v in fields.items())
     return (
@@ -95,10 +103,7 @@ def test_cutover_consumer_gets_backlog_and_new_messages_once_with_acks_on_each_b
         assert sorted(bodies(messages)) == sorted(old + new)  # each exactly once
         # The client sees the name it subscribed to, from either broker.
         assert {m.headers["destination"] for m in messages} == {dest}
-        acks = [f"a{i}" for i in range(len(messages))]
-        for message, receipt in zip(messages, acks, strict=True):
-            client.conn.ack(message.headers["ack"], receipt=receipt)
-        assert client.wait_receipts(acks), "an ACK was not confirmed"
+        assert ack_each(client, messages, "a"), "an ACK was not confirmed"
         drained = proxy.wait_fact("consumer_drained", subscription="c1")
         assert drained[0]["from_legacy"] == len(old)
         assert not client.recorder.errors
@@ -266,10 +271,7 @@ def test_consumer_survives_a_lost_amazonmq_connection(
             assert sorted(bodies(messages)) == ["after", "before", "before"]
             client.conn.ack(held.headers["ack"])  # names the lost connection's delivery
             proxy.wait_fact("consumer_ack_failed", subscription="r1")
-            acks = [f"k{i}" for i in range(2)]
-            for message, receipt in zip(messages[1:], acks, strict=True):
-                client.conn.ack(message.headers["ack"], receipt=receipt)
-            assert client.wait_receipts(acks)
+            assert ack_each(client, messages[1:], "k")
             assert not client.recorder.errors
         finally:
             client.close()
@@ -311,10 +313,7 @@ def test_routes_change_reaches_open_subscriptions_both_ways(
         messages = receive(client, 4)
         # "mirrored"'s copy was waiting on Amazon MQ: now read there too.
         assert sorted(bodies(messages)) == ["mirrored", "mirrored", "moved", "rolled back"]
-        receipts = [f"u{i}" for i in range(1, len(messages))]
-        for message, receipt in zip(messages[1:], receipts, strict=True):
-            client.conn.ack(message.headers["ack"], receipt=receipt)
-        assert client.wait_receipts(receipts)
+        assert ack_each(client, messages[1:], "u", first=1)
         assert not client.recorder.errors
     finally:
         client.close()
