@@ -4,8 +4,8 @@
     python -m bench.soak --seconds 30 --producers 4     # the short one (the test suite's)
 
 Loopback only, bounded in time and count. It starts two brokers of its own
-(``tests/integration/brokers.py``: ``soak-legacy-<tag>`` plain STOMP and
-``soak-amq-<tag>`` STOMP+TLS, on free ports) so it can restart them safely, and
+(``tests/integration/brokers.py``: ``soak-<tag>-legacy`` plain STOMP and
+``soak-<tag>-amq`` STOMP+TLS, on free ports) so it can restart them safely, and
 ``strangler run`` as a subprocess (``bench.run.Proxy``) so its RSS can be sampled.
 Then, for the whole run:
 
@@ -44,7 +44,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -744,37 +743,6 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _start_brokers(tag: str) -> tuple[BrokerInfo, BrokerInfo]:
-    """Two brokers of our own, started side by side."""
-    wanted = {LEGACY: (f"soak-legacy-{tag}", "plain"), AMAZONMQ: (f"soak-amq-{tag}", "tls")}
-    started: dict[str, BrokerInfo] = {}
-    failures: list[BaseException] = []
-
-    def start(role: str) -> None:
-        name, kind = wanted[role]
-        try:
-            started[role] = broker_ctl.start_one(name, kind, broker_ctl.free_port())
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=start, args=(role,)) for role in wanted]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        _stop_brokers(tag)
-        raise failures[0]
-    return started[LEGACY], started[AMAZONMQ]
-
-
-def _stop_brokers(tag: str) -> None:
-    for name in (f"soak-legacy-{tag}", f"soak-amq-{tag}"):
-        with contextlib.suppress(Exception):
-            broker_ctl.stop(name)
-        shutil.rmtree(broker_ctl.state_dir() / name, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.soak",
@@ -808,12 +776,12 @@ def main(argv: list[str] | None = None) -> int:
     log = _logger()
     soak = Soak(opts, log)
     log(f"soak {soak.tag}: starting two brokers of its own")
-    legacy, amazonmq = _start_brokers(soak.tag)
+    legacy, amazonmq = broker_ctl.start_pair(f"soak-{soak.tag}")
     workdir = Path(tempfile.mkdtemp(prefix="strangler-soak-"))
     try:
         result = run(soak.run(legacy, amazonmq, workdir))
     finally:
-        _stop_brokers(soak.tag)
+        broker_ctl.remove_pair(f"soak-{soak.tag}")
         if args.keep:
             log(f"kept {workdir}")
         else:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +124,40 @@ def start_one(name: str, kind: str, port: int) -> BrokerInfo:
     started = info(name)
     wait_login(started)
     return started
+
+
+def start_pair(prefix: str) -> tuple[BrokerInfo, BrokerInfo]:
+    """A legacy (plain) and an Amazon MQ stand-in (TLS) of our own, ``<prefix>-legacy`` and
+    ``<prefix>-amq`` on free ports, started side by side (each takes seconds). If either
+    fails, both are removed and the first failure is raised."""
+    wanted = {LEGACY: (f"{prefix}-legacy", "plain"), AMAZONMQ: (f"{prefix}-amq", "tls")}
+    started: dict[str, BrokerInfo] = {}
+    failures: list[BaseException] = []
+
+    def start(role: str) -> None:
+        name, kind = wanted[role]
+        try:
+            started[role] = start_one(name, kind, free_port())
+        except BaseException as exc:  # raised below, on the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(role,)) for role in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        remove_pair(prefix)
+        raise failures[0]
+    return started[LEGACY], started[AMAZONMQ]
+
+
+def remove_pair(prefix: str) -> None:
+    """Stop the brokers ``start_pair(prefix)`` started and delete their state."""
+    for name in (f"{prefix}-legacy", f"{prefix}-amq"):
+        with contextlib.suppress(Exception):
+            stop(name)
+        shutil.rmtree(state_dir() / name, ignore_errors=True)
 
 
 def wait_login(broker: BrokerInfo, timeout: float = 60.0) -> None:

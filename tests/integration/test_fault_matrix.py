@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import socketserver
@@ -133,41 +132,20 @@ class Bed:
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
-    tag = uuid.uuid4().hex[:6]
-    wanted = {LEGACY: (f"fm-legacy-{tag}", "plain"), AMAZONMQ: (f"fm-amq-{tag}", "tls")}
-    started: dict[str, BrokerInfo] = {}
-    failures: list[BaseException] = []
-
-    def start(role: str) -> None:
-        name, kind = wanted[role]
-        try:
-            started[role] = brokers.start_one(name, kind, free_port())
-        except BaseException as exc:  # reported below, on the test thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=start, args=(role,)) for role in wanted]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    prefix = f"fm-{uuid.uuid4().hex[:6]}"
+    legacy, amazonmq = brokers.start_pair(prefix)
     saved = {k: os.environ.get(k) for k in (AMQ_USER_ENV, AMQ_PASSWORD_ENV)}
     try:
-        if failures:
-            raise failures[0]
-        amazonmq = started[AMAZONMQ]
         os.environ[AMQ_USER_ENV] = amazonmq.username
         os.environ[AMQ_PASSWORD_ENV] = amazonmq.password
-        yield Bed(started[LEGACY], amazonmq)
+        yield Bed(legacy, amazonmq)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        for name, _ in wanted.values():
-            with contextlib.suppress(Exception):
-                brokers.stop(name)
-            shutil.rmtree(brokers.state_dir() / name, ignore_errors=True)
+        brokers.remove_pair(prefix)
 
 
 def _routes(
