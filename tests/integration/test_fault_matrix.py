@@ -1265,28 +1265,15 @@ def test_fault_matrix(
     cell_id = f"{mode}-{fault}"
     row = Row(mode, fault, expected_failure=KNOWN_BUGS.get(cell_id))
     fault_report.rows[cell_id] = row
-    bed.ensure_up()
     dest = unique_queue(f"fm.{cell_id}")
-    relay_legacy = Relay(bed.legacy.port).start() if fault == "legacy_stall" else None
-    relay_amazonmq = (
-        Relay(bed.amazonmq.port).start()
-        if fault in ("amq_slow", "amq_login_refused", "amq_stall")
-        else None
-    )
-    routes_file = tmp_path / "routes.yaml"
-    routes_file.write_text(
-        _routes(
-            dest,
-            mode,
-            legacy_port=relay_legacy.port if relay_legacy else bed.legacy.port,
-            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
-            ca_file=str(bed.amazonmq.ca_file),
-        )
-    )
-    proxy: Proxy = (
-        CliProxy(routes_file, tmp_path)
-        if fault == "proxy_killed"
-        else InProcessProxy(routes_file, tmp_path / "facts.jsonl")
+    relay_legacy, relay_amazonmq, proxy = _open_cell(
+        bed,
+        tmp_path,
+        dest,
+        mode,
+        fault,
+        legacy_relay=fault == "legacy_stall",
+        amazonmq_relay=fault in ("amq_slow", "amq_login_refused", "amq_stall"),
     )
     producer = Producer(proxy.address, dest, bed.legacy.username, bed.legacy.password)
     cell = Cell(mode, fault, bed, proxy, producer, relay_legacy, relay_amazonmq)
@@ -1308,13 +1295,7 @@ def test_fault_matrix(
     facts = proxy.facts()
     _analyse(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
     row.seconds = time.monotonic() - started
-    # Shown on failure (or with -s): the row and every fact but the routine ones.
-    print(f"{cell_id}: {row}")
-    for fact in facts:
-        if fact["event"] not in ("message_routed", "message_confirmed"):
-            print(fact)
-    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
-    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+    _judge_cell(cell_id, row, facts, ("message_routed", "message_confirmed"))
 
 
 # -- transactions under faults ------------------------------------------------------------
@@ -1394,28 +1375,15 @@ def test_fault_matrix_transactions(
     cell_id = f"tx-{mode}-{fault}"
     row = TxRow(mode, fault)
     fault_report.tx_rows[cell_id] = row
-    bed.ensure_up()
     dest = unique_queue(f"fm.{cell_id}")
-    relay_legacy = Relay(bed.legacy.port).start() if fault == "legacy_lost_at_commit" else None
-    relay_amazonmq = (
-        Relay(bed.amazonmq.port).start()
-        if fault in ("amq_stall", "legacy_killed_at_commit")
-        else None
-    )
-    routes_file = tmp_path / "routes.yaml"
-    routes_file.write_text(
-        _routes(
-            dest,
-            mode,
-            legacy_port=relay_legacy.port if relay_legacy else bed.legacy.port,
-            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
-            ca_file=str(bed.amazonmq.ca_file),
-        )
-    )
-    proxy: Proxy = (
-        CliProxy(routes_file, tmp_path)
-        if fault == "proxy_killed"
-        else InProcessProxy(routes_file, tmp_path / "facts.jsonl")
+    relay_legacy, relay_amazonmq, proxy = _open_cell(
+        bed,
+        tmp_path,
+        dest,
+        mode,
+        fault,
+        legacy_relay=fault == "legacy_lost_at_commit",
+        amazonmq_relay=fault in ("amq_stall", "legacy_killed_at_commit"),
     )
     producer = TxProducer(
         proxy.address,
@@ -1455,12 +1423,9 @@ def test_fault_matrix_transactions(
     facts = proxy.facts()
     _analyse_tx(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
     row.seconds = time.monotonic() - started
-    print(f"{cell_id}: {row}")
-    routine = ("message_routed", "message_confirmed", "message_mirror_failed")
-    for fact in [f for f in facts if f["event"] not in routine][:80]:
-        print(fact)
-    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
-    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
+    _judge_cell(
+        cell_id, row, facts, ("message_routed", "message_confirmed", "message_mirror_failed"), 80
+    )
 
 
 def _break_at_commit(cell: Cell) -> None:
@@ -1495,6 +1460,55 @@ def _tx_hold(cell: Cell) -> bool:
     if fault == "amq_stall":  # the open transaction waits meanwhile: heal once noticed
         return _wait_until(lambda: cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
     return _wait_until(lambda: traffic() and cell.seen("broker_unavailable", broker=AMAZONMQ), HOLD)
+
+
+def _open_cell(
+    bed: Bed,
+    tmp_path: Path,
+    dest: str,
+    mode: str,
+    fault: str,
+    *,
+    legacy_relay: bool,
+    amazonmq_relay: bool,
+) -> tuple[Relay | None, Relay | None, Proxy]:
+    """The cell's relays (for the faults that need one), its routes file and its proxy
+    (a `strangler run` process when the fault kills the proxy)."""
+    bed.ensure_up()
+    relay_legacy = Relay(bed.legacy.port).start() if legacy_relay else None
+    relay_amazonmq = Relay(bed.amazonmq.port).start() if amazonmq_relay else None
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        _routes(
+            dest,
+            mode,
+            legacy_port=relay_legacy.port if relay_legacy else bed.legacy.port,
+            amazonmq_port=relay_amazonmq.port if relay_amazonmq else bed.amazonmq.port,
+            ca_file=str(bed.amazonmq.ca_file),
+        )
+    )
+    proxy: Proxy = (
+        CliProxy(routes_file, tmp_path)
+        if fault == "proxy_killed"
+        else InProcessProxy(routes_file, tmp_path / "facts.jsonl")
+    )
+    return relay_legacy, relay_amazonmq, proxy
+
+
+def _judge_cell(
+    cell_id: str,
+    row: Row | TxRow,
+    facts: list[dict[str, Any]],
+    routine: tuple[str, ...],
+    most: int | None = None,
+) -> None:
+    """Shown on failure (or with -s): the row and the facts but the routine ones (at most
+    ``most``); then the promise and the story must hold."""
+    print(f"{cell_id}: {row}")
+    for fact in [f for f in facts if f["event"] not in routine][:most]:
+        print(fact)
+    assert not row.violations, "the promise is broken:\n" + "\n".join(row.violations)
+    assert not row.story, "the facts do not tell the story:\n" + "\n".join(row.story)
 
 
 def _finish_cell(
