@@ -219,7 +219,7 @@ class RouteTable:
             return self._default  # the broker refuses it: legacy answers with its ERROR
         names = tuple(leaf.stomp for leaf in leaves)
         parts = [
-            self._default if leaf.connection_temp else self._resolve_name(leaf.stomp)
+            self._default if leaf.connection_temp else self.resolve_name(leaf.stomp)
             for leaf in leaves
         ]
         first = parts[0]
@@ -235,8 +235,8 @@ class RouteTable:
             return self._resolution(first.route, ",".join(targets), names)  # type: ignore[arg-type]
         return self._refused(value, names, parts)
 
-    def _resolve_name(self, name: str) -> Resolution:
-        """The resolution for one broker destination in STOMP form."""
+    def resolve_name(self, name: str) -> Resolution:
+        """The resolution for one broker destination in STOMP form (``/queue/x``)."""
         index = self._first_match(name)
         if index is None:
             return self._default
@@ -244,6 +244,22 @@ class RouteTable:
         if fixed is not None:
             return fixed
         return self._resolution(self._routes[index], name)
+
+    def routes_overlapping(self, wildcard: str) -> list[Route]:
+        """Routes that may match some destination an ActiveMQ wildcard (``*``, ``>``)
+        covers, in file order. Conservative: two patterns can only share a destination
+        when one's literal head starts with the other's."""
+        head = wildcard[
+            : min((i for i, c in enumerate(wildcard) if c in "*>"), default=len(wildcard))
+        ]
+        found = []
+        for route in self._routes:
+            route_head = (
+                route.pattern if route.match_kind != "glob" else _literal_head(route.pattern)
+            )
+            if head.startswith(route_head) or route_head.startswith(head):
+                found.append(route)
+        return found
 
     def _refused(self, value: str, names: tuple[str, ...], parts: list[Resolution]) -> Resolution:
         described = ", ".join(
