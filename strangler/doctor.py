@@ -25,7 +25,7 @@ from .routes import (
     load_routes,
 )
 from .stomp import Frame
-from .upstream import BrokerUnavailable, open_stream
+from .upstream import BrokerUnavailable, open_stream, resolve_credentials
 from .upstream.discovery import resolve_endpoints
 from .upstream.transport import exchange_connect
 
@@ -110,7 +110,7 @@ async def _check_login(
 ) -> list[Check]:
     """Resolve ``credentials`` and log in with them on every endpoint (``name`` labels it)."""
     try:
-        login = await asyncio.to_thread(credentials.resolve) if credentials else None
+        login = await asyncio.to_thread(resolve_credentials, credentials) if credentials else None
     except Exception as exc:  # credential errors carry an operator-facing reason
         return [Check(f"{name} credentials", FAIL, str(exc))]
     found = f"found ({credentials.describe()})" if credentials and login else "none set"

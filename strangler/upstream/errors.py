@@ -9,6 +9,22 @@ from __future__ import annotations
 import ssl
 
 
+class CredentialsError(Exception):
+    """Broker credentials could not be resolved (missing env var, unreadable or bad file).
+
+    Raised at connect time, not at load time: routes.yaml only names where secrets live.
+    """
+
+    reason: str
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 class BrokerUnavailable(Exception):
     def __init__(self, broker: str, reason: str) -> None:
         super().__init__(f"{broker}: {reason}")
