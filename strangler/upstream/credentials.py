@@ -10,6 +10,8 @@ Invariants:
   so the proxy runs, and routes.yaml is checked, without boto3 installed.
 - Error messages name the env var / file / key that is missing or wrong and never include a
   secret value, nor any excerpt of the secrets file (YAML error snippets would quote it).
+- The file form reads a regular file of at most ``MAX_CREDENTIALS_FILE_BYTES`` only
+  (``strangler.regular_files``): a FIFO or a device there is refused, never waited on.
 - ``read_credentials_file`` is the one reader of the file form: ``strangler validate`` and
   ``doctor`` check a named file with it, so they accept exactly what a connect accepts.
 """
@@ -21,8 +23,12 @@ from collections.abc import Mapping
 
 import yaml
 
+from ..regular_files import UnreadableFile, read_regular_file
 from ..routes import Credentials
 from .errors import CredentialsError
+
+# A username and a password, perhaps with a secret manager's export around them.
+MAX_CREDENTIALS_FILE_BYTES = 64 << 10
 
 
 def resolve_credentials(
@@ -73,13 +79,12 @@ def _read_env(environ: Mapping[str, str], name: str) -> str:
 def read_credentials_file(path: str) -> tuple[str, str]:
     """``(username, password)`` from a YAML/JSON mapping file; ``CredentialsError`` otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_regular_file(path, MAX_CREDENTIALS_FILE_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         # The exception text quotes the offending byte, which is part of a secret.
         raise CredentialsError(f"credentials file {path}: not valid UTF-8") from None
-    except OSError as e:
-        raise CredentialsError(f"credentials file {path}: {e.strerror or 'cannot read'}") from None
+    except UnreadableFile as e:
+        raise CredentialsError(f"credentials file {path}: {e.reason}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

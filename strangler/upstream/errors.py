@@ -25,6 +25,15 @@ class CredentialsError(Exception):
         return self.reason
 
 
+class CaFileError(Exception):
+    """A broker's ``ca_file`` cannot serve as its TLS trust: missing, unreadable, not PEM."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"ca_file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class BrokerUnavailable(Exception):
     def __init__(self, broker: str, reason: str) -> None:
         super().__init__(f"{broker}: {reason}")
