@@ -16,6 +16,7 @@ class Fact(StrEnum):
     ROUTES_LOADED = "routes_loaded"
     ROUTES_APPLIED = "routes_applied"
     ROUTES_REJECTED = "routes_rejected"
+    ROUTES_UNCHANGED = "routes_unchanged"  # a reload found the same content (trigger, version)
     CLIENT_CONNECTED = "client_connected"
     CLIENT_REFUSED = "client_refused"
     CLIENT_DISCONNECTED = "client_disconnected"
@@ -32,6 +33,7 @@ class Fact(StrEnum):
     TRANSACTION_ABORTED = "transaction_aborted"
     TRANSACTION_PARTIAL_COMMIT = "transaction_partial_commit"
     FACTS_DROPPED = "facts_dropped"
+    INTERNAL_ERROR = "internal_error"  # an unexpected exception (reason, session, where)
     CONSUMER_SUBSCRIBED = "consumer_subscribed"
     CONSUMER_SUBSCRIPTION_LOST = "consumer_subscription_lost"
     CONSUMER_DRAINED = "consumer_drained"
