@@ -321,10 +321,19 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stopping.set)
+
+    reloads: set[asyncio.Task[bool]] = set()  # referenced until done (the loop keeps weak refs)
+
+    def on_sighup() -> None:
+        # logrotate's postrotate may send either: the facts file is opened again by name.
+        ctx.facts.reopen()
+        task = asyncio.create_task(reloader.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP"))
-        )
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        loop.add_signal_handler(signal.SIGUSR1, ctx.facts.reopen)
     if not args.no_watch:
         reloader.start_watching()
     host, port = server.address
