@@ -62,3 +62,12 @@ def test_open_stream_reports_a_bad_ca_file_as_the_broker_unavailable(tmp_path: P
     assert caught.value.reason == (
         f"stomp+ssl://127.0.0.1:1: ca_file {missing}: No such file or directory"
     )
+
+
+def test_replay_and_drain_connections_report_a_bad_ca_file_the_same_way(tmp_path: Path) -> None:
+    from strangler.replay.client import BrokerClient, PublishError
+
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(PublishError) as caught:
+        BrokerClient("amazonmq", [BrokerEndpoint("stomp+ssl", "127.0.0.1", 1)], str(missing), None)
+    assert str(caught.value) == f"amazonmq: ca_file {missing}: No such file or directory"
