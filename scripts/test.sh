@@ -20,6 +20,8 @@ bash scripts/brokers.sh start
 .venv/bin/ruff check strangler tests
 .venv/bin/ruff format --check strangler tests
 .venv/bin/mypy strangler
+# The layer and no-cycle contracts in pyproject.toml ([tool.importlinter]).
+.venv/bin/lint-imports --no-cache
 # Tests and bench are type-checked too; tests/integration alone, as its conftest.py and
 # tests/unit/aws/conftest.py would otherwise be two modules named "conftest".
 .venv/bin/mypy --strict bench tests/unit

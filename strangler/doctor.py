@@ -6,6 +6,8 @@ Each check answers OK, WARN or FAIL with one line saying why; the exit code is
 nothing: the Amazon MQ check logs in and DISCONNECTs, the legacy check only
 sees that STOMP answers (producers log in to legacy with their own logins).
 With ``client_credentials``, every mapped producer's Amazon MQ login is checked too.
+Every file routes.yaml names (CA certificates, credentials files) is read and parsed first.
+No check ends in a traceback: anything unforeseen is a failed check with its reason.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 
 from .routes import (
@@ -25,8 +28,9 @@ from .routes import (
     load_routes,
 )
 from .stomp import Frame
-from .upstream import BrokerUnavailable, open_stream
+from .upstream import BrokerUnavailable, open_stream, resolve_credentials
 from .upstream.discovery import resolve_endpoints
+from .upstream.named_files import check_named_files
 from .upstream.transport import exchange_connect
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -110,7 +114,7 @@ async def _check_login(
 ) -> list[Check]:
     """Resolve ``credentials`` and log in with them on every endpoint (``name`` labels it)."""
     try:
-        login = await asyncio.to_thread(credentials.resolve) if credentials else None
+        login = await asyncio.to_thread(resolve_credentials, credentials) if credentials else None
     except Exception as exc:  # credential errors carry an operator-facing reason
         return [Check(f"{name} credentials", FAIL, str(exc))]
     found = f"found ({credentials.describe()})" if credentials and login else "none set"
@@ -159,6 +163,23 @@ async def _check_login(
     return checks
 
 
+def _check_files(table: RouteTable) -> list[Check]:
+    return [
+        Check(check.field, FAIL, check.problem)
+        if check.problem is not None
+        else Check(check.field, OK, f"{check.path}: readable, parses")
+        for check in check_named_files(table)
+    ]
+
+
+async def _guarded(name: str, checks: Awaitable[list[Check]]) -> list[Check]:
+    """The checks, or one failed check naming an exception nobody foresaw: never a traceback."""
+    try:
+        return await checks
+    except Exception as exc:
+        return [Check(name, FAIL, f"unexpected error: {type(exc).__name__}: {exc}")]
+
+
 async def run_checks(path: str) -> list[Check]:
     try:
         table = load_routes(path)
@@ -166,9 +187,10 @@ async def run_checks(path: str) -> list[Check]:
         return [Check("routes", FAIL, str(exc))]
     checks = [Check("routes", OK, f"{table.source}: valid, version {table.version}")]
     checks += [Check("routes", WARN, warning) for warning in table.warnings]
-    checks += await _check_legacy(table)
+    checks += _check_files(table)
+    checks += await _guarded("legacy", _check_legacy(table))
     if table.needs_amazonmq or "amazonmq" in table.brokers:
-        checks += await _check_amazonmq(table)
+        checks += await _guarded("amazonmq", _check_amazonmq(table))
     return checks
 
 

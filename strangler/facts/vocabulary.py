@@ -16,6 +16,7 @@ class Fact(StrEnum):
     ROUTES_LOADED = "routes_loaded"
     ROUTES_APPLIED = "routes_applied"
     ROUTES_REJECTED = "routes_rejected"
+    ROUTES_UNCHANGED = "routes_unchanged"  # a reload found the same content (trigger, version)
     CLIENT_CONNECTED = "client_connected"
     CLIENT_REFUSED = "client_refused"
     CLIENT_DISCONNECTED = "client_disconnected"

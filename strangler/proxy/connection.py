@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from ..routes import BrokerEndpoint
 from ..upstream import BrokerUnavailable, describe_os_error
+from ..upstream.errors import CaFileError
 from ..upstream.transport import client_tls_context
 
 DataHandler = Callable[[bytes], None]
@@ -149,6 +150,9 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     try:
         tls = client_tls_context(ca_file) if endpoint.tls else None
+    except CaFileError as exc:
+        raise BrokerUnavailable(broker, f"{endpoint}: {exc}") from None
+    try:
         async with asyncio.timeout(timeout):
             _, connection = await loop.create_connection(
                 Connection,
@@ -157,7 +161,7 @@ async def open_connection(
                 ssl=tls,
                 server_hostname=endpoint.host if tls else None,
             )
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise BrokerUnavailable(broker, f"{endpoint}: {describe_os_error(exc)}") from exc
     no_delay(connection)
     return connection

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 from ..routes import BrokerEndpoint
 from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
+from ..upstream.errors import CaFileError
+from ..upstream.transport import client_tls_context
 
 _VERSION = "1.2"
 _READ_SIZE = 65536
@@ -60,10 +62,13 @@ class BrokerClient:
         problems: list[str] = []
         for endpoint in endpoints:
             try:
+                # The proxy's own builder: the same verification, the same ca_file errors.
+                context = client_tls_context(ca_file) if endpoint.tls else None
+            except CaFileError as exc:
+                raise PublishError(f"{self.name}: {exc}") from None
+            try:
                 sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
-                if endpoint.tls:
-                    context = ssl.create_default_context(cafile=ca_file)
-                    context.minimum_version = ssl.TLSVersion.TLSv1_2
+                if context is not None:
                     sock = context.wrap_socket(sock, server_hostname=endpoint.host)
             except (OSError, ssl.SSLError) as exc:
                 problems.append(f"{endpoint}: {exc}")

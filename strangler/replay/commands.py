@@ -69,7 +69,14 @@ def add_capture_options(run: argparse.ArgumentParser) -> None:
         "--capture",
         metavar="FILE",
         help="record every producer connection as a TCP flow in FILE (mitmproxy's flow "
-        "format: open it with mitmproxy/mitmweb -r, or `strangler replay`); off by default",
+        "format: open it with mitmproxy/mitmweb -r, or `strangler replay`), created readable "
+        "by its owner only (0600), producers' passcodes emptied; off by default",
+    )
+    run.add_argument(
+        "--capture-passcodes",
+        action="store_true",
+        help="keep producers' CONNECT passcodes in the capture (off: emptied), e.g. so that "
+        "`strangler replay` logs in to legacy as the captured producer did",
     )
     run.add_argument(
         "--capture-headers-only",
@@ -99,6 +106,7 @@ def open_capture(
     return FlowCapture(
         args.capture,
         headers_only=args.capture_headers_only,
+        keep_passcodes=args.capture_passcodes,
         max_bytes=args.capture_max_bytes,
         server=(legacy.host, legacy.port),
         listen=(args.listen[0], args.listen[1]),

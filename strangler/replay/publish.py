@@ -36,6 +36,8 @@ from typing import Any, Final, Protocol, TextIO
 
 from ..routes import AMAZONMQ, LEGACY, BrokerConfig, RouteTable
 from ..stomp import Frame, Headers, encode_parts
+from ..upstream.credentials import resolve_credentials
+from ..upstream.errors import CredentialsError
 from .client import BrokerClient, PublishError
 from .report import Report, decide_message
 from .sources import CapturedMessage
@@ -436,7 +438,7 @@ def broker_opener(
     """Connect to a routes.yaml broker: its endpoints, TLS/CA and credentials.
 
     Credentials come from ``credentials`` in routes.yaml (env vars, file or Secrets
-    Manager, via ``Credentials.resolve``). Legacy has none there usually (producers log in
+    Manager, via ``resolve_credentials``). Legacy has none there usually (producers log in
     themselves): replay then logs in as the captured producer did (its CONNECT's
     login/passcode), else without a login.
     """
@@ -455,10 +457,8 @@ def broker_login(
     config = table.brokers.get(name)
     if config is None or config.credentials is None:
         return fallback
-    from ..routes import CredentialsError
-
     try:
-        return config.credentials.resolve()
+        return resolve_credentials(config.credentials)
     except CredentialsError as exc:
         raise PublishError(f"{name}: credentials: {exc}") from None
 

@@ -1,4 +1,4 @@
-"""Errors raised while loading routes.yaml or resolving broker credentials.
+"""Errors raised while loading routes.yaml.
 
 Invariants:
 - ``str(RoutesError)`` is exactly ``"{file}:{line}: {reason}"``, or ``"{file}: {reason}"`` when
@@ -6,7 +6,7 @@ Invariants:
 - ``reason`` starts with the dotted path of the offending field (``routes[2].mode: ...``) so an
   operator can find it without counting lines.
 - No message built by this package contains a secret value: credentials are named (env var
-  names, file paths, key names), never echoed.
+  names, file paths, key names), never read.
 """
 
 from __future__ import annotations
@@ -31,19 +31,3 @@ class RoutesError(Exception):
         if self.line is None:
             return f"{self.file}: {self.reason}"
         return f"{self.file}:{self.line}: {self.reason}"
-
-
-class CredentialsError(Exception):
-    """Broker credentials could not be resolved (missing env var, unreadable or bad file).
-
-    Raised at connect time, not at load time: routes.yaml only names where secrets live.
-    """
-
-    reason: str
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return self.reason

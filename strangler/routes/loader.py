@@ -1,7 +1,9 @@
 """routes.yaml -> RouteTable, rejecting anything not exactly understood.
 
 Invariants:
-- The only I/O in the package is ``load_routes`` reading the routes file. Secrets are never
+- The only I/O in the package is ``load_routes`` reading the routes file: a regular file of
+  at most ``MAX_ROUTES_BYTES``, opened without blocking (a FIFO or ``/dev/zero`` in its
+  place is refused, never waited on nor read without end). Secrets are never
   read here (``Credentials`` only names env vars, a file or a Secrets Manager secret) and
   ``ca_file`` is not opened: the proxy checks those when it connects.
 - YAML is composed with ``yaml.SafeLoader`` into nodes and walked by hand, so every error
@@ -42,6 +44,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..regular_files import UnreadableFile, read_regular_file
 from .client_credentials import ClientCredentials, Unmapped
 from .credentials import Credentials, secret_arn_region
 from .errors import RoutesError
@@ -127,6 +130,8 @@ _FORBIDDEN: Final[dict[tuple[str, Mode], str]] = {
 }
 
 _NULL_TAG: Final = "tag:yaml.org,2002:null"
+# A routes file with thousands of routes is a few hundred KiB.
+MAX_ROUTES_BYTES: Final = 1 << 20
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
@@ -136,10 +141,9 @@ def load_routes(path: str | os.PathLike[str]) -> RouteTable:
     """Read and validate a routes file; raise ``RoutesError`` on any problem."""
     source = os.fspath(path)
     try:
-        with open(source, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise RoutesError(source, None, f"cannot read routes file: {e.strerror or e}") from e
+        data = read_regular_file(source, MAX_ROUTES_BYTES)
+    except UnreadableFile as e:
+        raise RoutesError(source, None, f"cannot read routes file: {e.reason}") from None
     return parse_routes(data, source)
 
 

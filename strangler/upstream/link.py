@@ -44,6 +44,7 @@ from ..facts import Fact
 from ..routes import BrokerConfig, SessionLogin
 from ..stomp import Frame, FrameParser, Limits, ProtocolError
 from ..stomp.connection import negotiate_heartbeat, parse_heartbeat
+from .credentials import resolve_credentials
 from .discovery import resolve_endpoints
 from .errors import BrokerUnavailable, describe_os_error
 from .health import BrokerHealth
@@ -246,7 +247,9 @@ class BrokerLink:
             # Read on every connect (a file or Secrets Manager), so a rotation is picked up.
             credentials = config.credentials if self._login is None else self._login.credentials
             username, password = (
-                await asyncio.to_thread(credentials.resolve) if credentials else ("", "")
+                await asyncio.to_thread(resolve_credentials, credentials)
+                if credentials
+                else ("", "")
             )
         except Exception as exc:  # credentials errors carry an operator-facing reason
             self._connecting = None

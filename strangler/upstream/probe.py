@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 
 from ..routes import BrokerConfig, BrokerEndpoint
+from .credentials import resolve_credentials
 from .errors import BrokerUnavailable
 from .health import BrokerHealth
 from .transport import exchange_connect, open_stream
@@ -45,7 +46,7 @@ async def _logs_in(
     try:
         credentials = config.credentials
         username, password = (
-            await asyncio.to_thread(credentials.resolve) if credentials else ("", "")
+            await asyncio.to_thread(resolve_credentials, credentials) if credentials else ("", "")
         )
     except Exception:  # the sessions report credential problems; the probe only waits
         return False

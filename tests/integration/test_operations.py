@@ -279,6 +279,53 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(
     client.close()
 
 
+def _until(predicate: Any) -> Any:
+    """``predicate()`` once it is true (a file the proxy writes), else its last value."""
+    for _ in range(int(WAIT / 0.02)):
+        if value := predicate():
+            return value
+        threading.Event().wait(0.02)
+    return predicate()
+
+
+def test_the_facts_file_is_reopened_on_sigusr1_and_sighup_after_logrotate_moved_it(
+    tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    # Before: the proxy kept writing to the moved file (and SIGUSR1 killed it).
+    dest = unique_queue("rotate")
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "mirror")))
+    facts = tmp_path / "facts.jsonl"
+    port = free_port()
+    process = _run_cli(routes_file, port, free_port(), facts)
+    try:
+        assert _until(lambda: _facts(facts, "routes_loaded"))
+        facts.rename(tmp_path / "facts.jsonl.1")  # logrotate's move
+        process.send_signal(signal.SIGUSR1)  # its postrotate
+        assert _until(facts.exists), "SIGUSR1 did not open a new facts file"
+        client = connect("127.0.0.1", port, legacy.username, legacy.password)
+        assert _until(lambda: _facts(facts, "client_connected"))
+        assert _facts(tmp_path / "facts.jsonl.1", "client_connected") == []
+
+        facts.rename(tmp_path / "facts.jsonl.2")
+        process.send_signal(signal.SIGHUP)  # reopens too, and checks the routes
+        assert _until(lambda: _facts(facts, "routes_unchanged"))
+        assert _facts(tmp_path / "facts.jsonl.2", "routes_unchanged") == []
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(WAIT) == 0
+        assert _facts(facts, "proxy_stopped")
+        # The watcher saw the facts files come and go beside routes.yaml: no reload.
+        rotated = [tmp_path / "facts.jsonl.1", tmp_path / "facts.jsonl.2", facts]
+        assert [f for path in rotated for f in _facts(path, "routes_unchanged")] == [
+            {**_facts(facts, "routes_unchanged")[0], "trigger": "SIGHUP"}
+        ]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_sigterm_with_messages_in_flight_loses_none_that_were_receipted(
     tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo
 ) -> None:

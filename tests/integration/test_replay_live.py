@@ -75,7 +75,9 @@ def test_capture_dry_run_and_resumable_replay(
     )
     routes_file = str(tmp_path / "routes0.yaml")  # what make_proxy wrote
     flows = tmp_path / "live.flows"
-    tap = FlowCapture(flows, server=(legacy.host, legacy.port))
+    # Passcodes kept (`--capture-passcodes`): the replay below logs in to legacy as the
+    # captured producer did.
+    tap = FlowCapture(flows, server=(legacy.host, legacy.port), keep_passcodes=True)
     proxy.server.ctx.tap = tap  # before any client connects
 
     # Two producer connections (STOMP 1.2 and 1.1), receipts on every SEND.

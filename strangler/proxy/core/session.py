@@ -34,6 +34,7 @@ from ...stomp import Event, Frame, FrameParser, Heartbeat, ProtocolError, error_
 from ...stomp.activemq import broker_value
 from ...stomp.connection import RemoteProtocolError
 from ..context import ProxyContext
+from ..traces import TraceIds
 from . import consumers, producer, transactions
 from .commands import (
     AnnounceFallback,
@@ -49,7 +50,6 @@ from .commands import (
     StartTimer,
 )
 from .state import AMAZONMQ, BLOCKED_COMMIT, BLOCKED_WINDOW, LEGACY, Kind, Phase, SessionState
-from .traces import TraceIds
 
 # Pending kinds whose failure may still need legacy (a fallback, the held COMMIT).
 _NEEDS_LEGACY: Final = frozenset({Kind.PRIMARY, Kind.MOVED, Kind.TX_BEGIN, Kind.TX_COMMIT})

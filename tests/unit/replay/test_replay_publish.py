@@ -233,7 +233,8 @@ def test_cli_resumes_from_the_state_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flows = tmp_path / "capture.flows"
-    capture(flows, [producer([send("/queue/orders", f"m{i}".encode()) for i in range(10)])])
+    sends = [send("/queue/orders", f"m{i}".encode()) for i in range(10)]
+    capture(flows, [producer(sends)], keep_passcodes=True)  # else the login has no passcode
     routes = write_routes(tmp_path / "routes.yaml", ROUTES)
     runs: list[dict[str, FakeBroker]] = []
 

@@ -5,6 +5,7 @@ Each case marks the line the error must point at with a trailing ``# <-`` commen
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from textwrap import dedent
 
@@ -12,6 +13,7 @@ import pytest
 from refusals import assert_refused
 
 from strangler.routes import RoutesError, load_routes, parse_routes
+from strangler.routes.loader import MAX_ROUTES_BYTES
 
 BROKERS = """\
 brokers:
@@ -465,6 +467,27 @@ def test_unreadable_file_is_a_routes_error_naming_the_file(tmp_path: Path) -> No
     assert caught.value.file == str(missing)
     assert caught.value.line is None
     assert "cannot read routes file" in caught.value.reason
+
+
+@pytest.mark.timeout(10)  # before: open() of a FIFO waited for a writer forever
+def test_a_fifo_dev_zero_or_huge_file_in_place_of_routes_is_refused_unread(tmp_path: Path) -> None:
+    fifo, zero, huge = tmp_path / "fifo.yaml", tmp_path / "zero.yaml", tmp_path / "huge.yaml"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    with open(huge, "wb") as f:
+        f.truncate(MAX_ROUTES_BYTES + 1)
+    reasons = []
+    for path in (fifo, zero, huge):
+        with pytest.raises(RoutesError) as caught:
+            load_routes(path)
+        assert caught.value.file == str(path)
+        reasons.append(caught.value.reason)
+    assert reasons == [
+        "cannot read routes file: not a regular file (a FIFO)",
+        "cannot read routes file: not a regular file (a character device)",
+        f"cannot read routes file: larger than {MAX_ROUTES_BYTES} bytes "
+        f"({MAX_ROUTES_BYTES + 1} bytes)",
+    ]
 
 
 def test_load_routes_errors_carry_the_path_and_line(tmp_path: Path) -> None:
