@@ -87,7 +87,42 @@ def test_an_idless_1_0_subscription_merges_both_brokers_in_cutover(
     consumer.disconnect()
 
 
-def test_amazonmq_messages_end_like_legacys_and_swallowed_frames_take_their_eol(
+def _read_until(sock: socket.socket, *needles: bytes) -> bytes:
+    data = b""
+    while not all(needle in data for needle in needles):
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def _frames_then_eols(data: bytes) -> list[str]:
+    events = FrameParser(version="1.2").feed(data)
+    return ["frame" if isinstance(e, Frame) else "eol" for e in events]
+
+
+# Legacy ends every frame with one EOL and sends no heart-beats here: so must the proxy.
+
+
+def test_amazonmq_messages_end_with_the_eol_legacys_frames_end_with(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    prefix = f"/queue/eol.{uuid.uuid4().hex[:8]}"
+    proxy = make_proxy(cutover(prefix))
+    producer = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
+        parser = raw_login(sock, legacy)
+        sock.sendall(f"SUBSCRIBE\nid:0\ndestination:{prefix}.q\nreceipt:s\n\n\0".encode())
+        assert next_frame(sock, parser).command == "RECEIPT"
+        assert producer.wait_receipts([producer.send(f"{prefix}.q", "m")])  # via Amazon MQ
+        data = _read_until(sock, b"\nm\0")
+        sock.sendall(f"SEND\ndestination:{prefix}.q\nreceipt:after\n\nx\0".encode())
+        data += _read_until(sock, b"receipt-id:after")
+    producer.close()
+    assert _frames_then_eols(data[data.index(b"MESSAGE") :]) == ["frame", "eol"] * 2, data
+
+
+def test_a_frame_the_proxy_swallows_takes_its_eol_along(
     make_proxy: ProxyFactory, legacy: BrokerInfo
 ) -> None:
     prefix = f"/queue/eol.{uuid.uuid4().hex[:8]}"
@@ -95,21 +130,13 @@ def test_amazonmq_messages_end_like_legacys_and_swallowed_frames_take_their_eol(
     with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
         raw_login(sock, legacy)
         sock.sendall(
-            f"SUBSCRIBE\nid:0\ndestination:{prefix}.q\nreceipt:s\n\n\0"
             f"BEGIN\ntransaction:t\n\n\0SEND\ndestination:{prefix}.q\ntransaction:t\n\nm\0"
-            "COMMIT\ntransaction:t\n\n\0"  # the proxy watches legacy's COMMIT with its own receipt
+            "COMMIT\ntransaction:t\n\n\0"  # legacy's COMMIT gets the proxy's own receipt
             f"SEND\ndestination:/queue/plain.{uuid.uuid4().hex[:8]}\nreceipt:after\n\nx\0".encode()
         )
-        data = b""
-        while not (b"receipt-id:after" in data and b"\nm\0" in data):
-            chunk = sock.recv(65536)
-            assert chunk, data
-            data += chunk
-    # Legacy ends every frame with one EOL and sends no heart-beats here: so must the
-    # proxy, for Amazon MQ's MESSAGE too, and the EOL of its own swallowed RECEIPT goes.
-    events = FrameParser(version="1.2").feed(data)
-    kinds = ["frame" if isinstance(e, Frame) else "eol" for e in events]
-    assert kinds == ["frame", "eol"] * (len(kinds) // 2), data
+        data = _read_until(sock, b"receipt-id:after")
+    assert proxy.facts("transaction_committed")
+    assert _frames_then_eols(data) == ["frame", "eol"], data
 
 
 def test_a_wildcard_subscription_keeps_each_messages_destination(
