@@ -173,7 +173,8 @@ class RolloutController:
         elif step.action is Action.COMPLETE:
             head = "completed" + (", promoted to cutover" if step.promote else "")
         else:
-            head = f"{step.action} {step.weight:g}% -> {step.new_weight:g}%"
+            verb = "advanced" if step.action is Action.ADVANCE else "rolled back"
+            head = f"{verb} {step.weight:g}% -> {step.new_weight:g}%"
         dry = " (dry run: not written)" if self.dry_run and step.writes else ""
         print(f"rollout {outcome.route}: {head}{dry}: {step.reason}", file=self.out, flush=True)
 

@@ -55,7 +55,7 @@ def decide_step(route: Route, results: Sequence[GateResult], now: datetime) -> S
     values = tuple((result.gate.name, result.value) for result in results)
     breached = [result for result in results if result.verdict is Verdict.BREACH]
     if breached:
-        why = "; ".join(result.describe() for result in breached)
+        why = "; ".join(result.summary() for result in breached)
         if plan.on_breach is OnBreach.ROLLBACK:
             return Step(
                 Action.ROLL_BACK,
@@ -73,7 +73,7 @@ def decide_step(route: Route, results: Sequence[GateResult], now: datetime) -> S
         )
     undecided = [r for r in results if r.verdict in (Verdict.NO_DATA, Verdict.ERROR)]
     if undecided:
-        why = "; ".join(result.describe() for result in undecided)
+        why = "; ".join(result.summary() for result in undecided)
         return Step(Action.HOLD, weight, weight, why, next_step_at=plan.next_step_at())
     if not plan.due(now):
         at = plan.next_step_at()

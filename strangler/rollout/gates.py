@@ -65,6 +65,29 @@ class GateResult:
         )
         return text + (f" ({self.error})" if self.error else "")
 
+    def summary(self) -> str:
+        """Why it counts, for a fact's reason: ``fallback_ratio 0.098 above max 0.02 (512
+        messages over 3s)``, ``fallback_ratio: not enough data (12 of 20 messages over 3s)``"""
+        gate = self.gate
+        messages = "?" if self.messages is None else f"{self.messages:.0f}"
+        if self.verdict is Verdict.ERROR:
+            return f"{gate.name}: no answer ({self.error})"
+        if self.value is None:
+            return f"{gate.name}: no value ({messages} messages over {gate.window})"
+        if self.verdict is Verdict.NO_DATA:
+            return (
+                f"{gate.name}: not enough data ({messages} of {gate.min_messages:g} "
+                f"messages over {gate.window})"
+            )
+        if self.verdict is Verdict.BREACH:
+            side = "above" if gate.max is not None else "below"
+        else:
+            side = "within"
+        return (
+            f"{gate.name} {self.value:.6g} {side} {gate.threshold()} "
+            f"({messages} messages over {gate.window})"
+        )
+
 
 def evaluate(gates: Sequence[Gate], plan_route: str, query: Query) -> tuple[GateResult, ...]:
     return tuple(evaluate_one(gate, plan_route, query) for gate in gates)

@@ -106,3 +106,17 @@ def test_one_value_reads_vectors_and_scalars() -> None:
 def test_answers_that_are_not_one_number_are_errors(answer: Any, reason: str) -> None:
     with pytest.raises(PrometheusError, match=reason):
         one_value(answer, "q")
+
+
+def test_reasons_say_why_a_gate_counts() -> None:
+    ratio = gate(name="fallback_ratio", metric=GateMetric.FALLBACK_RATIO, max=0.02)
+    queries = gate_queries(ratio, "pay")
+
+    def reason(value: float | None, messages: float) -> str:
+        answers = {queries.value: value, queries.traffic: messages}
+        return evaluate_one(ratio, "pay", answers.get).summary()
+
+    assert reason(0.098, 512) == "fallback_ratio 0.098 above max 0.02 (512 messages over 5m)"
+    assert reason(0.01, 512) == "fallback_ratio 0.01 within max 0.02 (512 messages over 5m)"
+    assert reason(0.5, 12) == "fallback_ratio: not enough data (12 of 100 messages over 5m)"
+    assert reason(None, 512) == "fallback_ratio: no value (512 messages over 5m)"
