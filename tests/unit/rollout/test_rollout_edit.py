@@ -9,7 +9,14 @@ import pytest
 import yaml
 from rollout_fixtures import ROUTES
 
-from strangler.rollout.edit import EditError, RouteEdit, edit_routes, number_text, state_text
+from strangler.rollout.edit import (
+    EditError,
+    RouteEdit,
+    _Editor,
+    edit_routes,
+    number_text,
+    state_text,
+)
 from strangler.routes import Mode
 from strangler.routes.rollout import Phase, RolloutState
 
@@ -135,3 +142,25 @@ def test_numbers_are_written_so_yaml_reads_them_back_as_numbers(
 def test_gate_names_yaml_would_misread_are_quoted() -> None:
     state = RolloutState(Phase.ROLLING, None, (("null", 1.0), ("on", 2.0), ("p99", 3.0)))
     assert state_text(state) == '{phase: rolling, gates: {"null": 1, "on": 2, p99: 3}}'
+
+
+@pytest.mark.parametrize(
+    ("slip", "reason"),
+    [
+        (("mode: mirror", "mode: legacy"), "would change more than it"),
+        (("weight: 1 ", "weight: 2 "), "did not read back as written"),
+    ],
+)
+def test_an_edit_that_slipped_is_caught_by_reading_the_file_back(
+    monkeypatch: pytest.MonkeyPatch, slip: tuple[str, str], reason: str
+) -> None:
+    # The safety net under the splices: whatever they did, the file is loaded again and
+    # compared with the intended change before anything is written.
+    apply = _Editor.apply
+
+    def slipping(self: _Editor, change: RouteEdit) -> str:
+        return apply(self, change).replace(*slip)
+
+    monkeypatch.setattr(_Editor, "apply", slipping)
+    with pytest.raises(EditError, match=reason):
+        edit(ROUTES, RouteEdit("pay", weight=1, state=STATE))
