@@ -63,7 +63,7 @@ class RolloutController:
         dry_run: bool = False,
         retries: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        out: TextIO = sys.stderr,
+        out: TextIO | None = None,
     ) -> None:
         self.target = target
         self.query = query
@@ -71,7 +71,7 @@ class RolloutController:
         self.dry_run = dry_run
         self.retries = retries
         self.clock = clock
-        self.out = out
+        self.out = out  # None: sys.stderr as it is when a line is written
 
     # -- one pass -------------------------------------------------------------------------
 
@@ -176,7 +176,10 @@ class RolloutController:
             verb = "advanced" if step.action is Action.ADVANCE else "rolled back"
             head = f"{verb} {step.weight:g}% -> {step.new_weight:g}%"
         dry = " (dry run: not written)" if self.dry_run and step.writes else ""
-        print(f"rollout {outcome.route}: {head}{dry}: {step.reason}", file=self.out, flush=True)
+        print(f"rollout {outcome.route}: {head}{dry}: {step.reason}", file=self._out(), flush=True)
+
+    def _out(self) -> TextIO:
+        return self.out if self.out is not None else sys.stderr
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -187,7 +190,7 @@ class RolloutController:
             try:
                 self.run_pass()
             except (RoutesError, TargetError) as exc:
-                print(f"rollout: pass skipped: {exc}", file=self.out, flush=True)
+                print(f"rollout: pass skipped: {exc}", file=self._out(), flush=True)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
