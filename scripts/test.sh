@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install strangler with its test tools in .venv, start the two local ActiveMQ brokers
-# (installing Debian's activemq package when missing), then lint, type-check and test.
+# (installing Debian's activemq package when missing, and prometheus for the rollout
+# tests), then lint, type-check and test.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k mirror`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,11 @@ cd "$(dirname "$0")/.."
 if ! command -v java >/dev/null 2>&1; then
   echo "test.sh: installing a Java runtime for ActiveMQ" >&2
   apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null
+fi
+if ! command -v prometheus >/dev/null 2>&1; then
+  # tests/integration/test_rollout.py runs a real Prometheus on loopback
+  echo "test.sh: installing Prometheus" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -1,4 +1,5 @@
-"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify``.
+"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify
+| rollout``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
 routes.yaml, reads every file it names (CA certificates, credentials files) as a
@@ -22,6 +23,7 @@ from .drain import commands as drain_commands
 from .facts import Fact, FactSink
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
 from .replay import commands as replay_commands
+from .rollout import commands as rollout_commands
 from .routes import RoutesError, RouteTable, load_routes
 from .stomp import Limits
 
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay_commands.add_replay_command(commands)
     drain_commands.add_drain_command(commands)
     drain_commands.add_verify_command(commands)
+    rollout_commands.add_rollout_command(commands)
     return parser
 
 
@@ -194,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .admin.client import print_status
 
         return print_status(args.admin, as_json=args.json)
-    if args.command in ("plan", "replay", "drain", "verify"):
+    if args.command in ("plan", "replay", "drain", "verify", "rollout"):
         return int(args.handler(args))
     return EXIT_USAGE
 

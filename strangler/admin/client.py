@@ -37,7 +37,26 @@ def render(status: dict[str, Any]) -> str:
             f" {total['mirror_failures']:>11.0f} {total['fallbacks']:>9.0f}"
             f" {total['rejects']:>7.0f}"
         )
+        if route.get("rollout"):
+            lines.append(f"  {describe_rollout(route['rollout'])}")
     return "\n".join(lines)
+
+
+def describe_rollout(rollout: dict[str, Any]) -> str:
+    """``rollout: step 2/5 at 5% (rolling), next 25% at 2025-...Z, gates permitting; last
+    gates: fallback_ratio=0.0012``"""
+    text = (
+        f"rollout: step {rollout['step']}/{rollout['steps_total']} at {rollout['weight']:g}%"
+        f" ({rollout['phase']})"
+    )
+    if rollout["next_weight"] is not None:
+        at = rollout["next_step_at"] or "the controller's next pass"
+        text += f", next {rollout['next_weight']:g}% at {at}, gates permitting"
+    gates = rollout["last_gates"]
+    if gates:
+        values = ", ".join(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in gates.items())
+        text += f"; last gates: {values}"
+    return text
 
 
 def print_status(address: tuple[str, int], *, as_json: bool) -> int:

@@ -40,6 +40,12 @@ class ProxyMetrics:
             ["route", "broker"],
             registry=r,
         )
+        self.routed = Counter(
+            "strangler_messages_routed",
+            "SENDs decided, dry-run included, by route",
+            ["route"],
+            registry=r,
+        )
         self.confirmed = Counter(
             "strangler_confirmed", "Messages a broker confirmed", ["route", "broker"], registry=r
         )
@@ -103,6 +109,7 @@ class ProxyMetrics:
 
     def _routed(self, fields: Mapping[str, Any]) -> None:
         rule = fields["rule"]
+        self._child(self.routed, rule).inc()
         for broker in fields["targets"]:
             self._child(self.messages, rule, broker).inc()
 

@@ -62,6 +62,7 @@ def routes_document(table: RouteTable) -> dict[str, Any]:
                 "target_destination": r.target_destination,
                 "dry_run": r.dry_run,
                 "line": r.line,
+                "rollout": None if r.rollout is None else r.rollout.document(r.weight or 0.0),
             }
             for r in table.routes
         ],

@@ -72,8 +72,11 @@ class StatusWindow:
         last_1m, last_5m = self._since(60, now), self._since(300, now)
         routes: list[dict[str, Any]] = []
         names = [(r.name, str(r.mode)) for r in table.routes] + [("default", "legacy")]
+        rollouts = {r.name: r.rollout.document(r.weight or 0.0) for r in table.routes if r.rollout}
         for name, mode in names:
             entry: dict[str, Any] = {"route": name, "mode": mode}
+            if name in rollouts:
+                entry["rollout"] = rollouts[name]
             for label, values in (("total", now), ("last_1m", last_1m), ("last_5m", last_5m)):
                 entry[label] = {
                     "legacy": values.get(("messages", f"{name}/legacy"), 0.0),

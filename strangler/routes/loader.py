@@ -26,6 +26,9 @@ Invariants:
 - Credentials ``secret_id`` (Secrets Manager) takes its region from ``region:``, else the
   secret's ARN, else the broker's ``region:``, else the AWS SDK default; a ``region:``
   contradicting the ARN is an error.
+- A ``rollout:`` plan is only read on split routes (legacy and mirror routes keep it,
+  ignored with a warning, like ``weight``); a gate's ``route:`` must name a route of the
+  same file. ``rollout.state`` is what ``strangler rollout`` wrote, checked as strictly.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ import hashlib
 import math
 import os
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from datetime import datetime
+from enum import StrEnum
+from typing import Final, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -63,6 +69,19 @@ from .model import (
     Mode,
     OnFailure,
     Route,
+)
+from .rollout import (
+    GATE_NAME,
+    QUERY_PLACEHOLDERS,
+    Duration,
+    Gate,
+    GateMetric,
+    OnBreach,
+    Phase,
+    RolloutPlan,
+    RolloutState,
+    parse_duration,
+    parse_time,
 )
 from .table import RouteTable
 
@@ -92,7 +111,11 @@ _ROUTE_KEYS: Final = (
     "sticky_header",
     "on_failure",
     "dry_run",
+    "rollout",
 )
+_ROLLOUT_KEYS: Final = ("steps", "every", "gates", "on_breach", "promote", "state")
+_GATE_KEYS: Final = ("name", "metric", "query", "max", "min", "window", "min_messages", "route")
+_STATE_KEYS: Final = ("phase", "since", "gates")
 
 _SCHEMES: Final = ("stomp", "stomp+ssl")
 _ROUTE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
@@ -127,7 +150,12 @@ _FORBIDDEN: Final[dict[tuple[str, Mode], str]] = {
     ("on_failure", Mode.LEGACY): "legacy routes never send to Amazon MQ",
     ("on_failure", Mode.MIRROR): "mirror failures never affect the client",
     ("target_destination", Mode.LEGACY): "legacy routes never send to Amazon MQ",
+    ("rollout", Mode.LEGACY): "only split routes step their weight",
+    ("rollout", Mode.MIRROR): "only split routes step their weight",
+    ("rollout", Mode.CUTOVER): "only split routes step their weight",
 }
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 _NULL_TAG: Final = "tag:yaml.org,2002:null"
 # A routes file with thousands of routes is a few hundred KiB.
@@ -584,13 +612,25 @@ class _Reader:
             return ()  # `routes:` with nothing under it: same as an empty list
         items = self.sequence(node, "routes")
         names: dict[str, int] = {}
-        return tuple(
-            self.route(item, index, dry_run, has_amazonmq, names)
+        # Gates may measure a route further down the file: checked once all are named.
+        measured: list[tuple[str, Node, str]] = []
+        routes = tuple(
+            self.route(item, index, dry_run, has_amazonmq, names, measured)
             for index, item in enumerate(items)
         )
+        for name, name_node, path in measured:
+            if name not in names:
+                self.fail(name_node, f"{path}: no route named {name!r} in this file")
+        return routes
 
     def route(
-        self, node: Node, index: int, dry_run: bool, has_amazonmq: bool, names: dict[str, int]
+        self,
+        node: Node,
+        index: int,
+        dry_run: bool,
+        has_amazonmq: bool,
+        names: dict[str, int],
+        measured: list[tuple[str, Node, str]],
     ) -> Route:
         path = f"routes[{index}]"
         fields = self.mapping(node, path, _ROUTE_KEYS)
@@ -681,6 +721,10 @@ class _Reader:
         if "dry_run" in fields:
             route_dry_run = self.boolean(fields["dry_run"].value, f"{path}.dry_run")
 
+        rollout = None
+        if "rollout" in fields and "rollout" not in ignored:
+            rollout = self.rollout(fields["rollout"], f"{path}.rollout", measured)
+
         return Route(
             name=name,
             match_kind=match_kind,
@@ -692,6 +736,7 @@ class _Reader:
             target_destination=target_destination,
             dry_run=route_dry_run,
             line=_line(node),
+            rollout=rollout,
         )
 
     def match(self, node: Node, path: str) -> tuple[MatchKind, str]:
@@ -712,6 +757,222 @@ class _Reader:
             )
         kind = next(k for k in MATCH_KINDS if k == kinds[0])  # narrows str to MatchKind
         return kind, self.destination(fields[kind].value, f"{path}.{kind}")
+
+    # -- rollout ----------------------------------------------------------------------------
+
+    def rollout(
+        self, owner: _Field, path: str, measured: list[tuple[str, Node, str]]
+    ) -> RolloutPlan:
+        fields = self.mapping(owner.value, path, _ROLLOUT_KEYS)
+        for key, why in (
+            ("steps", "the weights to step through, e.g. [1, 5, 25, 50, 100]"),
+            ("every", "how long each step runs before the next, e.g. 10m"),
+            ("gates", "at least one gate (a rollout that cannot see trouble never rolls back)"),
+        ):
+            if key not in fields:
+                self.fail(owner.key, f"{path}.{key}: required ({why})")
+        steps = self.steps(fields["steps"].value, f"{path}.steps")
+        every = self.duration(fields["every"].value, f"{path}.every")
+        on_breach = OnBreach.ROLLBACK
+        if "on_breach" in fields:
+            on_breach = self.choice(fields["on_breach"].value, f"{path}.on_breach", OnBreach)
+        promote = False
+        if "promote" in fields:
+            promote_node = fields["promote"].value
+            promote = self.boolean(promote_node, f"{path}.promote")
+            if promote and steps[-1] != 100.0:
+                self.fail(
+                    promote_node,
+                    f"{path}.promote: a route is promoted to cutover only from 100%; "
+                    f"the last step is {steps[-1]:g}",
+                )
+        gates = self.gates(fields["gates"].value, f"{path}.gates", measured)
+        state = None
+        if "state" in fields:
+            state = self.rollout_state(fields["state"].value, f"{path}.state")
+        return RolloutPlan(
+            steps=steps,
+            every=every,
+            gates=gates,
+            on_breach=on_breach,
+            promote=promote,
+            state=state,
+        )
+
+    def steps(self, node: Node, path: str) -> tuple[float, ...]:
+        items = self.sequence(node, path)
+        if not items:
+            self.fail(node, f"{path}: must list at least one weight")
+        steps: list[float] = []
+        for index, item in enumerate(items):
+            step = self.weight(item, f"{path}[{index}]")
+            if steps and step <= steps[-1]:
+                self.fail(
+                    item,
+                    f"{path}[{index}]: {step:g} does not go up from the step before it "
+                    f"({steps[-1]:g}); steps must be strictly ascending",
+                )
+            steps.append(step)
+        return tuple(steps)
+
+    def gates(
+        self, node: Node, path: str, measured: list[tuple[str, Node, str]]
+    ) -> tuple[Gate, ...]:
+        items = self.sequence(node, path)
+        if not items:
+            self.fail(
+                node,
+                f"{path}: at least one gate (a rollout that cannot see trouble never rolls back)",
+            )
+        seen: dict[str, int] = {}
+        gates: list[Gate] = []
+        for index, item in enumerate(items):
+            gate, name_node = self.gate(item, f"{path}[{index}]", measured)
+            if gate.name in seen:
+                self.fail(
+                    name_node,
+                    f"{path}[{index}].name: duplicate gate name {gate.name!r} "
+                    f"(first at line {seen[gate.name]}); name one of them",
+                )
+            seen[gate.name] = _line(name_node)
+            gates.append(gate)
+        return tuple(gates)
+
+    def gate(
+        self, node: Node, path: str, measured: list[tuple[str, Node, str]]
+    ) -> tuple[Gate, Node]:
+        fields = self.mapping(node, path, _GATE_KEYS)
+        given = [key for key in ("metric", "query") if key in fields]
+        if not given:
+            self.fail(
+                node,
+                f"{path}: needs 'metric' (one of {', '.join(m.value for m in GateMetric)}) "
+                "or 'query' (PromQL)",
+            )
+        if len(given) > 1:
+            self.fail(fields["query"].key, f"{path}: has both 'metric' and 'query'; use one")
+        metric = None
+        query = None
+        if "metric" in fields:
+            metric = self.choice(fields["metric"].value, f"{path}.metric", GateMetric)
+            name_node = fields["metric"].value
+            name = str(metric)
+        else:
+            query = self.query(fields["query"].value, f"{path}.query")
+            if "name" not in fields:
+                self.fail(node, f"{path}.name: required for a query gate (it names its value)")
+            name_node = fields["query"].value
+            name = ""
+        if "name" in fields:
+            name_node = fields["name"].value
+            name = self.string(name_node, f"{path}.name")
+            if not GATE_NAME.fullmatch(name):
+                self.fail(
+                    name_node,
+                    f"{path}.name: {name!r} may only contain letters, digits, '_', '.' and '-'",
+                )
+        bounds = [key for key in ("max", "min") if key in fields]
+        if not bounds:
+            self.fail(node, f"{path}: needs 'max' (breach above) or 'min' (breach below)")
+        if len(bounds) > 1:
+            self.fail(fields["min"].key, f"{path}: has both 'max' and 'min'; use one")
+        bound = float(self.number(fields[bounds[0]].value, f"{path}.{bounds[0]}"))
+        for key, why in (
+            ("window", "the time the gate looks back over, e.g. 5m"),
+            ("min_messages", "below this many messages in the window: not enough data"),
+        ):
+            if key not in fields:
+                self.fail(node, f"{path}.{key}: required ({why})")
+        window = self.duration(fields["window"].value, f"{path}.window")
+        min_node = fields["min_messages"].value
+        min_messages = float(self.number(min_node, f"{path}.min_messages"))
+        if min_messages < 0:
+            self.fail(min_node, f"{path}.min_messages: must not be negative")
+        route = None
+        if "route" in fields:
+            route_node = fields["route"].value
+            route = self.string(route_node, f"{path}.route")
+            measured.append((route, route_node, f"{path}.route"))
+        gate = Gate(
+            name=name,
+            window=window,
+            min_messages=min_messages,
+            metric=metric,
+            query=query,
+            max=bound if bounds[0] == "max" else None,
+            min=bound if bounds[0] == "min" else None,
+            route=route,
+        )
+        return gate, name_node
+
+    def query(self, node: Node, path: str) -> str:
+        value = self.string(node, path)
+        if not value.strip():
+            self.fail(node, f"{path}: must not be empty")
+        template = string.Template(value)
+        unknown = [n for n in template.get_identifiers() if n not in QUERY_PLACEHOLDERS]
+        if unknown or not template.is_valid():
+            self.fail(
+                node,
+                f"{path}: may only use ${', $'.join(QUERY_PLACEHOLDERS)} "
+                f"(and $$ for a literal $); found {'$' + unknown[0] if unknown else 'a stray $'}",
+            )
+        return value
+
+    def rollout_state(self, node: Node, path: str) -> RolloutState:
+        fields = self.mapping(node, path, _STATE_KEYS)
+        phase = Phase.ROLLING
+        if "phase" in fields:
+            phase = self.choice(fields["phase"].value, f"{path}.phase", Phase)
+        since = None
+        if "since" in fields:
+            since = self.timestamp(fields["since"].value, f"{path}.since")
+        values: list[tuple[str, float | None]] = []
+        if "gates" in fields:
+            gates_node = fields["gates"].value
+            if not isinstance(gates_node, MappingNode):
+                self.fail(gates_node, f"{path}.gates: must be a mapping of gate name to value")
+            self.plain(gates_node, f"{path}.gates", _MAP_TAG)
+            for key_node, value_node in gates_node.value:
+                key = self.scalar(key_node, f"{path}.gates", "a gate name")
+                if not isinstance(key, str) or not GATE_NAME.fullmatch(key):
+                    self.fail(key_node, f"{path}.gates: {key!r} is not a gate name")
+                value = self.scalar(value_node, f"{path}.gates.{key}", "a number or null")
+                if value is not None:
+                    value = float(self.number(value_node, f"{path}.gates.{key}"))
+                values.append((key, value))
+        return RolloutState(phase=phase, since=since, gates=tuple(values))
+
+    def timestamp(self, node: Node, path: str) -> datetime:
+        value = self.scalar(node, path, "a timestamp")
+        moment = value if isinstance(value, datetime) else None
+        if isinstance(value, str):
+            moment = parse_time(value)
+        if moment is None or moment.tzinfo is None:
+            self.fail(
+                node,
+                f"{path}: must be an ISO 8601 timestamp with a timezone, "
+                'e.g. "2025-05-01T10:00:00Z"',
+            )
+        return moment
+
+    def duration(self, node: Node, path: str) -> Duration:
+        value = self.scalar(node, path, "a duration")
+        duration = parse_duration(value) if isinstance(value, str) else None
+        if duration is None or duration.seconds <= 0:
+            self.fail(
+                node,
+                f"{path}: must be a duration like 30s, 10m or 1h "
+                "(a whole number and one of ms, s, m, h, d; above 0)",
+            )
+        return duration
+
+    def choice(self, node: Node, path: str, kind: type[_Choice]) -> _Choice:
+        text = self.string(node, path)
+        try:
+            return kind(text)
+        except ValueError:
+            self.fail(node, f"{path}: {text!r} is not one of {', '.join(k.value for k in kind)}")
 
     def weight(self, node: Node, path: str) -> float:
         value = self.number(node, path)
