@@ -36,13 +36,17 @@ def _ignore_end(reason: str | None) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, on_open: Callable[[Connection], None] | None = None) -> None:
         self._on_open = on_open
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # connection_made
         self.on_data: DataHandler = _ignore_data
         self.on_end: EndHandler = _ignore_end
-        self.on_writable: Callable[[], None] = lambda: None
+        self.on_writable: Callable[[], None] = _nothing
         self.writing_paused = False
         self.ended = False
         self._reading_paused = False
@@ -95,6 +99,11 @@ class Connection(asyncio.Protocol):
         if self._pending_end is not False:
             ended, self._pending_end = self._pending_end, False
             on_end(ended)  # type: ignore[arg-type]  # str | None once set
+
+    def detach(self) -> None:
+        """Forget the driver (whatever arrives from now on is dropped)."""
+        self.on_data, self.on_end = _ignore_data, _ignore_end
+        self.on_writable = _nothing
 
     def _end(self, reason: str | None) -> None:
         if self.ended:

@@ -415,6 +415,11 @@ class SessionDriver:
             self._close_link(link, graceful=False)
         if self.ctx.tap is not None:
             self.ctx.tap.closed(self.id)
+        # Break the cycles through the connections' callbacks: the session's memory goes
+        # back at once instead of at the next run of the cycle collector.
+        for connection in (self._client, self._legacy):
+            if connection is not None:
+                connection.detach()
         self.done.set()
 
     def _close_link(self, link: BrokerLink, *, graceful: bool) -> None:

@@ -622,6 +622,9 @@ class SessionCore:
         s.phase = Phase.ENDED
         s.ctx.buffer_budget.give(s.buffered)
         s.buffered = 0
+        # An unfinished frame's buffer goes now, not when the collector finds the session.
+        s.client_parser = FrameParser(s.client_parser.limits, s.version)
+        s.legacy_parser = FrameParser(s.legacy_parser.limits, s.version)
         for name in ("confirm", "frame", "backlog", "settle", "grace", "handshake"):
             s.out.append(CancelTimer(name))
         if s.amq_used:
