@@ -289,6 +289,7 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
     ctx.facts.writer_listeners.append(metrics.on_fact)
     reloader = RoutesReloader(ctx, args.routes)
     stopping = asyncio.Event()
+    listening = asyncio.Event()  # /readyz: not ready before the proxy listens
     admin = None
     if args.admin is not None:
         admin_host, admin_port = args.admin
@@ -299,9 +300,11 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
             admin_host,
             admin_port,
             alive=lambda: not stopping.is_set(),
+            listening=listening.is_set,
         )
         await admin.start()
     await server.start()
+    listening.set()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
