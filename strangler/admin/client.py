@@ -21,7 +21,7 @@ _COLUMNS = (
     ("amazonmq", "amazonmq"),
     ("fell back", "fallbacks"),
     ("rejected", "rejects"),
-    ("mirror failed", "mirror_failures"),
+    ("mirror fail", "mirror_failures"),
     ("in doubt", "in_doubt"),
 )
 
@@ -40,15 +40,15 @@ def render(status: dict[str, Any]) -> str:
             or "not contacted yet"
         ),
         "",
-        f"{'route':24} {'mode':8}"
-        + "".join(f" {title:>13}" for title, _ in _COLUMNS)
+        f"{'route':20} {'mode':8}"
+        + "".join(f" {title:>11}" for title, _ in _COLUMNS)
         + f" {'unresolved':>10}",
-        f"{'':24} {'':8}" + f" {'1m / 5m':>13}" * len(_COLUMNS) + f" {'now':>10}",
+        f"{'':20} {'':8}" + f" {'1m / 5m':>11}" * len(_COLUMNS) + f" {'now':>10}",
     ]
     for route in status["routes"]:
         lines.append(
-            f"{route['route'][:24]:24} {route['mode']:8}"
-            + "".join(f" {_pair(route, key):>13}" for _, key in _COLUMNS)
+            f"{route['route'][:20]:20} {route['mode']:8}"
+            + "".join(f" {_pair(route, key):>11}" for _, key in _COLUMNS)
             + f" {route.get('unresolved', 0):>10.0f}"
         )
     lines += [

@@ -9,7 +9,9 @@ metrics, then read back from the Prometheus exposition text.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -395,3 +397,17 @@ def test_status_shows_where_messages_were_confirmed_during_an_outage(proxy: Prox
     text = render(report)
     line = next(line for line in text.splitlines() if line.startswith("billing"))
     assert line.split()[2:8] == ["4", "/", "4", "0", "/", "0"]
+
+
+def test_docs_metrics_md_documents_exactly_the_metrics_exported(proxy: Proxy) -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(strangler_[a-z_]+)`", docs, re.MULTILINE))
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in proxy.metrics.registry.collect()
+    }
+    exported = {name + "_info" if name == "strangler_routes" else name for name in exported}
+    assert documented == exported
+    labels = set(re.findall(r"^\| `([a-z]+)` \|", docs, re.MULTILINE))
+    used = {label for _, pairs in proxy.samples() for label, _ in pairs} - {"le"}
+    assert used <= labels

@@ -146,7 +146,7 @@ def test_runbook_fact_names_exist() -> None:
 def test_runbook_metric_names_exist() -> None:
     from strangler.admin.metrics import ProxyMetrics
 
-    table = SimpleNamespace(version="0", source="routes.yaml")
+    table = SimpleNamespace(version="0", source="routes.yaml", routes=())
     ctx: Any = SimpleNamespace(
         health=SimpleNamespace(up={}),
         routes=SimpleNamespace(table=table),
