@@ -36,7 +36,7 @@ from typing import Any, Final, Protocol, TextIO
 
 from ..routes import AMAZONMQ, LEGACY, BrokerConfig, RouteTable
 from ..stomp import Frame, Headers, encode_parts
-from .client import BrokerClient, PublishError
+from .client import BrokerClient, LoginRefused, PublishError
 from .report import Report, decide_message
 from .sources import CapturedMessage
 
@@ -188,6 +188,7 @@ class PublishResult:
     sent: int  # messages sent in this run
     report: Report
     error: str | None = None
+    login_refused: bool = False  # the error is a broker refusing the login (exit 2)
     interrupted: bool = False
 
     @property
@@ -306,6 +307,7 @@ class Publisher:
                 self._pump(self.timeout)
         except PublishError as exc:
             result.error = str(exc)
+            result.login_refused = isinstance(exc, LoginRefused)
             self._settle()
         except KeyboardInterrupt:
             result.interrupted = True
