@@ -358,7 +358,7 @@ def _drain(
         journal,
         facts,
         settings,
-        progress=Progress(backlog, every=2.0, label=f"drain {target.destination}", noun="moved"),
+        progress=Progress(backlog, label=f"drain {target.destination}", noun="moved"),
         stop=stop,
     )
     with _on_sigterm(stop.set):
