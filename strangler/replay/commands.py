@@ -337,7 +337,7 @@ def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource)
 def add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = commands.add_parser(
         "plan",
-        help="what changing OLD routes to NEW would do (exit 0 no change, 2 changes, 1 invalid)",
+        help="what changing OLD routes to NEW would do (exit 0 no change, 3 changes, 1 invalid)",
         description=(
             "Compare two routes files without connecting anywhere: routes added, removed "
             "and changed; destinations that change broker; with --capture, how many "

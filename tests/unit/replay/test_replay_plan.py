@@ -1,4 +1,4 @@
-"""strangler plan: what a routes change does; exit 0 nothing, 2 something, 1 invalid."""
+"""strangler plan: what a routes change does; exit 0 nothing, 3 something, 1 invalid."""
 
 from __future__ import annotations
 
