@@ -278,3 +278,15 @@ def test_timestamps_match_datetime_isoformat_across_second_boundaries() -> None:
 def test_timestamps_agree_with_datetime_for_any_time(ts: float) -> None:
     expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
     assert _Timestamps()(ts) == expected
+
+
+def test_a_writer_that_starts_at_once_finds_everything_it_reads() -> None:
+    # interval=0: the writer thread runs before the constructor returns; it used to start
+    # before the listener lists existed and died on the first batch (facts never written).
+    for _ in range(50):
+        stream = io.StringIO()
+        sink = FactSink(stream, interval=0.0)
+        sink.emit(Fact.PROXY_STARTED)
+        assert sink.flush(2.0), "the writer thread died"
+        sink.close()
+        assert json.loads(stream.getvalue())["event"] == "proxy_started"
