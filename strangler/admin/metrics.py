@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -67,7 +67,6 @@ class _RouteSeries:
         "mirror_failures",
         "rejects",
         "routed",
-        "unresolved",
     )
 
     def __init__(self, metrics: ProxyMetrics, route: str) -> None:
@@ -79,7 +78,6 @@ class _RouteSeries:
         self.rejects = metrics.rejects.labels(route)
         self.mirror_failures = metrics.mirror_failures.labels(route)
         self.in_doubt = {b: metrics.in_doubt.labels(route, b) for b in BROKERS}
-        self.unresolved = metrics.unresolved.labels(route)
 
 
 class ProxyMetrics:
@@ -148,20 +146,16 @@ class ProxyMetrics:
         self.protocol_errors = Counter(
             "strangler_client_protocol_errors", "Clients closed for a malformed frame", registry=r
         )
-        self.unresolved = Gauge(
-            "strangler_unresolved_messages",
-            "Outcome facts still due for messages routed (confirmations, fallbacks, rejects, "
-            "mirror failures)",
-            ["route"],
-            registry=r,
-        )
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)
-        r.register(_StateCollector(ctx, open_sessions))
         self._routes: dict[str, _RouteSeries] = {}
-        # Outcomes still due, per session and route: what a session owed when it closed is
-        # dropped then (see the module docstring). Touched on the writer thread only.
+        # Outcomes still due, per route (strangler_unresolved_messages) and per session and
+        # route: what a session owed when it closed is dropped then (module docstring).
+        # Plain ints written on the writer thread only (a Gauge's lock per message cost more
+        # than the rest of the bookkeeping); a scrape reads a copy.
+        self.unresolved: dict[str, int] = {}
         self._due: dict[str | None, dict[str, int]] = {}
+        r.register(_StateCollector(ctx, open_sessions, self.unresolved))
         self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             Fact.MESSAGE_ROUTED: self._routed,
             Fact.MESSAGE_CONFIRMED: self._confirmed,
@@ -189,6 +183,7 @@ class ProxyMetrics:
         found = self._routes.get(route)
         if found is None:
             found = self._routes[route] = _RouteSeries(self, route)
+            self.unresolved.setdefault(route, 0)
         return found
 
     def on_fact(self, fact: str, fields: Mapping[str, Any]) -> None:
@@ -198,19 +193,19 @@ class ProxyMetrics:
 
     # -- outcomes still due -----------------------------------------------------------
 
-    def _owe(self, fields: Mapping[str, Any], series: _RouteSeries, route: str) -> None:
+    def _owe(self, fields: Mapping[str, Any], route: str, count: int = 1) -> None:
         by_route = self._due.setdefault(fields.get("session"), {})
-        by_route[route] = by_route.get(route, 0) + 1
-        series.unresolved.inc()
+        by_route[route] = by_route.get(route, 0) + count
+        self.unresolved[route] += count
 
-    def _settle(self, fields: Mapping[str, Any], series: _RouteSeries, route: str) -> None:
+    def _settle(self, fields: Mapping[str, Any], route: str) -> None:
         by_route = self._due.get(fields.get("session"))
         owed = by_route.get(route, 0) if by_route is not None else 0
         if owed <= 0:  # a second outcome for one frame (a transaction's): nothing was due
             return
         assert by_route is not None
         by_route[route] = owed - 1
-        series.unresolved.dec()
+        self.unresolved[route] -= 1
 
     # -- facts ------------------------------------------------------------------------
 
@@ -219,13 +214,14 @@ class ProxyMetrics:
         series = self.series(route)
         series.routed.inc()
         targets = fields["targets"]
+        due = int(AMAZONMQ in targets)
         if LEGACY in targets:
             if fields.get("receipt"):
-                self._owe(fields, series, route)  # legacy's message_confirmed follows
+                due += 1  # legacy's message_confirmed follows
             else:
                 series.messages[LEGACY].inc()  # nothing will confirm it: forwarded is final
-        if AMAZONMQ in targets:
-            self._owe(fields, series, route)
+        if due:
+            self._owe(fields, route, due)
 
     def _confirmed(self, fields: Mapping[str, Any]) -> None:
         route = fields.get("rule", DEFAULT_RULE)
@@ -241,7 +237,7 @@ class ProxyMetrics:
         latency = fields.get("latency_ms")
         if latency is not None:
             series.confirm_seconds[broker].observe(latency / 1000)
-        self._settle(fields, series, route)
+        self._settle(fields, route)
 
     def _fell_back(self, fields: Mapping[str, Any]) -> None:
         route = fields["rule"]
@@ -250,7 +246,7 @@ class ProxyMetrics:
         # Until the proxy says (`receipt`), assume the producer asked for one: legacy's
         # confirmation then counts the message, and no fallback is counted twice.
         if fields.get("receipt", True):
-            self._owe(fields, series, route)
+            self._owe(fields, route)
         else:
             series.messages[LEGACY].inc()
 
@@ -265,14 +261,14 @@ class ProxyMetrics:
         series = self.series(route)
         if fields.get("possibly_stored"):
             series.in_doubt[AMAZONMQ].inc()
-        self._settle(fields, series, route)
+        self._settle(fields, route)
         return series
 
     def _disconnected(self, fields: Mapping[str, Any]) -> None:
         owed = self._due.pop(fields.get("session"), None)
         for route, count in (owed or {}).items():
             if count > 0:
-                self.series(route).unresolved.dec(count)
+                self.unresolved[route] -= count
 
     def _loaded(self, fields: Mapping[str, Any]) -> None:
         self.add_routes(fields.get("routes") or ())
@@ -284,9 +280,12 @@ class ProxyMetrics:
 
 
 class _StateCollector(Collector):
-    def __init__(self, ctx: ProxyContext, open_sessions: Callable[[], int]) -> None:
+    def __init__(
+        self, ctx: ProxyContext, open_sessions: Callable[[], int], unresolved: dict[str, int]
+    ) -> None:
         self._ctx = ctx
         self._open_sessions = open_sessions
+        self._unresolved = unresolved
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
         ctx = self._ctx
@@ -313,3 +312,12 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "strangler_dry_run", "1 when the proxy runs with --dry-run", value=ctx.settings.dry_run
         )
+        unresolved = GaugeMetricFamily(
+            "strangler_unresolved_messages",
+            "Outcome facts still due for messages routed (confirmations, fallbacks, rejects, "
+            "mirror failures)",
+            labels=["route"],
+        )
+        for route, count in sorted(dict(self._unresolved).items()):  # a copy: the writer adds
+            unresolved.add_metric([route], count)
+        yield unresolved

@@ -15,7 +15,7 @@ import collections
 import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from ..proxy import ProxyContext
 from ..routes import AMAZONMQ, DEFAULT_RULE, LEGACY
@@ -34,7 +34,7 @@ _COUNTED = (
 )
 
 
-def _values(metric: Counter | Gauge, name: str, totals: Totals) -> None:
+def _values(metric: Counter, name: str, totals: Totals) -> None:
     for family in metric.collect():
         for sample in family.samples:
             if family.type == "counter" and not sample.name.endswith("_total"):
@@ -84,15 +84,14 @@ class StatusWindow:
             ("last_1m", self._since(60, now)),
             ("last_5m", self._since(300, now)),
         )
-        unresolved: Totals = {}
-        _values(self._metrics.unresolved, "unresolved", unresolved)
+        unresolved = dict(self._metrics.unresolved)
         routes: list[dict[str, Any]] = []
         names = [(r.name, str(r.mode)) for r in table.routes] + [(DEFAULT_RULE, "legacy")]
         for name, mode in names:
             entry: dict[str, Any] = {
                 "route": name,
                 "mode": mode,
-                "unresolved": unresolved.get(("unresolved", name), 0.0),
+                "unresolved": float(unresolved.get(name, 0)),
             }
             for label, values in windows:
                 entry[label] = {
