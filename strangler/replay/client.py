@@ -35,6 +35,10 @@ class PublishError(Exception):
     """Replay cannot go on: a broker refused, closed or did not answer."""
 
 
+class LoginRefused(PublishError):
+    """Every endpoint that answered refused the login: a configuration error (exit 2)."""
+
+
 class BrokerClient:
     """One producer connection: ``send`` raw SEND frames, ``poll`` for RECEIPT/ERROR."""
 
@@ -60,6 +64,7 @@ class BrokerClient:
         timeout: float,
     ) -> socket.socket:
         problems: list[str] = []
+        refused = 0
         for endpoint in endpoints:
             try:
                 # The proxy's own builder: the same verification, the same ca_file errors.
@@ -79,9 +84,14 @@ class BrokerClient:
             except PublishError as exc:
                 sock.close()
                 problems.append(str(exc))
+                refused += isinstance(exc, LoginRefused)
                 continue
             return sock
-        raise PublishError(f"{self.name}: cannot connect: {'; '.join(problems) or 'no endpoint'}")
+        detail = "; ".join(problems) or "no endpoint"
+        if refused:
+            who = f"the login {login[0]!r}" if login is not None else "a connection without login"
+            raise LoginRefused(f"{self.name} refused {who}: {detail}")
+        raise PublishError(f"{self.name}: cannot connect: {detail}")
 
     def _handshake(
         self, endpoint: BrokerEndpoint, login: tuple[str, str] | None, timeout: float
@@ -105,7 +115,7 @@ class BrokerClient:
         answer = frames[0]
         if answer.command != "CONNECTED":
             reason = answer.get("message") or answer.command
-            raise PublishError(f"{self.name}: {endpoint}: login refused: {reason}")
+            raise LoginRefused(f"{self.name}: {endpoint}: {reason}")
         self.server = answer.get("server")
 
     def send(self, raw: bytes) -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from ..stomp import Frame, FrameParser, Headers, Limits, ProtocolError
+from .extra import INSTALL, mitmproxy_installed
 
 Kind = Literal["flows", "facts"]
 
@@ -161,6 +162,12 @@ class MessageSource:
         self.paths = list(paths)
         self.limits = limits
         self.kinds = [detect_kind(path) for path in self.paths]
+        flows = [p for p, kind in zip(self.paths, self.kinds, strict=True) if kind != "facts"]
+        if flows and not mitmproxy_installed():
+            raise SourceError(
+                f"{flows[0]}: reading a mitmproxy flow file needs mitmproxy, "
+                f"which is not installed: {INSTALL}"
+            )
         self.stats = SourceStats()
 
     def __iter__(self) -> Iterator[CapturedMessage]:

@@ -19,13 +19,23 @@ class RoutesError(Exception):
     line: int | None
     column: int | None
     reason: str
+    unreadable: bool  # the file could not be read at all (nothing was checked)
 
-    def __init__(self, file: str, line: int | None, reason: str, column: int | None = None) -> None:
+    def __init__(
+        self,
+        file: str,
+        line: int | None,
+        reason: str,
+        column: int | None = None,
+        *,
+        unreadable: bool = False,
+    ) -> None:
         super().__init__(file, line, reason)
         self.file = file
         self.line = line
         self.column = column
         self.reason = reason
+        self.unreadable = unreadable
 
     def __str__(self) -> str:
         if self.line is None:

@@ -157,12 +157,59 @@ _FORBIDDEN: Final[dict[tuple[str, Mode], str]] = {
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
-_NULL_TAG: Final = "tag:yaml.org,2002:null"
+_YAML_TAG: Final = "tag:yaml.org,2002:"
+_NULL_TAG: Final = _YAML_TAG + "null"
+_MERGE_TAG: Final = _YAML_TAG + "merge"
+_MAP_TAG: Final = _YAML_TAG + "map"
+_SEQ_TAG: Final = _YAML_TAG + "seq"
 # A routes file with thousands of routes is a few hundred KiB.
 MAX_ROUTES_BYTES: Final = 1 << 20
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-_MAP_TAG: Final = "tag:yaml.org,2002:map"
-_SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+# The tags the safe loader gives plain YAML; any other (!!python/..., !custom) is refused.
+_SCALAR_TAGS: Final = frozenset(
+    _YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary", "merge")
+)
+# Keys that would hold a secret in the file itself; routes.yaml names where secrets are.
+_SECRET_KEYS: Final = frozenset(
+    {"password", "passcode", "passwd", "pass", "secret", "username", "user", "login", "token"}
+)
+_NO_SECRETS: Final = (
+    "secrets never go in this file: name environment variables (username_env, "
+    "password_env), a file (file: PATH) or a Secrets Manager secret (secret_id: NAME)"
+)
+# PyYAML's indentation problems, as a person would put them (the original follows).
+_YAML_PROBLEMS: Final = (
+    (
+        "expected <block end>, but found '<block mapping start>'",
+        "this line is indented more than the keys before it{context}; the keys of one "
+        "mapping must start in the same column",
+    ),
+    (
+        "expected <block end>, but found '<block sequence start>'",
+        "this list item is indented differently from the lines before it{context}",
+    ),
+    (
+        "expected <block end>, but found '-'",
+        "this list item is indented differently from the lines before it{context}",
+    ),
+    (
+        "did not find expected key",
+        "this line is not indented like the keys of its mapping{context}",
+    ),
+    (
+        "did not find expected '-' indicator",
+        "this line is not indented like the items of its list{context}",
+    ),
+    (
+        "mapping values are not allowed here",
+        "unexpected ':' (a key indented under a value on the line above, or a value with "
+        "': ' in it: quote the value)",
+    ),
+    (
+        "could not find expected ':'",
+        "a line inside a mapping that is not 'key: value'{context} (a missing ':', or a "
+        "value continued on the next line: quote it)",
+    ),
+)
 
 
 def load_routes(path: str | os.PathLike[str]) -> RouteTable:
@@ -171,7 +218,9 @@ def load_routes(path: str | os.PathLike[str]) -> RouteTable:
     try:
         data = read_regular_file(source, MAX_ROUTES_BYTES)
     except UnreadableFile as e:
-        raise RoutesError(source, None, f"cannot read routes file: {e.reason}") from None
+        raise RoutesError(
+            source, None, f"cannot read routes file: {e.reason}", unreadable=True
+        ) from None
     return parse_routes(data, source)
 
 
@@ -237,13 +286,9 @@ class _Reader:
             return yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
-            # PyYAML phrases some problems as the second half of a sentence ("but found ...").
-            problem = (e.problem or "").removeprefix("but ")
-            reason = f"YAML syntax error: {problem or e.context or 'invalid YAML'}"
-            if e.context and e.context_mark is not None and problem:
-                reason += f" ({e.context} at line {e.context_mark.line + 1})"
             line = mark.line + 1 if mark is not None else None
             column = mark.column + 1 if mark is not None else None
+            reason = _yaml_problem(e, text.splitlines()[line - 1 : line] if line else [])
             raise RoutesError(self.source, line, reason, column=column) from None
         except yaml.YAMLError as e:
             # ReaderError (e.g. control characters) has an offset, not a line.
@@ -660,6 +705,7 @@ class _Reader:
         names[name] = _line(name_node)
 
         match_kind, pattern = self.match(need("match"), f"{path}.match")
+        self.warn_unprefixed(fields["match"].value, f"{path}.match.{match_kind}", pattern)
 
         mode_node = need("mode")
         mode_text = self.string(mode_node, f"{path}.mode")
@@ -715,6 +761,9 @@ class _Reader:
         if "target_destination" in fields and "target_destination" not in ignored:
             target_destination = self.destination(
                 fields["target_destination"].value, f"{path}.target_destination"
+            )
+            self.warn_unprefixed(
+                fields["target_destination"].value, f"{path}.target_destination", target_destination
             )
 
         route_dry_run = dry_run
@@ -974,6 +1023,16 @@ class _Reader:
         except ValueError:
             self.fail(node, f"{path}: {text!r} is not one of {', '.join(k.value for k in kind)}")
 
+    def warn_unprefixed(self, node: Node, path: str, pattern: str) -> None:
+        """Destinations are /queue/NAME or /topic/NAME; a bare name is valid but suspicious."""
+        if pattern.startswith(("/", "*")):
+            return
+        self.warnings.append(
+            f"{self.source}:{_line(node)}: {path}: {pattern!r} does not start with /queue/ or "
+            f"/topic/: producers usually send /queue/{pattern.lstrip('/')}, which this would "
+            "not match (ActiveMQ takes a bare name for a queue of that name)"
+        )
+
     def weight(self, node: Node, path: str) -> float:
         value = self.number(node, path)
         if not 0 <= value <= 100:
@@ -1003,7 +1062,7 @@ class _Reader:
     ) -> dict[str, _Field]:
         where = path or "top level"
         if not isinstance(node, MappingNode):
-            described = self.describe(node)
+            described = self.describe(node, where)
             self.fail(node, f"{where}: must be a mapping, got {described}")
         self.plain(node, where, _MAP_TAG)
         fields: dict[str, _Field] = {}
@@ -1014,6 +1073,8 @@ class _Reader:
             if not isinstance(key, str):
                 self.fail(key_node, f"{where}: keys must be strings, got {_describe(key)}")
             if key not in allowed:
+                if key.lower() in _SECRET_KEYS:
+                    self.fail(key_node, f"{where}: '{key}': {_NO_SECRETS}")
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
                 self.fail(key_node, f"{where}: unknown {noun} '{key}' ({hint})")
@@ -1025,21 +1086,33 @@ class _Reader:
 
     def sequence(self, node: Node, path: str) -> list[Node]:
         if not isinstance(node, SequenceNode):
-            self.fail(node, f"{path}: must be a list, got {self.describe(node)}")
+            self.fail(node, f"{path}: must be a list, got {self.describe(node, path)}")
         self.plain(node, path, _SEQ_TAG)
         return list(node.value)
 
     def plain(self, node: Node, path: str, tag: str) -> None:
         # Collections are walked, never constructed, so a tag would be silently ignored.
         if node.tag != tag:
-            self.fail(node, f"{path}: YAML tag {node.tag!r} is not supported")
+            self.refuse_tag(node, path)
 
-    def describe(self, node: Node) -> str:
+    def refuse_tag(self, node: Node, path: str) -> NoReturn:
+        self.fail(
+            node,
+            f"{path or 'value'}: YAML tag {_tag_text(node.tag)!r} is refused: routes.yaml is "
+            "read with YAML's safe loader, and tags that build objects (!!python/...) or "
+            "custom tags are not allowed",
+        )
+
+    def describe(self, node: Node, path: str = "") -> str:
         if isinstance(node, ScalarNode):
-            return _describe(self.scalar(node, "", "a value"))
+            return _describe(self.scalar(node, path, "a value"))
+        if node.tag not in (_MAP_TAG, _SEQ_TAG):
+            self.refuse_tag(node, path)
         return _shape(node)
 
     def scalar(self, node: Node, path: str, expected: str) -> object:
+        if node.tag not in _SCALAR_TAGS and node.tag not in (_MAP_TAG, _SEQ_TAG):
+            self.refuse_tag(node, path)
         if not isinstance(node, ScalarNode):
             self.fail(node, f"{path or 'value'}: must be {expected}, got {_shape(node)}")
         try:
@@ -1077,3 +1150,29 @@ class _Reader:
         if not math.isfinite(value):
             self.fail(node, f"{path}: must be a finite number")
         return value
+
+
+def _tag_text(tag: str) -> str:
+    """A tag as it was written: ``!!python/object:x`` rather than its expanded URI."""
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError, lines: list[str]) -> str:
+    """PyYAML's syntax error as a reason a person can act on (its own words in brackets)."""
+    # PyYAML phrases some problems as the second half of a sentence ("but found ...").
+    problem = (error.problem or "").removeprefix("but ")
+    original = problem or error.context or "invalid YAML"
+    context = ""
+    if error.context and error.context_mark is not None and problem:
+        context = f" (the block that starts at line {error.context_mark.line + 1})"
+    line = lines[0] if lines else ""
+    if "\t" in line[: len(line) - len(line.lstrip())] or "'\\t'" in original:
+        return (
+            "YAML syntax error: a tab character: YAML indents with spaces only; replace the "
+            f"tab with spaces [YAML: {original}]"
+        )
+    full = f"{error.context}, {problem}" if error.context and problem else original
+    for raw, friendly in _YAML_PROBLEMS:
+        if raw in full or raw in original:
+            return f"YAML syntax error: {friendly.format(context=context)} [YAML: {original}]"
+    return f"YAML syntax error: {original}{context}"

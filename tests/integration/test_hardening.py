@@ -57,7 +57,13 @@ def test_a_padded_destination_takes_its_route(
             f"SEND\ndestination:{pad[0]}{copied}{pad[1]}\nreceipt:c\n\ncopied\0".encode()
         )
         parser = FrameParser()
-        answers = [next_frame(sock, parser) for _ in range(3)]
+        answers = []
+        try:
+            for _ in range(3):
+                answers.append(next_frame(sock, parser))
+        except TimeoutError:
+            facts = [(f["event"], f.get("reason")) for f in proxy.facts()]
+            raise AssertionError(f"after {answers}: no answer; facts: {facts}") from None
         assert [f.command for f in answers] == ["CONNECTED", "RECEIPT", "RECEIPT"]
     proxy.wait_fact("message_confirmed", role="mirror")
     assert [m.body for m in drain(amazonmq, moved)] == [b"moved"]

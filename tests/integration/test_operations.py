@@ -214,7 +214,7 @@ def test_metrics_count_what_was_sent_and_admin_endpoints_answer(
 ) -> None:
     _, dest, _, port, admin, _ = cli_proxy
     assert _get(admin, "/healthz") == (200, b"ok\n")
-    status, body = _get(admin, "/readyz")
+    status, body = _get(admin, "/readyz?verbose")
     assert status == 200 and json.loads(body)["brokers"] == {
         "legacy": "reachable",
         "amazonmq": "reachable",

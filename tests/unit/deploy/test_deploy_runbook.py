@@ -159,7 +159,7 @@ def test_the_rollout_plan_steps_from_mirror_to_cutover() -> None:
 def test_runbook_metric_names_exist() -> None:
     from strangler.admin.metrics import ProxyMetrics
 
-    table = SimpleNamespace(version="0", source="routes.yaml")
+    table = SimpleNamespace(version="0", source="routes.yaml", routes=())
     ctx: Any = SimpleNamespace(
         health=SimpleNamespace(up={}),
         routes=SimpleNamespace(table=table),

@@ -317,3 +317,15 @@ def test_reopen_of_a_stream_sink_does_nothing(sink: FactSink, stream: io.StringI
     sink.emit(Fact.PROXY_STOPPED)
     assert sink.flush()
     assert [f["event"] for f in lines_of(stream)] == ["proxy_stopped"]
+
+
+def test_a_writer_that_starts_at_once_finds_everything_it_reads() -> None:
+    # interval=0: the writer thread runs before the constructor returns; it used to start
+    # before the listener lists existed and died on the first batch (facts never written).
+    for _ in range(50):
+        stream = io.StringIO()
+        sink = FactSink(stream, interval=0.0)
+        sink.emit(Fact.PROXY_STARTED)
+        assert sink.flush(2.0), "the writer thread died"
+        sink.close()
+        assert json.loads(stream.getvalue())["event"] == "proxy_started"

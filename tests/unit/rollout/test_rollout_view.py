@@ -36,7 +36,15 @@ def test_status_prints_a_rollout_line_under_its_route() -> None:
         "rollout: step 1/3 at 1% (rolling), next 50% at 2025-05-01T10:10:00.000Z, "
         "gates permitting; last gates: fallback_ratio=0.0125"
     )
-    zero = {"legacy": 0.0, "amazonmq": 0.0, "mirror_failures": 0.0, "fallbacks": 0.0, "rejects": 0}
+    zero = {
+        "routed": 0.0,
+        "legacy": 0.0,
+        "amazonmq": 0.0,
+        "mirror_failures": 0.0,
+        "fallbacks": 0.0,
+        "rejects": 0.0,
+        "in_doubt": 0.0,
+    }
     status = {
         "routes_version": table.version,
         "source": "routes.yaml",
