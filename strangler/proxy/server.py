@@ -121,6 +121,8 @@ class ProxyServer:
             await asyncio.wait(closing, timeout=2.0)
         if self._probe is not None:
             self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
         self.ctx.facts.emit(Fact.PROXY_STOPPED, sessions_closed=len(sessions))

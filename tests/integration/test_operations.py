@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,16 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def _poll(read: Callable[[], str | None], timeout: float = WAIT) -> str:
+    """What ``read`` returns once it returns something (a scrape until a condition holds;
+    the proxy runs in another process, so there is no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while (found := read()) is None:
+        assert time.monotonic() < deadline, "the condition never held"
+        threading.Event().wait(0.05)  # the interval between two scrapes
+    return found
+
+
 def _facts(path: Path, event: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -221,9 +233,13 @@ def test_metrics_count_what_was_sent_and_admin_endpoints_answer(
     }
     client = connect("127.0.0.1", port, legacy.username, legacy.password)
     assert client.wait_receipts([client.send(dest, f"m{i}") for i in range(25)])
-    client.close()
-    status, metrics = _get(admin, "/metrics")
-    text = metrics.decode()
+    client.close()  # legacy's receipts: the mirror copies may still be on their way
+
+    def settled() -> str | None:
+        text = _get(admin, "/metrics")[1].decode()
+        return text if _metric(text, "strangler_unresolved_messages", route="moving") == 0 else None
+
+    text = _poll(settled)
     assert _metric(text, "strangler_messages_total", route="moving", broker="legacy") == 25
     assert _metric(text, "strangler_messages_total", route="moving", broker="amazonmq") == 25
     assert _metric(text, "strangler_confirmed_total", route="moving", broker="legacy") == 25
