@@ -1,4 +1,5 @@
-"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify``.
+"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify
+| audit``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
 routes.yaml, prints what each route does, and exits 0 (valid) or 1 (invalid,
@@ -19,6 +20,7 @@ from typing import Any
 
 from .drain import commands as drain_commands
 from .facts import Fact, FactSink
+from .ledger import commands as ledger_commands
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
 from .replay import commands as replay_commands
 from .routes import RoutesError, RouteTable, load_routes
@@ -170,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay_commands.add_replay_command(commands)
     drain_commands.add_drain_command(commands)
     drain_commands.add_verify_command(commands)
+    ledger_commands.add_audit_command(commands)
     return parser
 
 
@@ -187,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .admin.client import print_status
 
         return print_status(args.admin, as_json=args.json)
-    if args.command in ("plan", "replay", "drain", "verify"):
+    if args.command in ("plan", "replay", "drain", "verify", "audit"):
         return int(args.handler(args))
     return EXIT_USAGE
 
