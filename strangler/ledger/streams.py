@@ -162,10 +162,8 @@ class FactReader:
         stats = self.stats
         progress = self._progress
         loads = orjson.loads
-        epochs, fresh = self._epochs, self._fresh
-        epochs.setdefault(replica, 0)
-        fresh.setdefault(replica, False)
-        instance = f"{replica}#{epochs[replica]}"
+        fresh = self._fresh
+        instance: str | None = None  # the replica's current instance, once a fact is seen
         number = 0
         try:
             with stream:
@@ -192,7 +190,7 @@ class FactReader:
                         continue
                     position.line = number
                     event = fact["event"]
-                    if event in _NEW_INSTANCE or fresh[replica]:
+                    if instance is None or event in _NEW_INSTANCE or fresh[replica]:
                         instance = self._instance(replica, event)
                     on_fact(fact, instance)
                     if progress is not None and not number & 0x3FFF:
