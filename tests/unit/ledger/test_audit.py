@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from strangler.ledger.settled import MAX_ABOVE, SettledIds
 def audit(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, dict[str, Any]]:
     code = main(["audit", "--json", "--no-progress", *map(str, argv)])
     out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else {}
+    report: dict[str, Any] = json.loads(out) if out.strip() else {}
+    return code, report
 
 
 def text(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
@@ -180,7 +182,7 @@ def test_a_restarted_proxy_reuses_session_ids_without_mixing_them(
     s = p.connect("first")
     lost = p.send(s, "cutover")
     p.start()  # killed and restarted: the same file goes on, session ids from s1 again
-    p.sessions = iter(range(1, 100))
+    p.sessions = itertools.count(1)
     s2 = p.connect("second")
     ok = p.send(s2, "legacy")
     p.confirmed(s2, ok, LEGACY)
@@ -389,6 +391,7 @@ def test_routes_versions_in_force(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     p.emit("proxy_stopped", ts="2025-03-01T22:30:00.000000+00:00")
     code, report = audit(capsys, p.write(tmp_path / "facts.jsonl"))
+    assert code == 0
     windows = {w["routes_version"]: w for w in report["routes_versions"]}
     assert windows["first0000000"]["replica_seconds"] == 600.0
     assert windows["second000000"]["since"] == "2025-03-01T22:10:00.000000+00:00"
