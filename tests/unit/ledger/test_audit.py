@@ -30,7 +30,7 @@ def text(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, st
 
 
 def route(report: dict[str, Any], name: str) -> dict[str, Any]:
-    rows = [r for r in report["routes"] if r["route"] == name]
+    rows: list[dict[str, Any]] = [r for r in report["routes"] if r["route"] == name]
     assert len(rows) == 1, report["routes"]
     return rows[0]
 
