@@ -32,31 +32,39 @@ from collections.abc import Callable
 from typing import Any
 
 from .journeys import (
-    AMAZONMQ,
-    CONFIRMED,
-    FELL_BACK,
-    FORWARDED,
-    LEGACY,
-    MIRROR_FAILED,
-    MIRRORED,
-    REJECTED,
+    FOLLOWED,
+    OUTCOMES,
+    SETTLED,
     UNRESOLVED,
     Journey,
+    Signature,
+    forwarded,
+    plainly_confirmed,
+    settles_by,
 )
 from .settled import SettledIds
-from .tallies import MAX_LISTED, Book, BrokerTally, Tally, VersionWindow, Violation
+from .tallies import MAX_LISTED, Book, Kind, Tally, VersionWindow, Violation, broker_tallies
 
 
 class _Session:
-    __slots__ = ("connected", "key", "login", "open", "peer", "txs")
+    __slots__ = ("connected", "instance", "key", "login", "open", "peer", "txs")
 
-    def __init__(self, key: str, login: str | None, peer: str | None, connected: str) -> None:
+    def __init__(
+        self, instance: str, key: str, login: str | None, peer: str | None, connected: str
+    ) -> None:
+        self.instance = instance
         self.key = key
         self.login = login
         self.peer = peer
         self.connected = connected
-        self.open: dict[str, Journey] = {}
+        self.open: dict[str, _Open] = {}
         self.txs: dict[str, list[Journey]] = {}
+
+
+# An open message: its Journey, or a plain one (``journeys.plain``) as (its
+# message_routed fact, its session, the broker whose confirmation settles it).
+_Plain = tuple[dict[str, Any], _Session, str]
+_Open = Journey | _Plain
 
 
 class _Instance:
@@ -104,14 +112,14 @@ class Ledger:
         self._until = until
         self._where = where
         self._on_settled = on_settled  # e.g. verify's per-message view
-        self.open: dict[str, Journey] = {}
+        self._plain = on_settled is None  # a plain message settles without a Journey
+        self.open: dict[str, _Open] = {}
         self.settled = SettledIds()
         self._instances: dict[str, _Instance] = {}
         self._current: _Instance | None = None
         self._orphans: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
-        self._route_tallies: dict[tuple[str, str], Tally] = {}
-        self._login_tallies: dict[str, Tally] = {}
-        self._brokers: dict[str, BrokerTally] = {LEGACY: BrokerTally(), AMAZONMQ: BrokerTally()}
+        self._filtering = routes is not None or since is not None or until is not None
+        self._kinds: dict[Signature, int] = {}  # settled messages, counted by signature
         self._versions: dict[str, VersionWindow] = {}
         self._violations: list[Violation] = []
         self._violation_count = 0
@@ -119,14 +127,9 @@ class Ledger:
         self._unresolved: list[Journey] = []
         self._in_doubt: list[dict[str, Any]] = []
         self._in_doubt_count = 0
-        self._messages = 0
         self._handlers: dict[str, Callable[[dict[str, Any], _Instance], None]] = {
             "message_routed": self._routed,
-            "message_confirmed": self._outcome,
-            "message_fell_back": self._outcome,
-            "message_rejected": self._outcome,
-            "message_mirror_failed": self._outcome,
-            "message_resent": self._outcome,
+            **dict.fromkeys(OUTCOMES, self._outcome),
             "client_connected": self._connected,
             "client_disconnected": self._disconnected,
             "transaction_committed": self._tx_ended,
@@ -146,12 +149,11 @@ class Ledger:
         current = self._current
         if current is None or current.key != instance:
             current = self._instance(instance, fact)
-        ts = fact.get("ts")
-        if ts is not None:
-            current.last = ts
         handler = self._handlers.get(fact["event"])
         if handler is not None:
             handler(fact, current)
+        elif "ts" in fact:
+            current.last = fact["ts"]
 
     def _instance(self, key: str, fact: dict[str, Any]) -> _Instance:
         found = self._instances.get(key)
@@ -164,41 +166,51 @@ class Ledger:
         self._current = found
         return found
 
-    def _session(self, inst: _Instance, fact: dict[str, Any]) -> _Session:
-        name = fact.get("session") or "?"
-        found = inst.sessions.get(name)
-        if found is None:  # its client_connected is not in the input
-            found = inst.sessions[name] = _Session(name, None, None, "")
-        return found
-
     def _connected(self, fact: dict[str, Any], inst: _Instance) -> None:
+        inst.last = fact["ts"]
         name = fact.get("session") or "?"
         if name in inst.sessions:  # a session id reused without a restart: end the old one
             self._end_session(inst, inst.sessions.pop(name), None)
-        inst.sessions[name] = _Session(name, fact.get("login"), fact.get("peer"), fact["ts"])
+        inst.sessions[name] = _Session(
+            inst.key, name, fact.get("login"), fact.get("peer"), fact["ts"]
+        )
 
     def _disconnected(self, fact: dict[str, Any], inst: _Instance) -> None:
+        inst.last = fact["ts"]
         session = inst.sessions.pop(fact.get("session") or "?", None)
         if session is not None:
             self._end_session(inst, session, fact.get("reason"))
 
     def _routed(self, fact: dict[str, Any], inst: _Instance) -> None:
         trace = fact.get("trace_id")
-        if not isinstance(trace, str):
+        if type(trace) is not str:
             self._violate(Violation("?", "message_routed without a trace_id", self._where()))
             return
-        if trace in self.open or trace in self.settled:
+        if trace in self.open or self.settled.routed(trace):
             self._violate(
                 Violation(trace, "routed twice (one trace id, two messages)", self._where())
             )
             return
-        session = self._session(inst, fact)
-        j = Journey(fact, inst.key, session.key, session.login)
-        self.settled.first_seen(trace)
+        inst.last = fact["ts"]
+        name = fact.get("session") or "?"
+        session = inst.sessions.get(name)
+        if session is None:  # its client_connected is not in the input
+            session = inst.sessions[name] = _Session(inst.key, name, None, None, "")
         orphans = self._orphans.pop(trace, None) if self._orphans else None
-        if j.settled and orphans is None:  # legacy, no receipt asked: nothing more to come
-            self._settle(j)
-            return
+        if orphans is None:
+            by = settles_by(fact)
+            if by is SETTLED:  # legacy, no receipt asked: nothing more to come
+                self.settled.add(trace)
+                if not self._filtering or self._selected_fact(fact):
+                    signature = forwarded(fact, session.login)
+                    self._kinds[signature] = self._kinds.get(signature, 0) + 1
+                return
+            if by is not FOLLOWED and self._plain:
+                entry = (fact, session, by)
+                self.open[trace] = entry
+                session.open[trace] = entry
+                return
+        j = Journey(fact, inst.key, session.login, session)
         self.open[trace] = j
         session.open[trace] = j
         if j.tx is not None:
@@ -208,14 +220,33 @@ class Ledger:
 
     def _outcome(self, fact: dict[str, Any], inst: _Instance) -> None:
         trace = fact.get("trace_id")
-        j = self.open.get(trace) if isinstance(trace, str) else None
-        if j is not None:
-            self._apply(j, fact, None)
+        if not isinstance(trace, str):
+            self._violate(Violation("?", f"{fact['event']} without a trace_id", self._where()))
+            return
+        entry = self.open.get(trace)
+        if entry is not None:
+            if type(entry) is tuple:
+                routed, session, broker = entry
+                if (
+                    fact["event"] == "message_confirmed"
+                    and fact.get("broker") == broker
+                    and fact.get("role", "primary") == "primary"
+                ):  # what it waited for: settled
+                    del self.open[trace], session.open[trace]
+                    self.settled.add(trace)
+                    if not self._filtering or self._selected_fact(routed):
+                        signature = plainly_confirmed(routed, session.login)
+                        self._kinds[signature] = self._kinds.get(signature, 0) + 1
+                    return
+            j = self._journey(trace, entry)
+            problem = OUTCOMES[fact["event"]](j, fact)
+            if problem is not None:
+                self._violate_journey(j, problem, self._where())
+            if j.settled:
+                self._settle(j)
             return
         where = self._where()
-        if not isinstance(trace, str):
-            self._violate(Violation("?", f"{fact['event']} without a trace_id", where))
-        elif trace in self.settled:
+        if trace in self.settled:
             if self._selected_fact(fact):
                 self._violate(
                     Violation(
@@ -230,21 +261,19 @@ class Ledger:
         else:
             self._orphans.setdefault(trace, []).append((fact, inst.key, where))
 
-    def _apply(self, j: Journey, fact: dict[str, Any], where: str | None) -> None:
-        event = fact["event"]
-        if event == "message_confirmed":
-            problem = j.confirmed(fact)
-        elif event == "message_fell_back":
-            problem = j.fell_back(fact)
-        elif event == "message_rejected":
-            problem = j.rejected(fact)
-        elif event == "message_mirror_failed":
-            problem = j.mirror_failed(fact)
-        else:
-            j.resent_to(fact)
-            problem = None
+    def _journey(self, trace: str, entry: _Open) -> Journey:
+        """The open message as a Journey (a plain one becomes one now)."""
+        if isinstance(entry, Journey):
+            return entry
+        routed, session, _broker = entry
+        j = Journey(routed, session.instance, session.login, session)
+        self.open[trace] = session.open[trace] = j
+        return j
+
+    def _apply(self, j: Journey, fact: dict[str, Any], where: str) -> None:
+        problem = OUTCOMES[fact["event"]](j, fact)
         if problem is not None:
-            self._violate_journey(j, problem, where or self._where())
+            self._violate_journey(j, problem, where)
         if j.settled:
             self._settle(j)
 
@@ -262,6 +291,7 @@ class Ledger:
                 self._settle(j)
 
     def _routes_in_force(self, fact: dict[str, Any], inst: _Instance) -> None:
+        inst.last = fact.get("ts") or inst.last
         version = fact.get("routes_version")
         if not isinstance(version, str) or version == inst.version:
             return
@@ -282,6 +312,7 @@ class Ledger:
         window.instances.add(inst.key)
 
     def _stopped(self, fact: dict[str, Any], inst: _Instance) -> None:
+        inst.last = fact.get("ts") or inst.last
         inst.stopped = True
 
     def _dropped(self, fact: dict[str, Any], inst: _Instance) -> None:
@@ -295,7 +326,8 @@ class Ledger:
 
     def _end_session(self, inst: _Instance, session: _Session, reason: str | None) -> None:
         where = self._where()
-        for j in list(session.open.values()):
+        for trace, entry in list(session.open.items()):
+            j = self._journey(trace, entry)
             problem = j.session_ended(reason)
             if problem is not None:
                 violation = self._journey_violation(j, problem, where)
@@ -314,48 +346,32 @@ class Ledger:
             if inst.stopped:
                 self._end_session(inst, session, "proxy stopped")
                 continue
-            for j in list(session.open.values()):
-                self._unresolved_journey(j)
+            for trace, entry in list(session.open.items()):
+                self._unresolved_journey(self._journey(trace, entry))
         inst.sessions.clear()
 
     def _unresolved_journey(self, j: Journey) -> None:
         self.open.pop(j.trace, None)
-        if self._selected(j):
+        if not self._filtering or self._selected(j):
             self._unresolved.append(j)
-            self._fold(j)
+            self._count(j)
 
     def _settle(self, j: Journey) -> None:
         trace = j.trace
         if self.open.pop(trace, None) is not None:
-            inst = self._instances.get(j.instance)
-            session = inst.sessions.get(j.session) if inst is not None else None
-            if session is not None:
-                session.open.pop(trace, None)
+            j.owner.open.pop(trace, None)
         self.settled.add(trace)
-        j.finish()
-        if self._selected(j):
-            self._fold(j)
+        if j.aborted:
+            j.finish()
+        if not self._filtering or self._selected(j):
+            self._count(j)
             if self._on_settled is not None:
                 self._on_settled(j)
 
-    def _fold(self, j: Journey) -> None:
-        self._messages += 1
-        key = (j.rule, j.version)
-        tally = self._route_tallies.get(key)
-        if tally is None:
-            tally = self._route_tallies[key] = Tally(j.mode)
-        tally.add(j)
-        login = j.login or "(unknown)"
-        by_login = self._login_tallies.get(login)
-        if by_login is None:
-            by_login = self._login_tallies[login] = Tally()
-        by_login.add(j)
-        window = self._versions.get(j.version)
-        if window is not None:
-            window.messages += 1
-        else:
-            self._versions[j.version] = VersionWindow(j.version, j.ts, j.ts, messages=1)
-        self._broker_counts(j)
+    def _count(self, j: Journey) -> None:
+        signature = j.signature()
+        kinds = self._kinds
+        kinds[signature] = kinds.get(signature, 0) + 1
         if j.in_doubt or j.resent:
             self._in_doubt_count += 1
             if len(self._in_doubt) < MAX_LISTED:
@@ -371,32 +387,6 @@ class Ledger:
                         "session": j.session,
                     }
                 )
-
-    def _broker_counts(self, j: Journey) -> None:
-        brokers = self._brokers
-        outcome = j.outcome
-        if outcome == CONFIRMED:
-            brokers[j.primary].confirmed += 1
-        elif outcome == FORWARDED:
-            brokers[LEGACY].forwarded += 1
-        elif outcome == FELL_BACK:
-            if j.unconfirmed or not j.receipt:
-                brokers[LEGACY].forwarded += 1
-            else:
-                brokers[LEGACY].confirmed += 1
-        if outcome in (FELL_BACK, REJECTED) or j.mirror == MIRROR_FAILED:
-            brokers[AMAZONMQ].failed += 1
-        if j.mirror == MIRRORED:
-            brokers[AMAZONMQ].mirrored += 1
-        where = j.where if outcome is not None else "none"
-        if where in (LEGACY, "both"):
-            brokers[LEGACY].held += 1
-        if where in (AMAZONMQ, "both"):
-            brokers[AMAZONMQ].held += 1
-        for broker in j.in_doubt:
-            brokers.setdefault(broker, BrokerTally()).in_doubt += 1
-        if j.resent:
-            brokers[AMAZONMQ].resent += 1
 
     # -- filters and violations ------------------------------------------------------------------
 
@@ -464,10 +454,27 @@ class Ledger:
                 self._violate(violation)
         self._violations.sort(key=lambda v: (v.instance or "", v.where))
         self._unresolved.sort(key=lambda j: (j.instance, j.ts, j.trace))
+        kinds = {Kind._make(signature): n for signature, n in self._kinds.items()}
+        routes: dict[tuple[str, str], Tally] = {}
+        logins: dict[str, Tally] = {}
+        for kind, n in kinds.items():
+            by_route = routes.get((kind.rule, kind.version))
+            if by_route is None:
+                by_route = routes[(kind.rule, kind.version)] = Tally(kind.mode)
+            by_route.add(kind, n)
+            login = kind.login or "(unknown)"
+            by_login = logins.get(login)
+            if by_login is None:
+                by_login = logins[login] = Tally()
+            by_login.add(kind, n)
+            window = self._versions.get(kind.version)
+            if window is None:
+                window = self._versions[kind.version] = VersionWindow(kind.version, "", "")
+            window.messages += n
         return Book(
-            routes=dict(sorted(self._route_tallies.items())),
-            logins=dict(sorted(self._login_tallies.items())),
-            brokers=self._brokers,
+            routes=dict(sorted(routes.items())),
+            logins=dict(sorted(logins.items())),
+            brokers=broker_tallies(kinds),
             versions=dict(sorted(self._versions.items(), key=lambda kv: kv[1].since)),
             violations=self._violations,
             violation_count=self._violation_count,
@@ -486,7 +493,7 @@ class Ledger:
                 }
                 for inst in self._instances.values()
             ],
-            messages=self._messages,
+            messages=sum(kinds.values()),
             settled_held=self.settled.held,
         )
 

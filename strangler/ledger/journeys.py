@@ -28,6 +28,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+Signature = tuple[
+    str, str, str, str | None, str, bool, str, str | None, str, bool, tuple[str, ...], bool, bool
+]
+
 LEGACY: Final = "legacy"
 AMAZONMQ: Final = "amazonmq"
 
@@ -51,53 +55,45 @@ class Journey:
     __slots__ = (
         "aborted",
         "amazonmq_confirmed",
-        "destination",
         "in_doubt",
         "instance",
         "login",
         "mirror",
-        "mode",
         "outcome",
+        "owner",
         "partial",
         "primary",
-        "producer_trace_id",
         "receipt",
         "resent",
-        "rule",
-        "session",
-        "targets",
+        "routed",
         "trace",
-        "traceparent",
-        "ts",
         "tx",
         "tx_open",
         "unconfirmed",
-        "version",
         "waiting",
     )
 
     def __init__(
-        self, fact: dict[str, Any], instance: str, session: str, login: str | None
+        self,
+        routed: dict[str, Any],
+        instance: str,
+        login: str | None,
+        owner: Any = None,
     ) -> None:
-        self.trace: str = fact["trace_id"]
+        # The message_routed fact itself is kept (no copy of its fields): most messages
+        # settle within a few facts, and what a report shows of one is read from it.
+        self.routed = routed
+        self.trace: str = routed["trace_id"]
         self.instance = instance
-        self.session = session
         self.login = login
-        self.rule: str = fact.get("rule") or "default"
-        self.mode: str = fact.get("mode") or ""
-        self.version: str = fact.get("routes_version") or "?"
-        self.destination: str = fact.get("destination") or ""
-        self.ts: str = fact.get("ts") or ""
-        targets = fact.get("targets") or (LEGACY,)
-        self.targets: tuple[str, ...] = tuple(targets)
-        self.primary: str = fact.get("primary") or targets[0]
-        self.receipt = bool(fact.get("receipt"))
-        self.tx: str | None = fact.get("transaction")
+        self.owner = owner  # whoever holds it while it is open (the ledger's session)
+        targets = routed.get("targets") or (LEGACY,)
+        self.primary: str = routed.get("primary") or targets[0]
+        self.receipt = routed.get("receipt") is True
+        self.tx: str | None = routed.get("transaction")
         self.tx_open = self.tx is not None
         self.aborted = False
         self.partial = False  # its transaction committed on Amazon MQ only
-        self.producer_trace_id: str | None = fact.get("producer_trace_id")
-        self.traceparent: str | None = fact.get("traceparent")
         self.mirror: str | None = PENDING if len(targets) > 1 else None
         self.in_doubt: tuple[str, ...] = ()  # brokers that may hold an unaccounted copy
         self.resent = 0
@@ -110,6 +106,45 @@ class Journey:
             self.outcome, self.waiting = None, LEGACY
         else:
             self.outcome, self.waiting = FORWARDED, None
+
+    # What message_routed said.
+    @property
+    def rule(self) -> str:
+        return str(self.routed.get("rule") or "default")
+
+    @property
+    def mode(self) -> str:
+        return str(self.routed.get("mode") or "")
+
+    @property
+    def version(self) -> str:
+        return str(self.routed.get("routes_version") or "?")
+
+    @property
+    def destination(self) -> str:
+        return str(self.routed.get("destination") or "")
+
+    @property
+    def ts(self) -> str:
+        return str(self.routed.get("ts") or "")
+
+    @property
+    def session(self) -> str:
+        return str(self.routed.get("session") or "?")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self.routed.get("targets") or (LEGACY,))
+
+    @property
+    def producer_trace_id(self) -> str | None:
+        value = self.routed.get("producer_trace_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.routed.get("traceparent")
+        return value if isinstance(value, str) else None
 
     @property
     def settled(self) -> bool:
@@ -180,9 +215,10 @@ class Journey:
             return f"a mirror copy failed, but it was routed to {self._where}"
         return f"its mirror copy failed again (already {self.mirror})"
 
-    def resent_to(self, fact: dict[str, Any]) -> None:
+    def resent_to(self, fact: dict[str, Any]) -> str | None:
         self.resent += 1
         self.doubt(fact.get("broker") or AMAZONMQ)
+        return None
 
     @staticmethod
     def possibly_stored(fact: dict[str, Any]) -> bool:
@@ -233,18 +269,36 @@ class Journey:
         """The broker(s) that hold the message by the facts: legacy, amazonmq, both, none."""
         outcome = self.outcome
         if outcome in (CONFIRMED, FORWARDED):
-            held = {self.primary}
+            primary_on: str | None = self.primary
         elif outcome == FELL_BACK:
-            held = {LEGACY}
+            primary_on = LEGACY
         else:
-            held = set()
-        if self.mirror == MIRRORED:
-            held.add(AMAZONMQ)
-        if self.partial:  # legacy's part of its transaction was never committed
-            held.discard(LEGACY)
-        if not held:
-            return "none"
-        return "both" if len(held) == 2 else held.pop()
+            primary_on = None
+        if self.partial and primary_on == LEGACY:  # legacy's part was never committed
+            primary_on = None
+        if self.mirror != MIRRORED:
+            return primary_on or "none"
+        return "both" if primary_on == LEGACY else AMAZONMQ
+
+    def signature(self) -> Signature:
+        """What the tallies count it by (messages with equal signatures are counted once,
+        with their number): see ``tallies.Kind`` for the fields."""
+        routed = self.routed
+        return (
+            routed.get("rule") or "default",
+            routed.get("routes_version") or "?",
+            routed.get("mode") or "",
+            self.login,
+            self.primary,
+            self.receipt,
+            self.outcome or UNRESOLVED,
+            self.mirror,
+            self.where if self.outcome is not None else "unknown",
+            self.unconfirmed,
+            self.in_doubt,
+            self.resent > 0,
+            self.partial,
+        )
 
     def _tx_part_lost(self) -> bool:
         return self.amazonmq_confirmed and self.tx is not None
@@ -280,3 +334,79 @@ class Journey:
         if self.traceparent is not None:
             out["traceparent"] = self.traceparent
         return out
+
+
+SETTLED: Final = "settled"  # ``settles_by``: by its message_routed alone
+FOLLOWED: Final = ""  # ``settles_by``: a Journey follows it
+
+
+def settles_by(routed: dict[str, Any]) -> str:
+    """What will settle a message, judged from its ``message_routed``:
+
+    - ``SETTLED``: nothing more (legacy, no receipt asked, no mirror copy, no transaction):
+      most legacy traffic, counted at once (``forwarded``);
+    - a broker's name: that broker's one confirmation (one target, no transaction, a
+      confirmation due: legacy's receipt, or Amazon MQ's, which the proxy always asks
+      for). The ledger holds such a *plain* message as its fact alone and makes a
+      ``Journey`` of it only when anything but that confirmation comes
+      (``plainly_confirmed``);
+    - ``FOLLOWED``: a ``Journey`` follows it from the start.
+    """
+    targets = routed.get("targets")
+    if routed.get("transaction") is not None or targets is None or len(targets) != 1:
+        return FOLLOWED
+    primary = routed.get("primary")
+    if primary == AMAZONMQ:
+        return AMAZONMQ
+    if primary == LEGACY:
+        return LEGACY if routed.get("receipt") is True else SETTLED
+    return FOLLOWED
+
+
+def forwarded(routed: dict[str, Any], login: str | None) -> Signature:
+    """The signature of a message ``settles_by`` says is ``SETTLED``."""
+    return (
+        routed.get("rule") or "default",
+        routed.get("routes_version") or "?",
+        routed.get("mode") or "",
+        login,
+        LEGACY,
+        False,
+        FORWARDED,
+        None,
+        LEGACY,
+        False,
+        (),
+        False,
+        False,
+    )
+
+
+def plainly_confirmed(routed: dict[str, Any], login: str | None) -> Signature:
+    """The signature of a plain message (``settles_by``) confirmed by its broker."""
+    primary = str(routed["primary"])
+    return (
+        routed.get("rule") or "default",
+        routed.get("routes_version") or "?",
+        routed.get("mode") or "",
+        login,
+        primary,
+        routed.get("receipt") is True,
+        CONFIRMED,
+        None,
+        primary,
+        False,
+        (),
+        False,
+        False,
+    )
+
+
+# The method that takes each outcome fact (a violation's text, or None).
+OUTCOMES: Final = {
+    "message_confirmed": Journey.confirmed,
+    "message_fell_back": Journey.fell_back,
+    "message_rejected": Journey.rejected,
+    "message_mirror_failed": Journey.mirror_failed,
+    "message_resent": Journey.resent_to,
+}

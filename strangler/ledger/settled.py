@@ -58,45 +58,44 @@ class SettledIds:
         self._prefixes: dict[str, _Counters] = {}
         self._others: set[str] = set()
 
-    def first_seen(self, trace: str) -> None:
-        """A message was routed: its prefix's watermark starts no higher than it."""
-        parsed = _split(trace)
-        if parsed is None:
-            return
-        prefix, counter = parsed
-        if prefix not in self._prefixes:
-            self._prefixes[prefix] = _Counters(counter)
+    def routed(self, trace: str) -> bool:
+        """A message was routed: True if its id is settled already (routed twice). The
+        first id of a prefix starts its watermark."""
+        counters = self._prefixes.get(trace[:PREFIX_LENGTH])
+        if counters is None:
+            if _OURS.fullmatch(trace) is None:
+                return trace in self._others
+            self._prefixes[trace[:PREFIX_LENGTH]] = _Counters(int(trace[PREFIX_LENGTH:], 16))
+            return False
+        try:
+            counter = int(trace[PREFIX_LENGTH:], 16)
+        except ValueError:
+            return trace in self._others
+        return counter < counters.low or counter in counters.above
 
     def add(self, trace: str) -> None:
-        parsed = _split(trace)
-        if parsed is None:
-            self._others.add(trace)
-            return
-        prefix, counter = parsed
-        counters = self._prefixes.get(prefix)
-        if counters is None:
-            counters = self._prefixes[prefix] = _Counters(counter)
-        counters.add(counter)
+        counters = self._prefixes.get(trace[:PREFIX_LENGTH])
+        if counters is not None:
+            try:
+                counters.add(int(trace[PREFIX_LENGTH:], 16))
+                return
+            except ValueError:
+                pass
+        self._others.add(trace)
 
     def __contains__(self, trace: object) -> bool:
         if not isinstance(trace, str):
             return False
-        parsed = _split(trace)
-        if parsed is None:
-            return trace in self._others
-        prefix, counter = parsed
-        counters = self._prefixes.get(prefix)
-        if counters is None:
-            return False
-        return counter < counters.low or counter in counters.above
+        counters = self._prefixes.get(trace[:PREFIX_LENGTH])
+        if counters is not None:
+            try:
+                counter = int(trace[PREFIX_LENGTH:], 16)
+            except ValueError:
+                return trace in self._others
+            return counter < counters.low or counter in counters.above
+        return trace in self._others
 
     @property
     def held(self) -> int:
         """Ids held individually (what the memory bound is about)."""
         return len(self._others) + sum(len(c.above) for c in self._prefixes.values())
-
-
-def _split(trace: str) -> tuple[str, int] | None:
-    if _OURS.fullmatch(trace) is None:
-        return None
-    return trace[:PREFIX_LENGTH], int(trace[PREFIX_LENGTH:], 16)

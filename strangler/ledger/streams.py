@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import os
@@ -162,58 +163,70 @@ class FactReader:
         stats = self.stats
         progress = self._progress
         loads = orjson.loads
-        fresh = self._fresh
+        decode_error = orjson.JSONDecodeError
+        new_instance = _NEW_INSTANCE
         instance: str | None = None  # the replica's current instance, once a fact is seen
-        number = 0
+        fresh = False  # the instance has seen start-up facts only
+        number = facts = 0
+        already = stats.facts
         try:
             with stream:
-                for line in stream:
+                for line in stream:  # the hot loop: one orjson call and one dispatch a fact
                     number += 1
-                    stats.bytes += len(line)
-                    if line[:1] != b"{":
-                        if line[:1] == b"[" and b"] {" in line[:300]:  # kubectl logs --prefix
-                            prefix, _, line = line.partition(b"] ")
-                            name = prefix[1:].decode("utf-8", "replace")
-                            fact = self._parse(line, number, loads)
-                            if fact is None:
-                                continue
-                            position.line = number
-                            on_fact(fact, self._instance(name, fact["event"]))
-                            continue
-                        if line.strip():
-                            stats.text_lines += 1
-                            if stats.first_text_line is None:
-                                stats.first_text_line = f"{position.file}:{number}"
+                    if line[0] != 0x7B:  # not "{"
+                        facts += self._odd_line(line, number, on_fact)
                         continue
-                    fact = self._parse(line, number, loads)
-                    if fact is None:
+                    try:
+                        fact = loads(line)
+                    except decode_error as exc:
+                        self._unparsable(line, number, exc)
                         continue
+                    if type(fact) is not dict or "event" not in fact:
+                        raise InputError(f'{position.file}:{number}: not a fact (no "event")')
+                    facts += 1
                     position.line = number
-                    event = fact["event"]
-                    if instance is None or event in _NEW_INSTANCE or fresh[replica]:
-                        instance = self._instance(replica, event)
+                    if fresh or instance is None or fact["event"] in new_instance:
+                        instance = self._instance(replica, fact["event"])
+                        fresh = self._fresh[replica]
                     on_fact(fact, instance)
                     if progress is not None and not number & 0x3FFF:
+                        stats.facts = already + facts
                         progress.show(stats)
+                with contextlib.suppress(OSError, ValueError):  # a pipe cannot tell
+                    stats.bytes += stream.tell()
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{position.file}:{number + 1}: cannot read: {exc}") from None
         finally:
             stats.lines += number
+            stats.facts = already + facts
 
-    def _parse(
-        self, line: bytes, number: int, loads: Callable[[bytes], Any]
-    ) -> dict[str, Any] | None:
-        try:
-            fact = loads(line)
-        except orjson.JSONDecodeError as exc:
-            if not line.endswith(b"\n"):  # the last line, cut short by a crash
-                self.stats.cut_lines.append(f"{self.position.file}:{number}")
-                return None
-            raise InputError(f"{self.position.file}:{number}: not a JSON line ({exc})") from None
-        if type(fact) is not dict or "event" not in fact:
-            raise InputError(f'{self.position.file}:{number}: not a fact (no "event")')
-        self.stats.facts += 1
-        return fact
+    def _odd_line(self, line: bytes, number: int, on_fact: OnFact) -> int:
+        """A line that does not start with "{": a kubectl-prefixed fact (1), or text (0)."""
+        stats = self.stats
+        if line[:1] == b"[" and b"] {" in line[:300]:  # kubectl logs --prefix
+            prefix, _, rest = line.partition(b"] ")
+            try:
+                fact = orjson.loads(rest)
+            except orjson.JSONDecodeError as exc:
+                self._unparsable(rest, number, exc)
+                return 0
+            if type(fact) is not dict or "event" not in fact:
+                raise InputError(f'{self.position.file}:{number}: not a fact (no "event")')
+            self.position.line = number
+            name = prefix[1:].decode("utf-8", "replace")
+            on_fact(fact, self._instance(name, fact["event"]))
+            return 1
+        if line.strip():
+            stats.text_lines += 1
+            if stats.first_text_line is None:
+                stats.first_text_line = f"{self.position.file}:{number}"
+        return 0
+
+    def _unparsable(self, line: bytes, number: int, exc: Exception) -> None:
+        if not line.endswith(b"\n"):  # the last line, cut short by a crash: noted
+            self.stats.cut_lines.append(f"{self.position.file}:{number}")
+            return
+        raise InputError(f"{self.position.file}:{number}: not a JSON line ({exc})") from None
 
     def _instance(self, replica: str, event: str) -> str:
         """The instance of ``replica`` a fact belongs to (a start-up fact may begin one)."""

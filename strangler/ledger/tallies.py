@@ -7,14 +7,18 @@ renders them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .journeys import (
     ABORTED,
+    AMAZONMQ,
     CLOSED,
     CONFIRMED,
     FELL_BACK,
     FORWARDED,
+    LEGACY,
+    MIRROR_FAILED,
+    MIRRORED,
     PENDING,
     REJECTED,
     UNRESOLVED,
@@ -28,6 +32,24 @@ WHERE_KEYS: Final = ("on_legacy", "on_amazonmq", "on_both", "on_none", "on_unkno
 EXTRA_KEYS: Final = ("in_doubt", "resent", "partial_commit")
 
 
+class Kind(NamedTuple):
+    """A ``Journey.signature()``: what a settled message is counted by."""
+
+    rule: str
+    version: str
+    mode: str
+    login: str | None
+    primary: str
+    receipt: bool
+    outcome: str
+    mirror: str | None  # None: no mirror leg; "pending": lost with the proxy
+    where: str  # legacy, amazonmq, both, none, unknown
+    unconfirmed: bool  # its connection closed while legacy's receipt was due
+    in_doubt: tuple[str, ...]
+    resent: bool
+    partial: bool
+
+
 class Tally:
     """Counts of one group of messages (a route at one routes version, a login)."""
 
@@ -37,23 +59,21 @@ class Tally:
         self.mode = mode
         self.counts: dict[str, int] = {}
 
-    def add(self, j: Journey) -> None:
+    def add(self, kind: Kind, n: int) -> None:
         c = self.counts
-        c["messages"] = c.get("messages", 0) + 1
-        c[j.outcome or UNRESOLVED] = c.get(j.outcome or UNRESOLVED, 0) + 1
-        if j.mirror is not None:
-            leg = "mirror_lost" if j.mirror == PENDING else j.mirror
-            c[leg] = c.get(leg, 0) + 1
-        where = "on_unknown" if j.outcome is None else "on_" + j.where
-        c[where] = c.get(where, 0) + 1
-        if j.unconfirmed and j.outcome != CLOSED:
-            c[CLOSED] = c.get(CLOSED, 0) + 1
-        if j.in_doubt:
-            c["in_doubt"] = c.get("in_doubt", 0) + 1
-        if j.resent:
-            c["resent"] = c.get("resent", 0) + 1
-        if j.partial:
-            c["partial_commit"] = c.get("partial_commit", 0) + 1
+        keys = ["messages", kind.outcome, "on_" + kind.where]
+        if kind.mirror is not None:
+            keys.append("mirror_lost" if kind.mirror == PENDING else kind.mirror)
+        if kind.unconfirmed and kind.outcome != CLOSED:
+            keys.append(CLOSED)
+        if kind.in_doubt:
+            keys.append("in_doubt")
+        if kind.resent:
+            keys.append("resent")
+        if kind.partial:
+            keys.append("partial_commit")
+        for key in keys:
+            c[key] = c.get(key, 0) + n
 
     def get(self, key: str) -> int:
         return self.counts.get(key, 0)
@@ -83,6 +103,35 @@ class BrokerTally:
             "in_doubt": self.in_doubt,
             "resent": self.resent,
         }
+
+
+def broker_tallies(kinds: dict[Kind, int]) -> dict[str, BrokerTally]:
+    """Per broker: what it holds by the facts, confirmed, failed, and what is in doubt."""
+    brokers = {LEGACY: BrokerTally(), AMAZONMQ: BrokerTally()}
+    for kind, n in kinds.items():
+        outcome = kind.outcome
+        if outcome == CONFIRMED:
+            brokers[kind.primary].confirmed += n
+        elif outcome == FORWARDED:
+            brokers[LEGACY].forwarded += n
+        elif outcome == FELL_BACK:
+            if kind.unconfirmed or not kind.receipt:
+                brokers[LEGACY].forwarded += n
+            else:
+                brokers[LEGACY].confirmed += n
+        if outcome in (FELL_BACK, REJECTED) or kind.mirror == MIRROR_FAILED:
+            brokers[AMAZONMQ].failed += n
+        if kind.mirror == MIRRORED:
+            brokers[AMAZONMQ].mirrored += n
+        if kind.where in (LEGACY, "both"):
+            brokers[LEGACY].held += n
+        if kind.where in (AMAZONMQ, "both"):
+            brokers[AMAZONMQ].held += n
+        for broker in kind.in_doubt:
+            brokers.setdefault(broker, BrokerTally()).in_doubt += n
+        if kind.resent:
+            brokers[AMAZONMQ].resent += n
+    return brokers
 
 
 @dataclass(slots=True)

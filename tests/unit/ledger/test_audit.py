@@ -429,7 +429,7 @@ def test_trace_follows_a_producer_id_across_replicas(
 def test_settled_ids_remember_what_they_were_given_in_little_memory() -> None:
     ids = SettledIds()
     prefix = "0123456789abcdef"
-    ids.first_seen(f"{prefix}00000001")
+    assert not ids.routed(f"{prefix}00000001")
     for n in range(1, 50_001):
         ids.add(f"{prefix}{n:08x}")
     assert ids.held == 0  # in order: only the watermark
