@@ -80,7 +80,7 @@ def replica_facts(messages: int, seed: int, *, killed_with: int = 0) -> Iterator
         )
         pending: list[list[bytes]] = []
         count = min(SESSION, messages - sent)
-        for index in range(count):
+        for _index in range(count):
             sent += 1
             trace = f"{prefix}{next(counter):08x}"
             pick = rng.random()
@@ -114,7 +114,13 @@ def replica_facts(messages: int, seed: int, *, killed_with: int = 0) -> Iterator
                 continue
             outcomes: list[bytes] = []
 
-            def confirmed(broker: str, role: str, trace: str = trace, rule: str = rule) -> bytes:
+            def confirmed(
+                broker: str,
+                role: str,
+                trace: str = trace,
+                rule: str = rule,
+                session: str = session,
+            ) -> bytes:
                 return line(
                     "message_confirmed",
                     session=session,
