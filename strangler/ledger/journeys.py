@@ -21,7 +21,8 @@ Invariants (what ``Journey.apply`` enforces, returning a violation's text):
   not a violation, so a transaction's messages are settled only when it ends;
 - ``possibly_stored: true`` on an outcome, and ``message_resent``, mark the message *in
   doubt* on that broker: a copy may be there that the outcome does not count (a
-  duplicate the facts explain).
+  duplicate the facts explain). An outcome without the field (written by a proxy older
+  than it) did not say, and counts as in doubt.
 """
 
 from __future__ import annotations
@@ -222,7 +223,9 @@ class Journey:
 
     @staticmethod
     def possibly_stored(fact: dict[str, Any]) -> bool:
-        return fact.get("possibly_stored") is True
+        """The outcome says the frame may be stored all the same; a proxy older than the
+        field did not say, so its outcomes count as in doubt too."""
+        return fact.get("possibly_stored", True) is not False
 
     # -- endings without an outcome fact --------------------------------------------------
 
