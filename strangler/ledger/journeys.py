@@ -43,11 +43,13 @@ FELL_BACK: Final = "fell_back"
 REJECTED: Final = "rejected"
 CLOSED: Final = "closed"
 ABORTED: Final = "aborted"
-UNRESOLVED: Final = "unresolved"
+UNRESOLVED: Final = "unresolved"  # still open when the input ended: lost with the proxy
+MISSING: Final = "missing"  # no outcome though its session ended: a violation
 # Mirror leg states.
 PENDING: Final = "pending"
 MIRRORED: Final = "mirrored"
 MIRROR_FAILED: Final = "mirror_failed"
+MIRROR_MISSING: Final = "mirror_missing"
 
 
 class Journey:
@@ -249,8 +251,10 @@ class Journey:
             self.waiting = None
         elif self.waiting is not None:
             problems.append(f"no outcome from {self.waiting} though its session ended")
+            self.outcome, self.waiting = MISSING, None
         if self.mirror == PENDING:
             problems.append("no outcome for its mirror copy though its session ended")
+            self.mirror = MIRROR_MISSING
         return "; ".join(problems) or None
 
     def transaction_ended(self, *, aborted: bool = False, partial: bool = False) -> None:
@@ -294,9 +298,9 @@ class Journey:
             self.login,
             self.primary,
             self.receipt,
-            self.outcome or UNRESOLVED,
+            UNRESOLVED if self.waiting is not None else self.outcome or UNRESOLVED,
             self.mirror,
-            self.where if self.outcome is not None else "unknown",
+            "unknown" if self.waiting is not None or self.mirror == PENDING else self.where,
             self.unconfirmed,
             self.in_doubt,
             self.resent > 0,

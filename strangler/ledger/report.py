@@ -22,12 +22,14 @@ _OUTCOME_COLUMNS = (
     ("rejected", "rejected"),
     ("closed", "closed"),
     ("aborted", "aborted"),
+    ("missing", "missing"),
     ("unresolved", "unresolved"),
 )
 _MIRROR_COLUMNS = (
     ("mirrored", "mirrored"),
     ("mirror_failed", "mirror failed"),
     ("mirror_lost", "mirror lost"),
+    ("mirror_missing", "mirror missing"),
 )
 _WHERE_COLUMNS = (
     ("on_legacy", LEGACY),

@@ -19,6 +19,7 @@ from .journeys import (
     LEGACY,
     MIRROR_FAILED,
     MIRRORED,
+    MISSING,
     PENDING,
     REJECTED,
     UNRESOLVED,
@@ -26,8 +27,17 @@ from .journeys import (
 )
 
 MAX_LISTED: Final = 100_000  # violations / in-doubt messages listed; the counts are exact
-OUTCOME_KEYS: Final = (CONFIRMED, FORWARDED, FELL_BACK, REJECTED, CLOSED, ABORTED, UNRESOLVED)
-MIRROR_KEYS: Final = ("mirrored", "mirror_failed", "mirror_lost")
+OUTCOME_KEYS: Final = (
+    CONFIRMED,
+    FORWARDED,
+    FELL_BACK,
+    REJECTED,
+    CLOSED,
+    ABORTED,
+    MISSING,
+    UNRESOLVED,
+)
+MIRROR_KEYS: Final = ("mirrored", "mirror_failed", "mirror_lost", "mirror_missing")
 WHERE_KEYS: Final = ("on_legacy", "on_amazonmq", "on_both", "on_none", "on_unknown")
 EXTRA_KEYS: Final = ("in_doubt", "resent", "partial_commit")
 
@@ -64,6 +74,8 @@ class Tally:
         keys = ["messages", kind.outcome, "on_" + kind.where]
         if kind.mirror is not None:
             keys.append("mirror_lost" if kind.mirror == PENDING else kind.mirror)
+            if kind.mirror == PENDING and kind.outcome != UNRESOLVED:
+                keys.append(UNRESOLVED)  # a leg left open: the message is unresolved
         if kind.unconfirmed and kind.outcome != CLOSED:
             keys.append(CLOSED)
         if kind.in_doubt:

@@ -119,7 +119,7 @@ class Tracer:
 
 
 def summary(j: Journey) -> str:
-    outcome = j.outcome or UNRESOLVED
+    outcome = UNRESOLVED if j.waiting is not None else j.outcome or UNRESOLVED
     parts = [
         {
             "confirmed": f"confirmed by {j.primary}",
@@ -129,6 +129,7 @@ def summary(j: Journey) -> str:
             "rejected": "rejected (the producer got an ERROR)",
             "closed": "connection closed before the broker confirmed (no receipt)",
             "aborted": "its transaction was aborted",
+            "missing": "NO outcome fact though its session ended",
             "unresolved": "unresolved: lost with the proxy (no outcome fact)",
         }[outcome]
     ]
@@ -138,6 +139,7 @@ def summary(j: Journey) -> str:
                 "mirrored": "mirror copy confirmed by amazonmq",
                 "mirror_failed": "mirror copy failed",
                 "pending": "mirror copy lost with the proxy",
+                "mirror_missing": "NO outcome fact for its mirror copy though its session ended",
             }[j.mirror]
         )
     if j.in_doubt:

@@ -3,8 +3,9 @@
 Three ``strangler run`` processes, each with its own facts file and its own producer
 (persistent messages, a receipt for each, at most ``WINDOW`` unconfirmed), route four
 queues (legacy, mirror, split, cutover with fallback) to a pair of brokers of this
-test's own. Under load, Amazon MQ is SIGKILLed and started again; then proxy 0's link
-to legacy stops forwarding (a relay), its producer fills its window, and proxy 0 is
+test's own. Under load, Amazon MQ is SIGKILLed (the routes fall back and copies fail
+from then on; it is started again for the drain at the end); then proxy 0's link to
+legacy stops forwarding (a relay), its producer fills its window, and proxy 0 is
 SIGKILLed once its facts file holds every fact up to that moment. The other two go on,
 stop cleanly, and both brokers are drained.
 
@@ -280,26 +281,11 @@ def test_audit_of_a_fleet_with_a_killed_proxy_and_a_killed_amazonmq(
             producer.start()
         assert until(lambda: all(len(p.receipted) >= 40 for p in producers), WAIT)
 
-        # Amazon MQ killed under load: fallbacks and failed copies; then it comes back.
+        # Amazon MQ killed under load: fallbacks and failed copies from here on (it is
+        # started again for the drain, at the end).
         brokers.kill(amazonmq.name)
         failing = ("message_fell_back", "message_mirror_failed")
-        assert until(
-            lambda: all(any(f["event"] in failing for f in p.read()) for p in fleet[1:]), WAIT
-        )
-        brokers.start_one(amazonmq.name, "tls", amazonmq.port)
-        restarted = time.time()
-        assert until(
-            lambda: all(
-                any(
-                    f["event"] == "message_confirmed"
-                    and f.get("broker") == "amazonmq"
-                    and f["ts"] > _iso(restarted)
-                    for f in p.read()
-                )
-                for p in fleet
-            ),
-            WAIT,
-        ), "the proxies did not confirm on Amazon MQ again"
+        assert until(lambda: all(any(f["event"] in failing for f in p.read()) for p in fleet), WAIT)
 
         # Proxy 0: legacy stops answering, its producer's window fills, then it is killed.
         stalled.stall()
@@ -327,6 +313,7 @@ def test_audit_of_a_fleet_with_a_killed_proxy_and_a_killed_amazonmq(
             assert producer.done and producer.crash is None
         for proxy in fleet[1:]:
             proxy.stop()
+        brokers.start_one(amazonmq.name, "tls", amazonmq.port)  # for the drain
     finally:
         for producer in producers:
             producer.stop.set()
@@ -420,9 +407,3 @@ def settled_journeys(files: list[str]) -> dict[str, Journey]:
     for j in book.unresolved:
         found[j.trace] = j
     return found
-
-
-def _iso(unix: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="microseconds")

@@ -171,6 +171,9 @@ def test_a_killed_proxy_leaves_its_in_flight_messages_unresolved(
     assert unresolved[in_flight]["waiting_for"] == [AMAZONMQ]
     assert unresolved[mirror]["waiting_for"] == ["amazonmq (mirror)"]
     assert route(report, "mirror")["mirror_lost"] == 1
+    assert route(report, "mirror")["unresolved"] == 1  # a leg left open: unresolved
+    assert route(report, "cutover")["unresolved"] == 1
+    assert route(report, "cutover")["confirmed"] == 1
     code, out, _ = text(capsys, tmp_path / "facts.jsonl")
     assert "Lost with the proxy" in out and in_flight in out
 
