@@ -38,7 +38,7 @@ from strangler.ledger import FactReader, Journey, Ledger
 from . import brokers
 from .brokers import REPO_DIR, BrokerInfo, free_port
 from .faults import Relay
-from .harness import drain
+from .harness import connect, drain
 from .producer_thread import ProducerThread
 
 pytestmark = pytest.mark.integration
@@ -69,12 +69,14 @@ def pair() -> Iterator[tuple[BrokerInfo, BrokerInfo]]:
         brokers.remove_pair(prefix)
 
 
-def routes(legacy_port: int, amazonmq: BrokerInfo, queues: dict[str, str]) -> str:
+def routes(
+    legacy_port: int, amazonmq: BrokerInfo, queues: dict[str, str], amazonmq_port: int = 0
+) -> str:
     return (
         "brokers:\n"
         f"  legacy: {{url: 'stomp://127.0.0.1:{legacy_port}'}}\n"
         "  amazonmq:\n"
-        f"    url: stomp+ssl://127.0.0.1:{amazonmq.port}\n"
+        f"    url: stomp+ssl://127.0.0.1:{amazonmq_port or amazonmq.port}\n"
         f"    ca_file: {amazonmq.ca_file}\n"
         f"    credentials: {{username_env: {AMQ_USER}, password_env: {AMQ_PASSWORD}}}\n"
         "    heartbeat_ms: 1000\n"
@@ -91,7 +93,7 @@ def routes(legacy_port: int, amazonmq: BrokerInfo, queues: dict[str, str]) -> st
 class FleetProxy:
     """``strangler run`` as a child process with its own facts file."""
 
-    def __init__(self, index: int, routes_file: Path, workdir: Path) -> None:
+    def __init__(self, index: int, routes_file: Path, workdir: Path, env: dict[str, str]) -> None:
         self.facts = workdir / f"facts{index}.jsonl"
         self.port = free_port()
         self.stderr = workdir / f"stderr{index}.log"
@@ -116,6 +118,7 @@ class FleetProxy:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 cwd=REPO_DIR,
+                env={**os.environ, **env},
             )
         if not until(lambda: "listening on" in self.stderr.read_text(), WAIT):
             self.process.kill()
@@ -271,7 +274,7 @@ def test_audit_of_a_fleet_with_a_killed_proxy_and_a_killed_amazonmq(
             routes_file = tmp_path / f"routes{index}.yaml"
             port = stalled.port if index == 0 else legacy.port
             routes_file.write_text(routes(port, amazonmq, queues))
-            fleet.append(FleetProxy(index, routes_file, tmp_path))
+            fleet.append(FleetProxy(index, routes_file, tmp_path, {}))
         login = (legacy.username, legacy.password)
         producers = [
             FleetProducer(i, proxy.port, login, list(queues.values()))
@@ -407,3 +410,69 @@ def settled_journeys(files: list[str]) -> dict[str, Journey]:
     for j in book.unresolved:
         found[j.trace] = j
     return found
+
+
+def test_verify_and_audit_name_mirror_copies_lost_with_a_killed_proxy(
+    legacy: BrokerInfo,
+    amazonmq: BrokerInfo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash cannot write facts: copies routed and never confirmed are found afterwards,
+    by verify (missing on Amazon MQ, lost with the proxy) and by audit (unresolved)."""
+    queues = {name: f"/queue/lost-{name}.{uuid.uuid4().hex[:8]}" for name in QUEUES}
+    env = {AMQ_USER: amazonmq.username, AMQ_PASSWORD: amazonmq.password}
+    slow = Relay(amazonmq.port).start()
+    slow.stall()  # the copies wait in the proxy's memory
+    proxy_routes, verify_routes = tmp_path / "proxy.yaml", tmp_path / "verify.yaml"
+    proxy_routes.write_text(routes(legacy.port, amazonmq, queues, amazonmq_port=slow.port))
+    verify_routes.write_text(routes(legacy.port, amazonmq, queues))
+    proxy = FleetProxy(0, proxy_routes, tmp_path, env)
+    try:
+        producer = connect("127.0.0.1", proxy.port, legacy.username, legacy.password)
+        sent = [producer.send(queues["mirror"], f"m{i}") for i in range(10)]
+        assert producer.wait_receipts(sent)  # legacy confirmed each: the producer is done
+        assert until(
+            lambda: sum(f["event"] == "message_confirmed" for f in proxy.read()) == 10, WAIT
+        )
+        proxy.kill()
+    finally:
+        proxy.stop()
+        slow.close()
+    traces = sorted(f["trace_id"] for f in proxy.read() if f["event"] == "message_routed")
+    assert len(traces) == 10
+
+    for name, value in {
+        **env,
+        "STRANGLER_LEGACY_LOGIN": legacy.username,
+        "STRANGLER_LEGACY_PASSCODE": legacy.password,
+    }.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "verify-facts.jsonl"
+    code = main(
+        [
+            "verify",
+            queues["mirror"],
+            "--routes",
+            str(verify_routes),
+            "--facts",
+            str(out),
+            "--proxy-facts",
+            str(proxy.facts),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "result: MISMATCH" in err
+    assert "missing, lost with the proxy (killed with the copy in memory" in err
+    (verified,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert verified["missing_lost_with_proxy"] == 10 and verified["missing_mirror_failed"] == 0
+    assert sorted(verified["lost_with_proxy_trace_ids"]) == traces
+
+    assert main(["audit", "--json", "--no-progress", str(proxy.facts)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(m["trace_id"] for m in report["unresolved"]["messages"]) == traces
+    (row,) = [r for r in report["routes"] if r["route"] == "mirrored"]
+    assert row["mirror_lost"] == 10 and row["confirmed"] == 10 and row["unresolved"] == 10
+    assert len(drain(legacy, queues["mirror"])) == 10
+    assert drain(amazonmq, queues["mirror"]) == []
