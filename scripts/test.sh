@@ -9,6 +9,11 @@ if ! command -v java >/dev/null 2>&1; then
   echo "test.sh: installing a Java runtime for ActiveMQ" >&2
   apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+  # deploy/observability's alerting rules are checked and unit-tested with promtool.
+  echo "test.sh: installing Debian's prometheus package for promtool" >&2
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
