@@ -1,7 +1,7 @@
 """Every metric and label the alerting rules and the dashboard use exists on /metrics.
 
 ``deploy/observability/`` queries strangler's metrics by name (its /metrics contract,
-README "Observability"). A rule or panel that names a metric the proxy does not expose
+deploy/observability/README.md). A rule or panel that names a metric the proxy does not expose
 never fires or stays empty, silently. So this test runs ``strangler run`` (its admin
 port on), drives it through what each metric counts (messages confirmed by both brokers,
 then Amazon MQ cut off: a fallback, a reject, a failed mirror copy; a routes.yaml
