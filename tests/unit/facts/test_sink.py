@@ -278,3 +278,23 @@ def test_timestamps_match_datetime_isoformat_across_second_boundaries() -> None:
 def test_timestamps_agree_with_datetime_for_any_time(ts: float) -> None:
     expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
     assert _Timestamps()(ts) == expected
+
+
+def test_the_writer_may_run_before_the_constructor_returns(
+    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine the writer thread can run before ``__init__`` goes on: it must
+    find everything it reads (it once died on ``writer_listeners``, and no fact was
+    written by that proxy at all)."""
+    started = threading.Thread.start
+
+    def run_first(thread: threading.Thread) -> None:
+        sink = thread._target.__self__  # type: ignore[attr-defined]  # the FactSink
+        sink._write_pending()  # what the writer does first, before __init__ goes on
+        started(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", run_first)
+    sink = FactSink(stream, interval=IDLE)
+    sink.emit(Fact.PROXY_STARTED, listen="x")
+    sink.close()
+    assert json.loads(stream.getvalue())["event"] == "proxy_started"
