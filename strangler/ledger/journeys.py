@@ -307,6 +307,17 @@ class Journey:
             self.partial,
         )
 
+    @property
+    def may_be_on(self) -> tuple[str, ...]:
+        """The brokers an unresolved message may be on: its targets, legacy once it fell
+        back, and any broker it is in doubt on."""
+        brokers = list(self.targets)
+        extra = [LEGACY] if self.outcome == FELL_BACK else []
+        for broker in (*extra, *self.in_doubt):
+            if broker not in brokers:
+                brokers.append(broker)
+        return tuple(brokers)
+
     def _tx_part_lost(self) -> bool:
         return self.amazonmq_confirmed and self.tx is not None
 

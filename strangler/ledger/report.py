@@ -73,7 +73,7 @@ def _unresolved(j: Journey) -> dict[str, Any]:
         "lost_with_the_proxy": True,
         "waiting_for": [b for b in (j.waiting,) if b is not None]
         + ([AMAZONMQ + " (mirror)"] if j.mirror == "pending" else []),
-        "may_be_on": list(j.targets),
+        "may_be_on": list(j.may_be_on),
         "in_doubt": list(j.in_doubt),
     }
 
@@ -247,7 +247,7 @@ def _unresolved_lines(book: Book, examples: int) -> list[str]:
                 waiting.append("amazonmq mirror copy")
             lines.append(
                 f"    {j.trace}  {j.rule}  {j.destination}  routed {j.ts}  waiting for "
-                f"{', '.join(waiting)}; may be on {'+'.join(j.targets)}"
+                f"{', '.join(waiting)}; may be on {'+'.join(j.may_be_on)}"
             )
             shown += 1
     if len(book.unresolved) > shown:

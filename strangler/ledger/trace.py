@@ -82,7 +82,9 @@ class Tracer:
                 verdict.update(
                     outcome=found.outcome or UNRESOLVED,
                     mirror=found.mirror,
-                    held_on=found.where if found.outcome is not None else "unknown",
+                    held_on="unknown"
+                    if found.waiting is not None or found.mirror == "pending"
+                    else found.where,
                     in_doubt=list(found.in_doubt),
                     resent=found.resent,
                     summary=summary(found),
@@ -146,7 +148,9 @@ def summary(j: Journey) -> str:
         parts.append(f"in doubt on {'+'.join(j.in_doubt)} (a copy may be there too)")
     if j.partial:
         parts.append("its transaction committed on amazonmq only")
-    if j.outcome is not None:
+    if j.waiting is not None or j.mirror == "pending":
+        parts.append(f"may be on {'+'.join(j.may_be_on)}")
+    else:
         parts.append(f"held on {j.where}")
     return "; ".join(parts)
 
