@@ -169,8 +169,8 @@ class Agreement:
         ]
         if self.other_version:
             lines.append(
-                f"  {self.other_version} were decided live under another routes version "
-                "than the file given (a reload during the run)"
+                f"  {self.other_version} were decided live under another routes version than "
+                "the file's (it changed since, or a reload happened during the run)"
             )
         for d in self.differ:
             lines.append(
