@@ -150,10 +150,20 @@ class Ledger:
         if current is None or current.key != instance:
             current = self._instance(instance, fact)
         handler = self._handlers.get(fact["event"])
-        if handler is not None:
+        if handler is None:
+            if "ts" in fact:
+                current.last = fact["ts"]
+            return
+        try:
             handler(fact, current)
-        elif "ts" in fact:
-            current.last = fact["ts"]
+        except (KeyError, TypeError, IndexError) as exc:  # a field missing or mistyped
+            self._violate(
+                Violation(
+                    str(fact.get("trace_id") or "?"),
+                    f"{fact['event']} without a usable {exc} field (not as the proxy writes it)",
+                    self._where(),
+                )
+            )
 
     def _instance(self, key: str, fact: dict[str, Any]) -> _Instance:
         found = self._instances.get(key)
@@ -182,17 +192,17 @@ class Ledger:
             self._end_session(inst, session, fact.get("reason"))
 
     def _routed(self, fact: dict[str, Any], inst: _Instance) -> None:
-        trace = fact.get("trace_id")
+        # Fields the proxy always writes are read with [] (a KeyError is reported by feed).
+        trace = fact["trace_id"]
         if type(trace) is not str:
-            self._violate(Violation("?", "message_routed without a trace_id", self._where()))
-            return
+            raise TypeError("trace_id")
         if trace in self.open or self.settled.routed(trace):
             self._violate(
                 Violation(trace, "routed twice (one trace id, two messages)", self._where())
             )
             return
         inst.last = fact["ts"]
-        name = fact.get("session") or "?"
+        name = fact["session"]
         session = inst.sessions.get(name)
         if session is None:  # its client_connected is not in the input
             session = inst.sessions[name] = _Session(inst.key, name, None, None, "")
@@ -219,17 +229,16 @@ class Ledger:
             self._apply(j, early, where)
 
     def _outcome(self, fact: dict[str, Any], inst: _Instance) -> None:
-        trace = fact.get("trace_id")
-        if not isinstance(trace, str):
-            self._violate(Violation("?", f"{fact['event']} without a trace_id", self._where()))
-            return
+        trace = fact["trace_id"]
+        if type(trace) is not str:
+            raise TypeError("trace_id")
         entry = self.open.get(trace)
         if entry is not None:
             if type(entry) is tuple:
                 routed, session, broker = entry
                 if (
                     fact["event"] == "message_confirmed"
-                    and fact.get("broker") == broker
+                    and fact["broker"] == broker
                     and fact.get("role", "primary") == "primary"
                 ):  # what it waited for: settled
                     del self.open[trace], session.open[trace]

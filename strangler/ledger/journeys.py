@@ -370,23 +370,22 @@ def settles_by(routed: dict[str, Any]) -> str:
       (``plainly_confirmed``);
     - ``FOLLOWED``: a ``Journey`` follows it from the start.
     """
-    targets = routed.get("targets")
-    if routed.get("transaction") is not None or targets is None or len(targets) != 1:
+    if routed["transaction"] is not None or len(routed["targets"]) != 1:
         return FOLLOWED
-    primary = routed.get("primary")
+    primary = routed["primary"]
     if primary == AMAZONMQ:
         return AMAZONMQ
     if primary == LEGACY:
-        return LEGACY if routed.get("receipt") is True else SETTLED
+        return LEGACY if routed["receipt"] is True else SETTLED
     return FOLLOWED
 
 
 def forwarded(routed: dict[str, Any], login: str | None) -> Signature:
     """The signature of a message ``settles_by`` says is ``SETTLED``."""
     return (
-        routed.get("rule") or "default",
-        routed.get("routes_version") or "?",
-        routed.get("mode") or "",
+        routed["rule"],
+        routed["routes_version"],
+        routed["mode"],
         login,
         LEGACY,
         False,
@@ -402,14 +401,14 @@ def forwarded(routed: dict[str, Any], login: str | None) -> Signature:
 
 def plainly_confirmed(routed: dict[str, Any], login: str | None) -> Signature:
     """The signature of a plain message (``settles_by``) confirmed by its broker."""
-    primary = str(routed["primary"])
+    primary = routed["primary"]
     return (
-        routed.get("rule") or "default",
-        routed.get("routes_version") or "?",
-        routed.get("mode") or "",
+        routed["rule"],
+        routed["routes_version"],
+        routed["mode"],
         login,
         primary,
-        routed.get("receipt") is True,
+        routed["receipt"] is True,
         CONFIRMED,
         None,
         primary,
