@@ -43,6 +43,7 @@ from .journeys import (
     settles_by,
 )
 from .settled import SettledIds
+from .streams import InputError
 from .tallies import MAX_LISTED, Book, Kind, Tally, VersionWindow, Violation, broker_tallies
 
 
@@ -157,13 +158,10 @@ class Ledger:
         try:
             handler(fact, current)
         except (KeyError, TypeError, IndexError) as exc:  # a field missing or mistyped
-            self._violate(
-                Violation(
-                    str(fact.get("trace_id") or "?"),
-                    f"{fact['event']} without a usable {exc} field (not as the proxy writes it)",
-                    self._where(),
-                )
-            )
+            raise InputError(
+                f"{self._where()}: {fact['event']} without a usable {exc} field "
+                "(not a fact as the proxy writes it)"
+            ) from None
 
     def _instance(self, key: str, fact: dict[str, Any]) -> _Instance:
         found = self._instances.get(key)

@@ -348,6 +348,11 @@ def test_unreadable_input_exits_2_naming_file_and_line(
     assert code == 2 and f"{no_event}:2" in err
     code, _, err = text(capsys, tmp_path / "missing.jsonl")
     assert code == 2 and "missing.jsonl" in err
+    s = p.connect()
+    p.send(s, "cutover")
+    del p.facts[-1]["targets"]
+    code, _, err = text(capsys, p.write(tmp_path / "no-targets.jsonl"))
+    assert code == 2 and "no-targets.jsonl:4: message_routed without a usable 'targets'" in err
 
 
 def test_a_last_line_cut_short_by_a_crash_is_a_note_not_an_error(
