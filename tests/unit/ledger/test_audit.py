@@ -450,3 +450,27 @@ def test_settled_ids_remember_what_they_were_given_in_little_memory() -> None:
     assert ids.held <= MAX_ABOVE
     ids.add("producer-own-id")
     assert "producer-own-id" in ids and "another" not in ids
+
+
+def test_a_long_input_shows_a_progress_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strangler.ledger import FactReader, Ledger
+    from strangler.ledger import streams
+
+    p = Proxy().start()
+    s = p.connect()
+    for _ in range(9_000):  # 2 facts each: past the 16,384 lines between looks at the clock
+        trace = p.send(s, "cutover")
+        p.confirmed(s, trace, AMAZONMQ)
+    path = p.write(tmp_path / "facts.jsonl")
+    clock = itertools.count(0, 5)  # every look at the clock: five more seconds
+    monkeypatch.setattr(streams.time, "monotonic", lambda: float(next(clock)))
+    progress = io.StringIO()
+    reader = FactReader([str(path)], progress=progress)
+    ledger = Ledger()
+    reader.read(ledger.feed)
+    lines = progress.getvalue().splitlines()
+    assert lines and lines[0].startswith("audit: ") and "facts/s" in lines[0]
+    assert "18,003 facts" in lines[-1]  # the last line gives the total
+    assert ledger.close().messages == 9_000
