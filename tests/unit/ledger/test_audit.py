@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -455,8 +456,7 @@ def test_settled_ids_remember_what_they_were_given_in_little_memory() -> None:
 def test_a_long_input_shows_a_progress_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from strangler.ledger import FactReader, Ledger
-    from strangler.ledger import streams
+    from strangler.ledger import FactReader, Ledger, streams
 
     p = Proxy().start()
     s = p.connect()
@@ -465,7 +465,7 @@ def test_a_long_input_shows_a_progress_line(
         p.confirmed(s, trace, AMAZONMQ)
     path = p.write(tmp_path / "facts.jsonl")
     clock = itertools.count(0, 5)  # every look at the clock: five more seconds
-    monkeypatch.setattr(streams.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(streams, "time", _FakeTime(clock))
     progress = io.StringIO()
     reader = FactReader([str(path)], progress=progress)
     ledger = Ledger()
@@ -474,3 +474,13 @@ def test_a_long_input_shows_a_progress_line(
     assert lines and lines[0].startswith("audit: ") and "facts/s" in lines[0]
     assert "18,003 facts" in lines[-1]  # the last line gives the total
     assert ledger.close().messages == 9_000
+
+
+class _FakeTime:
+    """``time`` for the reader's progress line: its clock moves only when looked at."""
+
+    def __init__(self, clock: Iterator[int]) -> None:
+        self._clock = clock
+
+    def monotonic(self) -> float:
+        return float(next(self._clock))
