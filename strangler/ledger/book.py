@@ -44,7 +44,16 @@ from .journeys import (
 )
 from .settled import SettledIds
 from .streams import InputError
-from .tallies import MAX_LISTED, Book, Kind, Tally, VersionWindow, Violation, broker_tallies
+from .tallies import (
+    MAX_LISTED,
+    Book,
+    InDoubt,
+    Kind,
+    Tally,
+    VersionWindow,
+    Violation,
+    broker_tallies,
+)
 
 
 class _Session:
@@ -126,7 +135,7 @@ class Ledger:
         self._violation_count = 0
         self._missing: list[tuple[Violation, _Instance]] = []  # judged at the end (drops)
         self._unresolved: list[Journey] = []
-        self._in_doubt: list[dict[str, Any]] = []
+        self._in_doubt: list[InDoubt] = []
         self._in_doubt_count = 0
         self._handlers: dict[str, Callable[[dict[str, Any], _Instance], None]] = {
             "message_routed": self._routed,
@@ -381,18 +390,18 @@ class Ledger:
         kinds[signature] = kinds.get(signature, 0) + 1
         if j.in_doubt or j.resent:
             self._in_doubt_count += 1
-            if len(self._in_doubt) < MAX_LISTED:
+            if len(self._in_doubt) < MAX_LISTED:  # a tuple: ~100 bytes a listed message
                 self._in_doubt.append(
-                    {
-                        "trace_id": j.trace,
-                        "route": j.rule,
-                        "brokers": list(j.in_doubt),
-                        "resent": j.resent,
-                        "outcome": j.outcome or UNRESOLVED,
-                        "mirror": j.mirror,
-                        "instance": j.instance,
-                        "session": j.session,
-                    }
+                    InDoubt(
+                        j.trace,
+                        j.rule,
+                        j.in_doubt,
+                        j.resent,
+                        j.outcome or UNRESOLVED,
+                        j.mirror,
+                        j.instance,
+                        j.session,
+                    )
                 )
 
     # -- filters and violations ------------------------------------------------------------------

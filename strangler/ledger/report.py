@@ -54,7 +54,10 @@ def as_json(book: Book, stats: InputStats, filters: dict[str, Any]) -> dict[str,
             "count": len(book.unresolved),
             "messages": [_unresolved(j) for j in book.unresolved],
         },
-        "in_doubt": {"count": book.in_doubt_count, "messages": book.in_doubt},
+        "in_doubt": {
+            "count": book.in_doubt_count,
+            "messages": [d.as_dict() for d in book.in_doubt],
+        },
         "unjudged": [v.as_dict() for v in book.unjudged],
         "routes": [
             {"route": rule, "routes_version": version, "mode": tally.mode, **tally.as_dict()}
@@ -187,10 +190,10 @@ def render(book: Book, stats: InputStats, *, examples: int = 20) -> str:
             "message_resent): duplicates the facts explain",
         ]
         lines += [
-            f"  {d['trace_id']}  route {d['route']}  {d['outcome']}"
-            + (f", mirror {d['mirror']}" if d["mirror"] else "")
-            + f"  maybe also on {'+'.join(d['brokers']) or AMAZONMQ}"
-            + (f" (resent {d['resent']}x)" if d["resent"] else "")
+            f"  {d.trace_id}  route {d.route}  {d.outcome}"
+            + (f", mirror {d.mirror}" if d.mirror else "")
+            + f"  maybe also on {'+'.join(d.brokers) or AMAZONMQ}"
+            + (f" (resent {d.resent}x)" if d.resent else "")
             for d in book.in_doubt[:examples]
         ]
         if book.in_doubt_count > examples:

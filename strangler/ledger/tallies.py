@@ -60,6 +60,22 @@ class Kind(NamedTuple):
     partial: bool
 
 
+class InDoubt(NamedTuple):
+    """A message that may hold a copy its outcome does not count (listed in the report)."""
+
+    trace_id: str
+    route: str
+    brokers: tuple[str, ...]
+    resent: int
+    outcome: str
+    mirror: str | None
+    instance: str
+    session: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self._asdict(), "brokers": list(self.brokers)}
+
+
 class Tally:
     """Counts of one group of messages (a route at one routes version, a login)."""
 
@@ -199,7 +215,7 @@ class Book:
     violations: list[Violation]
     violation_count: int
     unresolved: list[Journey]
-    in_doubt: list[dict[str, Any]]
+    in_doubt: list[InDoubt]
     in_doubt_count: int
     unjudged: list[Violation]
     instances: list[dict[str, Any]]
