@@ -317,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{4 * n:,} messages {peak_4n / 1e6:.1f} MB ({peak_4n / peak_n:.2f}x)"
     )
     print(
-        f"listed in-doubt messages: {(doubtful - peak_n) / (0.4 * n):.0f} bytes each "
-        "(every Amazon MQ message of the run in doubt, against none)"
+        f"listed in-doubt messages: {(doubtful - peak_n) / (0.3 * n):.0f} bytes each "
+        "(a run whose Amazon MQ messages, 30%, are all in doubt, against none)"
     )
     print(
         f"memory per unresolved message: {per_unresolved:.0f} bytes "
