@@ -228,7 +228,7 @@ def floor(paths: list[str]) -> int:
 def audit(paths: list[str]) -> tuple[int, Ledger]:
     reader = FactReader(paths)
     ledger = Ledger(where=lambda: str(reader.position))
-    reader.read(ledger.feed)
+    reader.read(ledger)
     book = ledger.close()
     if not book.holds:
         raise SystemExit(f"bench fleet broke the promise: {book.violations[:3]}")
@@ -264,7 +264,7 @@ def unresolved_bytes(folder: Path, in_flight: int) -> tuple[float, int]:
         reader = FactReader(paths)
         ledger = Ledger()
         before = tracemalloc.get_traced_memory()[0]
-        reader.read(ledger.feed)
+        reader.read(ledger)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
         open_messages = len(ledger.open)

@@ -8,7 +8,17 @@ the input and tallies the outcomes; ``report`` renders them. ``strangler audit``
 
 from .book import Ledger
 from .journeys import Journey
-from .streams import FactReader, InputError, InputStats
+from .streams import EachFact, FactConsumer, FactReader, InputError, InputStats
 from .tallies import Book, Violation
 
-__all__ = ["Book", "FactReader", "InputError", "InputStats", "Journey", "Ledger", "Violation"]
+__all__ = [
+    "Book",
+    "EachFact",
+    "FactConsumer",
+    "FactReader",
+    "InputError",
+    "InputStats",
+    "Journey",
+    "Ledger",
+    "Violation",
+]

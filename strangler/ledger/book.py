@@ -126,7 +126,7 @@ class Ledger:
         self.open: dict[str, _Open] = {}
         self.settled = SettledIds()
         self._instances: dict[str, _Instance] = {}
-        self._current: _Instance | None = None
+        self._current = _Instance("", "")  # until the first fact's instance is entered
         self._orphans: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
         self._filtering = routes is not None or since is not None or until is not None
         self._kinds: dict[Signature, int] = {}  # settled messages, counted by signature
@@ -137,7 +137,8 @@ class Ledger:
         self._unresolved: list[Journey] = []
         self._in_doubt: list[InDoubt] = []
         self._in_doubt_count = 0
-        self._handlers: dict[str, Callable[[dict[str, Any], _Instance], None]] = {
+        # The reader calls these directly: one call per fact (FactConsumer).
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "message_routed": self._routed,
             **dict.fromkeys(OUTCOMES, self._outcome),
             "client_connected": self._connected,
@@ -156,21 +157,30 @@ class Ledger:
     # -- facts in ----------------------------------------------------------------------------
 
     def feed(self, fact: dict[str, Any], instance: str) -> None:
-        current = self._current
-        if current is None or current.key != instance:
-            current = self._instance(instance, fact)
-        handler = self._handlers.get(fact["event"])
+        """One fact of ``instance`` (``FactReader.read(ledger)`` does the same, faster)."""
+        if self._current.key != instance:
+            self.enter(instance, fact)
+        handler = self.handlers.get(fact["event"])
         if handler is None:
-            if "ts" in fact:
-                current.last = fact["ts"]
+            self.other(fact)
             return
         try:
-            handler(fact, current)
+            handler(fact)
         except (KeyError, TypeError, IndexError) as exc:  # a field missing or mistyped
             raise InputError(
                 f"{self._where()}: {fact['event']} without a usable {exc} field "
                 "(not a fact as the proxy writes it)"
             ) from None
+
+    def enter(self, instance: str, fact: dict[str, Any]) -> None:
+        """The facts that follow are ``instance``'s (``fact`` is the first of them)."""
+        self._instance(instance, fact)
+
+    def other(self, fact: dict[str, Any]) -> None:
+        """A fact no handler takes: it still says the instance was alive then."""
+        ts = fact.get("ts")
+        if ts is not None:
+            self._current.last = ts
 
     def _instance(self, key: str, fact: dict[str, Any]) -> _Instance:
         found = self._instances.get(key)
@@ -183,7 +193,8 @@ class Ledger:
         self._current = found
         return found
 
-    def _connected(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _connected(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         inst.last = fact["ts"]
         name = fact.get("session") or "?"
         if name in inst.sessions:  # a session id reused without a restart: end the old one
@@ -192,13 +203,15 @@ class Ledger:
             inst.key, name, fact.get("login"), fact.get("peer"), fact["ts"]
         )
 
-    def _disconnected(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _disconnected(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         inst.last = fact["ts"]
         session = inst.sessions.pop(fact.get("session") or "?", None)
         if session is not None:
             self._end_session(inst, session, fact.get("reason"))
 
-    def _routed(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _routed(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         # Fields the proxy always writes are read with [] (a KeyError is reported by feed).
         trace = fact["trace_id"]
         if type(trace) is not str:
@@ -235,7 +248,8 @@ class Ledger:
         for early, _instance, where in orphans or ():
             self._apply(j, early, where)
 
-    def _outcome(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _outcome(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         trace = fact["trace_id"]
         if type(trace) is not str:
             raise TypeError("trace_id")
@@ -293,7 +307,8 @@ class Ledger:
         if j.settled:
             self._settle(j)
 
-    def _tx_ended(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _tx_ended(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         session = inst.sessions.get(fact.get("session") or "?")
         tx = fact.get("transaction")
         if session is None or tx is None:
@@ -306,7 +321,8 @@ class Ledger:
             if j.settled and j.trace in self.open:
                 self._settle(j)
 
-    def _routes_in_force(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _routes_in_force(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         inst.last = fact.get("ts") or inst.last
         version = fact.get("routes_version")
         if not isinstance(version, str) or version == inst.version:
@@ -327,15 +343,18 @@ class Ledger:
         window.seconds += max(0.0, _seconds(until) - _seconds(inst.version_since))
         window.instances.add(inst.key)
 
-    def _stopped(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _stopped(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         inst.last = fact.get("ts") or inst.last
         inst.stopped = True
 
-    def _dropped(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _dropped(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         count = fact.get("count")
         inst.dropped += count if isinstance(count, int) else 1
 
-    def _internal_error(self, fact: dict[str, Any], inst: _Instance) -> None:
+    def _internal_error(self, fact: dict[str, Any]) -> None:
+        inst = self._current
         inst.internal_errors += 1
 
     # -- settling ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import IO, Any, Final
 
 from .book import Ledger
 from .report import as_json, render
-from .streams import FactReader, InputError
+from .streams import EachFact, FactConsumer, FactReader, InputError
 from .trace import Tracer
 
 EXIT_OK: Final = 0
@@ -98,17 +98,16 @@ def run_audit(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
         where=lambda: str(reader.position),
         on_settled=tracer.settled if tracer is not None else None,
     )
+    consumer: FactConsumer = ledger
     if tracer is not None:
 
         def feed(fact: dict[str, Any], instance: str) -> None:
             tracer.see(fact, instance)
             ledger.feed(fact, instance)
 
-        on_fact = feed
-    else:
-        on_fact = ledger.feed
+        consumer = EachFact(feed)
     try:
-        reader.read(on_fact)
+        reader.read(consumer)
     except InputError as exc:
         print(f"strangler audit: {exc}", file=sys.stderr)
         return EXIT_INPUT

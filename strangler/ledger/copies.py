@@ -46,7 +46,7 @@ def read_copies(paths: list[str], route: str, *, stdin: IO[bytes] | None = None)
     ledger = Ledger(
         routes=frozenset({route}), where=lambda: str(reader.position), on_settled=copies.add
     )
-    reader.read(ledger.feed)
+    reader.read(ledger)
     book = ledger.close()
     for j in book.unresolved:
         copies.add(j)

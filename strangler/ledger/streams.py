@@ -31,9 +31,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, TextIO, cast
+from typing import IO, Any, Final, Protocol, TextIO, cast
 
 import orjson
 
@@ -98,8 +98,36 @@ class Position:
 OnFact = Callable[[dict[str, Any], str], None]  # (fact, instance)
 
 
+class FactConsumer(Protocol):
+    """What ``FactReader.read`` hands facts to: ``enter`` before the facts of another
+    instance, then each fact to ``handlers[event]`` (one call a fact, no dispatch layer
+    between), or to ``other`` when no handler takes its event."""
+
+    @property
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], None]]: ...
+
+    def enter(self, instance: str, fact: dict[str, Any]) -> None: ...
+
+    def other(self, fact: dict[str, Any]) -> None: ...
+
+
+class EachFact:
+    """A ``FactConsumer`` calling ``on_fact(fact, instance)`` for every fact."""
+
+    def __init__(self, on_fact: OnFact) -> None:
+        self._on_fact = on_fact
+        self._instance = ""
+        self.handlers: Mapping[str, Callable[[dict[str, Any]], None]] = {}
+
+    def enter(self, instance: str, fact: dict[str, Any]) -> None:
+        self._instance = instance
+
+    def other(self, fact: dict[str, Any]) -> None:
+        self._on_fact(fact, self._instance)
+
+
 class FactReader:
-    """Reads ``paths`` (``-`` for standard input) and calls ``on_fact(fact, instance)``."""
+    """Reads ``paths`` (``-`` for standard input) into a ``FactConsumer``."""
 
     def __init__(
         self,
@@ -116,14 +144,14 @@ class FactReader:
         self._fresh: dict[str, bool] = {}  # replica -> nothing but start-up facts yet
         self._progress = _Progress(progress) if progress else None
 
-    def read(self, on_fact: OnFact) -> None:
+    def read(self, consumer: FactConsumer) -> None:
         streams = self._streams()
         if self._progress is not None:
             self._progress.files = sum(len(files) for _, files in streams)
         for replica, files in streams:
             for path in files:
                 self.stats.files.append(path)
-                self._read_file(path, replica, on_fact)
+                self._read_file(path, replica, consumer)
         self.stats.replicas = len(self._epochs)
         self.stats.instances = sum(max(1, n) for n in self._epochs.values())
         if self._progress is not None:
@@ -152,7 +180,7 @@ class FactReader:
 
     # -- one file ---------------------------------------------------------------------------
 
-    def _read_file(self, path: str, replica: str, on_fact: OnFact) -> None:
+    def _read_file(self, path: str, replica: str, consumer: FactConsumer) -> None:
         position = self.position
         position.file = path if path != STDIN else "<stdin>"
         position.line = 0
@@ -169,26 +197,40 @@ class FactReader:
         fresh = False  # the instance has seen start-up facts only
         number = facts = 0
         already = stats.facts
+        handlers, other = consumer.handlers, consumer.other
         try:
             with stream:
-                for line in stream:  # the hot loop: one orjson call and one dispatch a fact
+                for line in stream:  # the hot loop: one orjson call and one handler a fact
                     number += 1
                     if line[0] != 0x7B:  # not "{"
-                        facts += self._odd_line(line, number, on_fact)
+                        facts += self._odd_line(line, number, consumer)
                         continue
                     try:
                         fact = loads(line)
+                        event = fact["event"]
                     except decode_error as exc:
                         self._unparsable(line, number, exc)
                         continue
-                    if type(fact) is not dict or "event" not in fact:
-                        raise InputError(f'{position.file}:{number}: not a fact (no "event")')
+                    except (KeyError, TypeError, IndexError):
+                        raise InputError(
+                            f'{position.file}:{number}: not a fact (no "event")'
+                        ) from None
                     facts += 1
                     position.line = number
-                    if fresh or instance is None or fact["event"] in new_instance:
-                        instance = self._instance(replica, fact["event"])
+                    if fresh or instance is None or event in new_instance:
+                        entered = self._instance(replica, event)
                         fresh = self._fresh[replica]
-                    on_fact(fact, instance)
+                        if entered != instance:
+                            instance = entered
+                            consumer.enter(instance, fact)
+                    handler = handlers.get(event)
+                    try:
+                        if handler is None:
+                            other(fact)
+                        else:
+                            handler(fact)
+                    except (KeyError, TypeError, IndexError) as exc:
+                        raise self._malformed(fact, exc) from None
                     if progress is not None and not number & 0x3FFF:
                         stats.facts = already + facts
                         progress.show(stats)
@@ -200,7 +242,13 @@ class FactReader:
             stats.lines += number
             stats.facts = already + facts
 
-    def _odd_line(self, line: bytes, number: int, on_fact: OnFact) -> int:
+    def _malformed(self, fact: dict[str, Any], exc: Exception) -> InputError:
+        return InputError(
+            f"{self.position}: {fact.get('event')} without a usable {exc} field "
+            "(not a fact as the proxy writes it)"
+        )
+
+    def _odd_line(self, line: bytes, number: int, consumer: FactConsumer) -> int:
         """A line that does not start with "{": a kubectl-prefixed fact (1), or text (0)."""
         stats = self.stats
         if line[:1] == b"[" and b"] {" in line[:300]:  # kubectl logs --prefix
@@ -214,7 +262,15 @@ class FactReader:
                 raise InputError(f'{self.position.file}:{number}: not a fact (no "event")')
             self.position.line = number
             name = prefix[1:].decode("utf-8", "replace")
-            on_fact(fact, self._instance(name, fact["event"]))
+            consumer.enter(self._instance(name, fact["event"]), fact)
+            handler = consumer.handlers.get(fact["event"])
+            try:
+                if handler is None:
+                    consumer.other(fact)
+                else:
+                    handler(fact)
+            except (KeyError, TypeError, IndexError) as exc:
+                raise self._malformed(fact, exc) from None
             return 1
         if line.strip():
             stats.text_lines += 1

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from ..ledger import FactReader
+from ..ledger import EachFact, FactReader
 from ..routes import Decision
 from .sources import CapturedMessage
 
@@ -60,7 +60,7 @@ class LiveDecisions:
         self.versions: set[str] = set()
         self.routed = 0
         reader = FactReader(paths)
-        reader.read(self._on_fact)
+        reader.read(EachFact(self._on_fact))
         self.files = reader.stats.files
         self._current.clear()
 

@@ -405,7 +405,7 @@ def settled_journeys(files: list[str]) -> dict[str, Journey]:
     reader = FactReader(files)
     found: dict[str, Journey] = {}
     ledger = Ledger(on_settled=lambda j: found.__setitem__(j.trace, j))
-    reader.read(ledger.feed)
+    reader.read(ledger)
     book = ledger.close()
     for j in book.unresolved:
         found[j.trace] = j

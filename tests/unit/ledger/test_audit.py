@@ -469,7 +469,7 @@ def test_a_long_input_shows_a_progress_line(
     progress = io.StringIO()
     reader = FactReader([str(path)], progress=progress)
     ledger = Ledger()
-    reader.read(ledger.feed)
+    reader.read(ledger)
     lines = progress.getvalue().splitlines()
     assert lines and lines[0].startswith("audit: ") and "facts/s" in lines[0]
     assert "18,003 facts" in lines[-1]  # the last line gives the total
