@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import itertools
 import os
 import re
@@ -300,8 +301,9 @@ class FactReader:
     def _open(self, path: str) -> IO[bytes]:
         if path == STDIN:
             raw: IO[bytes] = self._stdin if self._stdin is not None else sys.stdin.buffer
-            peek = getattr(raw, "peek", None)
-            head = peek(2)[:2] if peek is not None else b""
+            if not hasattr(raw, "peek"):  # a pipe's buffer peeks; give anything else one
+                raw = cast(IO[bytes], io.BufferedReader(cast(Any, raw)))
+            head = cast(io.BufferedReader, raw).peek(2)[:2]
             if head == _GZIP_MAGIC:
                 return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
             return raw

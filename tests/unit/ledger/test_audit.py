@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import itertools
 import json
@@ -321,6 +322,18 @@ def test_stdin_with_kubectl_prefixes_carries_a_fleet(
     assert [m["trace_id"] for m in report["unresolved"]["messages"]] == [pods[1][2]]
     assert report["unresolved"]["messages"][0]["login"] == "login-b"
     assert report["input"]["replicas"] == 2 and report["input"]["text_lines_skipped"] == 1
+
+
+def test_gzip_on_stdin_is_read(capsys: pytest.CaptureFixture[str]) -> None:
+    p = Proxy().start()
+    s = p.connect()
+    trace = p.send(s, "cutover")
+    p.confirmed(s, trace, AMAZONMQ)
+    p.disconnect(s)
+    p.stop()
+    piped = io.BytesIO(gzip.compress(b"".join(p.lines())))
+    assert run_audit(_args(["-"], json_out=True), stdin=piped) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == 1
 
 
 def _args(files: list[str], *, json_out: bool = False, trace: str | None = None) -> Any:
