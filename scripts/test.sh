@@ -10,9 +10,10 @@ if ! command -v java >/dev/null 2>&1; then
   echo "test.sh: installing a Java runtime for ActiveMQ" >&2
   apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null
 fi
-if ! command -v prometheus >/dev/null 2>&1; then
-  # tests/integration/test_rollout.py runs a real Prometheus on loopback
-  echo "test.sh: installing Prometheus" >&2
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  # tests/integration/test_rollout.py runs a real Prometheus on loopback, and
+  # deploy/observability's alerting rules are checked and unit-tested with promtool.
+  echo "test.sh: installing Debian's prometheus package (prometheus, promtool)" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then

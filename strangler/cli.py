@@ -1,5 +1,5 @@
 """Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify
-| rollout``.
+| rollout | audit``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
 routes.yaml, reads every file it names (CA certificates, credentials files) as a
@@ -23,6 +23,7 @@ from typing import Any
 from .conventions import ExitCode, add_routes_option, routes_path
 from .drain import commands as drain_commands
 from .facts import Fact, FactSink
+from .ledger import commands as ledger_commands
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
 from .replay import commands as replay_commands
 from .rollout import commands as rollout_commands
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     drain_commands.add_drain_command(commands)
     drain_commands.add_verify_command(commands)
     rollout_commands.add_rollout_command(commands)
+    ledger_commands.add_audit_command(commands)
     return parser
 
 
@@ -208,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .admin.client import print_status
 
         return print_status(args.admin, as_json=args.json)
-    if args.command in ("plan", "replay", "drain", "verify", "rollout"):
+    if args.command in ("plan", "replay", "drain", "verify", "rollout", "audit"):
         return int(args.handler(args))
     return EXIT_USAGE
 

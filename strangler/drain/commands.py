@@ -6,7 +6,8 @@ Facts go to stdout (or ``--facts FILE``), as with ``strangler run``; what a pers
 Exit codes (``strangler.conventions``): 0 done (drain: complete, or ``--max`` reached, with
 consumed = confirmed = moved; verify: both sides match), 1 a failure or mismatch (a broker
 lost or unreachable), 2 a usage or configuration error (routes.yaml, the route's mode,
-credentials missing or refused by a broker, a journal in use), 130 interrupted.
+credentials missing or refused by a broker, a journal in use, an unreadable
+``--proxy-facts``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -165,6 +166,15 @@ def add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     verify.add_argument(
         "--examples", type=int, default=5, metavar="N", help="ids listed per kind (default 5)"
+    )
+    verify.add_argument(
+        "--proxy-facts",
+        action="append",
+        metavar="FILE",
+        help="the facts of the proxies that routed DESTINATION (repeatable; rotated and .gz "
+        "files too; - reads stdin): explain each difference where they can (a failed copy, "
+        "a copy lost with a killed proxy, a duplicate in doubt); an explained duplicate is "
+        "not a mismatch",
     )
     verify.set_defaults(handler=run_verify)
 
@@ -425,14 +435,29 @@ def _render(result: DrainResult, settings: DrainSettings, journal: Journal) -> s
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from ..ledger import InputError
+    from ..ledger.copies import read_copies
     from .verify import verify
 
     setup = _setup(args, "verify")
     if setup is None:
         return EXIT_USAGE
+    proxy_facts = None
+    if args.proxy_facts:
+        try:
+            proxy_facts = read_copies(args.proxy_facts, setup.target.rule)
+        except InputError as exc:
+            _say(f"strangler verify: {exc}")
+            return EXIT_USAGE
     with _facts(args) as facts:
         try:
-            result = verify(setup.target, setup.browse, facts, allow_extra=args.allow_extra)
+            result = verify(
+                setup.target,
+                setup.browse,
+                facts,
+                allow_extra=args.allow_extra,
+                proxy_facts=proxy_facts,
+            )
         except PublishError as exc:
             return _broker_failed("verify", exc)
     _say(result.render(args.examples))

@@ -380,6 +380,7 @@ class SessionDriver:
                 connect_timeout=settings.connect_timeout,
                 # Shared, mapped from the legacy login, or refused (client_credentials).
                 login=config.login_for(state.login),
+                session=self.id,
             )
             link.on_outcome = self._outcome
             link.on_message = self._message

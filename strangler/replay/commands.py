@@ -156,6 +156,15 @@ def add_replay_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="OLD",
         help="(--dry-run) also decide with OLD routes and list the messages decided differently",
     )
+    replay.add_argument(
+        "--facts",
+        action="append",
+        metavar="FILE",
+        help="(--dry-run) the facts of the run the capture recorded (repeatable; rotated and "
+        ".gz files too): decide each captured SEND under the trace id the live proxy gave "
+        "it (split routes without a sticky header then decide as they did live) and report "
+        "how many decisions agree",
+    )
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.add_argument(
         "--examples",
@@ -237,8 +246,13 @@ def run_replay(args: argparse.Namespace) -> int:
     source = _source(args.capture)
     if source is None:
         return EXIT_USAGE
+    if args.facts and not args.dry_run:
+        print("strangler: --facts needs --dry-run", file=sys.stderr)
+        return EXIT_USAGE
     if not args.dry_run:
         return _publish(args, table, source)
+    if args.facts:
+        return _dry_run_live(args, table, against, source)
     try:
         report = Report(table, against, examples=args.examples).add_all(source)
     except SourceError as exc:
@@ -249,6 +263,41 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         files = ", ".join(args.capture)
         print(report.render(source.stats, title=f"replay --dry-run of {files}"))
+    return EXIT_OK
+
+
+def _dry_run_live(
+    args: argparse.Namespace, table: RouteTable, against: RouteTable | None, source: MessageSource
+) -> int:
+    """``--dry-run --facts``: each SEND keyed by its live trace id; the agreement figure."""
+    from ..ledger import InputError
+    from .live import Agreement, LiveDecisions
+    from .report import Report
+    from .sources import SourceError
+
+    try:
+        live = LiveDecisions(args.facts)
+    except InputError as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    report = Report(table, against, examples=args.examples)
+    agreement = Agreement(examples=args.examples)
+    try:
+        for message in source:
+            found = live.find(message)
+            decision = report.add(agreement.keyed(message, found))
+            if found is not None:
+                agreement.compare(found, decision, table.version)
+    except SourceError as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        _print_json({**report.as_dict(source.stats), "live": agreement.as_dict(live.files)})
+    else:
+        files = ", ".join(args.capture)
+        print(report.render(source.stats, title=f"replay --dry-run of {files}"))
+        print()
+        print("\n".join(agreement.render(live.files)))
     return EXIT_OK
 
 

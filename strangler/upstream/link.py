@@ -86,8 +86,10 @@ class BrokerLink:
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
         login: SessionLogin | None = None,
+        session: str | None = None,
     ) -> None:
         self.broker = broker
+        self._session = session  # the producer session this link serves, for its facts
         self._config = config
         # None: the config's own credentials (the proxy's), read again on every connect.
         self._login = login
@@ -295,6 +297,7 @@ class BrokerLink:
                 if waiting.label is not None:
                     self._health.facts.emit(
                         Fact.MESSAGE_RESENT,
+                        session=self._session,
                         trace_id=waiting.label,
                         broker=self.broker,
                         endpoint=endpoint,
