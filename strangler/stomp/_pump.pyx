@@ -151,6 +151,7 @@ cdef class FramePump:
     cdef Py_ssize_t _max_frame, _max_headers, _max_line
     cdef Py_ssize_t _need, _scanned, _shift
     cdef object _error
+    cdef readonly unsigned long long slow_frames  # frames the fast path left to the reference
 
     def __cinit__(self):
         self._vstart = NULL
@@ -197,6 +198,7 @@ cdef class FramePump:
         self._need = 0
         self._scanned = 0
         self._error = None
+        self.slow_frames = 0
 
     def __dealloc__(self):
         free(self._vstart)
@@ -490,6 +492,7 @@ cdef class FramePump:
             return INCOMPLETE
         parser._need = 0
         parser._scanned = 0
+        self.slow_frames += 1
         record = PumpedFrame.__new__(PumpedFrame)
         record.command = frame.command
         record.start = s + self._shift

@@ -156,6 +156,7 @@ class FramePump:
         "_line_head",
         "_parser",
         "_prefix",
+        "_slow",
         "_splice",
         "limits",
     )
@@ -180,6 +181,7 @@ class FramePump:
         self._line_head = b"" if splice is None else f"{splice}:".encode()
         self._prefix = trace_prefix
         self._count = 0
+        self._slow = 0
         self._error: ProtocolError | None = None
 
     @property
@@ -203,6 +205,12 @@ class FramePump:
     def sends(self) -> int:
         """SENDs that got a trace id so far (the last id's counter)."""
         return self._count
+
+    @property
+    def slow_frames(self) -> int:
+        """Frames read by the reference reader: all of them in this build; in the compiled
+        one, those its fast path leaves to it (CRLF, escapes, errors)."""
+        return self._slow
 
     def feed(self, data: bytes) -> Pumped:
         """Add ``data``; return the complete frames and EOLs, their records, any error."""
@@ -239,6 +247,7 @@ class FramePump:
                 if frame is None:
                     break
                 parser._need = parser._scanned = 0
+                self._slow += 1
                 raw = frame.raw
                 assert raw is not None
                 record = PumpedFrame()
