@@ -25,10 +25,14 @@ from collections.abc import Callable
 from strangler.stomp import Frame, FrameParser, insert_header
 from strangler.stomp.pump import FramePump as PurePump
 
-try:
-    from strangler.stomp._pump import FramePump as CompiledPump
-except ImportError:  # no compiled build: its rows say so
-    CompiledPump = None
+
+def compiled() -> type[PurePump] | None:
+    try:
+        from strangler.stomp._pump import FramePump
+    except ImportError:  # no compiled build: its rows say so
+        return None
+    return FramePump
+
 
 FIELDS = ("destination", "receipt", "transaction", "content-length")
 SPLICE = "strangler-trace-id"
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, Callable[[bytes], Callable[[], object]] | None]] = [
         ("parser + splice", today),
         ("pump, pure", lambda c: pumping(PurePump, c)),
-        ("pump, compiled", None if CompiledPump is None else lambda c: pumping(CompiledPump, c)),
+        ("pump, compiled", None if (cls := compiled()) is None else lambda c: pumping(cls, c)),
     ]
     for name, make in rows:
         if make is None:

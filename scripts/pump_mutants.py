@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         if not passed:
             print(f"the unmutated build fails the test:\n{tail}")
             return 1
-        print("unmutated: passes")
+        print("unmutated: passes", flush=True)
         for name in chosen:
             what, old, new = MUTANTS[name]
             root = Path(tmp) / name
@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
             passed, tail = build_and_test(root)
             verdict = "SURVIVED (the test missed it)" if passed else "caught"
             survivors += passed
-            print(f"{name}: {what}: {verdict}")
+            print(f"{name}: {what}: {verdict}", flush=True)
             if not passed:
                 failing = [ln for ln in tail.splitlines() if ln.startswith(("E ", "FAILED"))]
                 print("    " + "\n    ".join(failing[:3]))

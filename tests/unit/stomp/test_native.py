@@ -72,8 +72,14 @@ def test_a_missing_compiled_build_falls_back_to_pure_with_one_warning(tmp_path: 
         "from strangler.stomp import native; "
         "print(native.BUILD, len(caught), native.FramePump.__module__); print(caught[0])"
     )
+    environ = {k: v for k, v in os.environ.items() if k != "STRANGLER_NO_EXTENSIONS"}
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     summary, warning = done.stdout.splitlines()

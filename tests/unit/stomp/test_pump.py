@@ -162,6 +162,25 @@ def test_limits_are_the_parsers(build: str) -> None:
     assert isinstance(pump_class(build)(limits).feed(cases[0]).error, FrameTooLarge)
 
 
+@pytest.mark.parametrize("size", [63, 64, 65])
+def test_a_frame_one_byte_over_the_limit_is_refused_before_its_body_arrives(
+    build: str, size: int
+) -> None:
+    limits = Limits(max_frame_bytes=64)
+    head = b"SEND\ncontent-length:%d\n\n"
+    body = size - len(head % 10) - 1  # command line through NUL: size bytes
+    wire = (head % body) + b"b" * body + b"\0"
+    assert len(wire) == size
+    pumper = pump_class(build)(limits)
+    first = pumper.feed(wire[:-5])  # headers complete, body not
+    if size <= 64:
+        assert first.error is None
+        assert pumper.feed(wire[-5:]).frames[0].end == size
+    else:
+        assert isinstance(first.error, FrameTooLarge)
+        assert str(first.error) == "incomplete frame larger than 64 bytes"
+
+
 def test_version_set_after_connected_applies_to_the_next_frames(build: str) -> None:
     pumper = make(build, version="1.0", fields=("destination",))
     wire = b"SEND\ndestination:a\\cb\n\n\0"

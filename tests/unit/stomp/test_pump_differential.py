@@ -197,7 +197,13 @@ def cases(draw: st.DrawFn, hostile: bool) -> Case:
             break
         at = draw(st.integers(min_value=0, max_value=len(data) - 1))
         data[at] = draw(st.sampled_from([0x00, 0x0A, 0x0D, 0x3A, 0x5C, 0xFF, 0x41]))
-    cuts = draw(st.lists(st.integers(min_value=0), max_size=10))
+    # Cuts anywhere, and near where pieces start (frame and header edges are there).
+    starts = [0]
+    for p in pieces:
+        starts.append(starts[-1] + len(p.wire))
+    near = st.tuples(st.sampled_from(starts), st.integers(min_value=-3, max_value=40))
+    cuts = draw(st.lists(st.integers(min_value=0), max_size=6))
+    cuts += [max(0, a + b) for a, b in draw(st.lists(near, max_size=6))]
     chunks = chunked(bytes(data), cuts)
     switch = None
     if draw(st.booleans()):
