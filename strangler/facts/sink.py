@@ -176,10 +176,10 @@ class FactSink:
         static, stamp = self._static, self._stamp
         listeners = self.writer_listeners
         lines: list[bytes] = []
-        count = min(len(pending), _BATCH)
-        processed = count
-        for _ in range(count):
+        processed = 0
+        while pending and processed < _BATCH:
             ts, fact, fields = pending.popleft()
+            processed += 1
             for listener in listeners:
                 try:
                     listener(fact, fields)
