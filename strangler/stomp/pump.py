@@ -130,9 +130,7 @@ class Pumped:
 
     __slots__ = ("data", "error", "frames")
 
-    def __init__(
-        self, data: bytes, frames: list[PumpedFrame], error: ProtocolError | None
-    ) -> None:
+    def __init__(self, data: bytes, frames: list[PumpedFrame], error: ProtocolError | None) -> None:
         self.data = data
         self.frames = frames
         self.error = error
