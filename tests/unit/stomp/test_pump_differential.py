@@ -68,10 +68,11 @@ class Piece:
 
 
 @st.composite
-def valid_frame(draw: st.DrawFn, version: str) -> Piece:
-    """An encoded frame: repeated names likely, CRLF lines and no content-length sometimes."""
+def valid_frame(draw: st.DrawFn, version: str, plain: bool = False) -> Piece:
+    """An encoded frame: repeated names likely, CRLF lines and no content-length sometimes;
+    ``plain``: LF lines, nothing to unescape, a content-length (the compiled fast path)."""
     command = draw(st.sampled_from(sorted(COMMANDS)))
-    if command in UNESCAPED_COMMANDS or version == "1.0":
+    if plain or command in UNESCAPED_COMMANDS or version == "1.0":
         # No escaping: a raw LF, CR or ':' in a name would only make a broken frame.
         header = st.tuples(st.one_of(st.sampled_from(FIELDS), plain_text), verbatim_values)
     else:
@@ -83,12 +84,16 @@ def valid_frame(draw: st.DrawFn, version: str) -> Piece:
         name = draw(st.sampled_from([n for n, _ in headers] or ["destination"]))
         at = draw(st.integers(min_value=0, max_value=len(headers)))
         headers.insert(at, (name, draw(header)[1]))
-    if draw(st.booleans()) or b"\0" in body:
+    if plain or draw(st.booleans()) or b"\0" in body:
         at = draw(st.integers(min_value=0, max_value=len(headers)))
         headers.insert(at, ("content-length", str(len(body))))
     head = encode(Frame(command, tuple(headers)), version)[:-3]  # without the blank line
     lines = head.split(b"\n")
-    eols = draw(st.sampled_from(["lf", "lf", "lf", "crlf", "crlf-headers", "crlf-blank"]))
+    eols = (
+        "lf"
+        if plain
+        else draw(st.sampled_from(["lf"] * 3 + ["crlf", "crlf-headers", "crlf-blank"]))
+    )
     if eols == "crlf":
         head = head.replace(b"\n", b"\r\n") + b"\r\n\r\n"
     elif eols == "crlf-headers":
@@ -171,21 +176,27 @@ class Case:
 
 
 @st.composite
-def limits_for(draw: st.DrawFn, pieces: list[Piece]) -> Limits:
-    """Fixed limits, or limits at one of the stream's frames' edges (one below, at, above)."""
-    frames = [p for p in pieces if p.size]
+def limits_for(draw: st.DrawFn, pieces: list[Piece]) -> tuple[Limits, list[int]]:
+    """Fixed limits, or limits at one of the stream's frames' edges (one below, at, above)
+    with a cut inside that frame (a limit must hold before the frame is complete)."""
+    frames = [i for i, p in enumerate(pieces) if p.size]
     if not frames or draw(st.booleans()):
-        return draw(st.sampled_from(LIMITS))
-    frame = draw(st.sampled_from(frames))
-    edge = draw(st.integers(min_value=-1, max_value=1))
-    roomy = LIMITS[1]
-    which = draw(st.sampled_from(["max_frame_bytes", "max_headers", "max_header_line"]))
-    at = {
-        "max_frame_bytes": frame.size,
-        "max_headers": frame.lines - 1,
-        "max_header_line": frame.longest,
-    }
-    return replace(roomy, **{which: max(1, at[which] + edge)})
+        return draw(st.sampled_from(LIMITS)), []
+    index = draw(st.sampled_from(frames))
+    frame = pieces[index]
+    # Each limit roomy, or one below, at or one above what this frame needs.
+    limits = LIMITS[1]
+    for name, need in (
+        ("max_frame_bytes", frame.size),
+        ("max_headers", frame.lines - 1),
+        ("max_header_line", frame.longest),
+    ):
+        edge = draw(st.sampled_from([None, -1, 0, 1]))
+        if edge is not None:
+            limits = replace(limits, **{name: max(1, need + edge)})
+    offset = sum(len(p.wire) for p in pieces[:index])
+    cut = offset + draw(st.integers(min_value=1, max_value=frame.size))
+    return limits, [cut]
 
 
 @st.composite
@@ -204,6 +215,8 @@ def cases(draw: st.DrawFn, hostile: bool) -> Case:
     near = st.tuples(st.sampled_from(starts), st.integers(min_value=-40, max_value=40))
     cuts = draw(st.lists(st.integers(min_value=0), max_size=6))
     cuts += [max(0, a + b) for a, b in draw(st.lists(near, max_size=6))]
+    limits, edge_cuts = draw(limits_for(pieces))
+    cuts += edge_cuts
     chunks = chunked(bytes(data), cuts)
     switch = None
     if draw(st.booleans()):
@@ -215,7 +228,7 @@ def cases(draw: st.DrawFn, hostile: bool) -> Case:
         version=version,
         data=bytes(data),
         chunks=chunks,
-        limits=draw(limits_for(pieces)),
+        limits=limits,
         fields=draw(st.sampled_from([(), ("destination",), FIELDS]))
         + tuple(draw(st.lists(st.sampled_from([*NAMES, "missing"]), max_size=3))),
         splice=draw(st.sampled_from([None, SPLICE])),
@@ -301,6 +314,29 @@ def test_both_builds_and_the_parser_agree_on_valid_streams_in_any_chunking(case:
 @given(case=cases(hostile=True))
 def test_both_builds_and_the_parser_agree_on_hostile_streams_in_any_chunking(case: Case) -> None:
     check_agreement(case)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_both_builds_agree_at_a_plain_frames_limits_in_any_chunking(data: st.DataObject) -> None:
+    """One limit one below, at or one above what a plain frame needs, the frame cut
+    anywhere: where the compiled fast path must refuse exactly what the reference does."""
+    version = data.draw(st.sampled_from(VERSIONS))
+    frame = data.draw(valid_frame(version, plain=True))
+    name, need = data.draw(
+        st.sampled_from(
+            [
+                ("max_frame_bytes", frame.size),
+                ("max_headers", frame.lines - 1),
+                ("max_header_line", frame.longest),
+            ]
+        )
+    )
+    limits = replace(LIMITS[1], **{name: max(1, need + data.draw(st.integers(-1, 1)))})
+    cuts = data.draw(st.lists(st.integers(min_value=1, max_value=frame.size), max_size=3))
+    wire = frame.wire + data.draw(st.sampled_from([b"", b"\n", b"SEND\n\n\0"]))
+    chunks = chunked(wire, cuts)
+    check_agreement(Case(version, wire, chunks, limits, FIELDS, SPLICE, "", None))
 
 
 def check_agreement(case: Case) -> None:
