@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
@@ -42,18 +41,15 @@ SEND = (
 )
 
 
-def per_frame(step: Callable[[], object], frames: int, budget: float, repeat: int) -> float:
-    """Microseconds per frame: the median of ``repeat`` timings of ``budget`` seconds."""
-    timings = []
-    for _ in range(repeat):
-        calls = 0
-        start = time.perf_counter()
-        while time.perf_counter() - start < budget:
-            for _ in range(20):
-                step()
-            calls += 20
-        timings.append((time.perf_counter() - start) / (calls * frames) * 1e6)
-    return statistics.median(timings)
+def per_frame(step: Callable[[], object], frames: int, budget: float) -> float:
+    """Microseconds per frame over ``budget`` seconds of calls."""
+    calls = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < budget:
+        for _ in range(20):
+            step()
+        calls += 20
+    return (time.perf_counter() - start) / (calls * frames) * 1e6
 
 
 def today(chunk: bytes) -> Callable[[], object]:
@@ -86,15 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         ("pump, pure", lambda c: pumping(PurePump, c)),
         ("pump, compiled", None if (cls := compiled()) is None else lambda c: pumping(cls, c)),
     ]
+    steps = {(name, n): make(SEND * n) for name, make in rows if make is not None for n in (1, 200)}
+    timings: dict[tuple[str, int], list[float]] = {key: [] for key in steps}
+    for _ in range(args.repeat):  # round-robin, so a noisy moment hits every case alike
+        for (name, n), step in steps.items():
+            timings[name, n].append(per_frame(step, n, args.budget))
     for name, make in rows:
         if make is None:
             print(f"{name:<22} {'not built':>11} {'not built':>13}")
             continue
-        cells = []
-        for n in (1, 200):
-            cells.append(per_frame(make(SEND * n), n, args.budget, args.repeat))
-        print(f"{name:<22} {cells[0]:>11.2f} {cells[1]:>13.2f}")
-        sys.stdout.flush()
+        one, many = (statistics.median(timings[name, n]) for n in (1, 200))
+        print(f"{name:<22} {one:>11.2f} {many:>13.2f}")
     return 0
 
 

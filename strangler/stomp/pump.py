@@ -55,10 +55,6 @@ def check_version(version: str) -> str:
     return version
 
 
-def trace_id(prefix: str, count: int) -> str:
-    return f"{prefix}{count:08x}"
-
-
 def spliced(parsed: Frame, raw: bytes, splice: str | None, trace: str | None) -> Frame:
     """The frame as forwarded: ``parsed`` (as received) with the spliced header first."""
     if trace is None or splice is None:
@@ -252,11 +248,11 @@ class FramePump:
                 record.command = frame.command
                 record._parsed = frame
                 record._splice = splice
-                record.values = tuple(map(frame.get, fields))
+                record.values = tuple(map(frame._first.get, fields))  # Frame.get without its call
                 record.start = pos + shift
                 if splice is not None and frame.command == "SEND":
                     self._count += 1
-                    trace = trace_id(self._prefix, self._count)
+                    trace = f"{self._prefix}{self._count:08x}"
                     line_at = buf.index(b"\n", pos) + 1
                     line = self._line_head + trace.encode() + b"\n"
                     pieces.append(buf[copied:line_at])
