@@ -216,7 +216,8 @@ class FramePump:
         fields = self._fields
         splice = self._splice
         records: list[PumpedFrame] = []
-        pieces: list[bytes | bytearray] = []  # the output when something is spliced in
+        view = memoryview(buf)  # slices without copies; released before buf is resized
+        pieces: list[bytes | memoryview] = []  # the output when something is spliced in
         copied = 0  # buf[:copied] is in pieces
         shift = 0  # bytes spliced in before pos: output offset - buffer offset
         pos = 0
@@ -241,9 +242,6 @@ class FramePump:
                 if frame is None:
                     break
                 parser._need = parser._scanned = 0
-                self._slow += 1
-                raw = frame.raw
-                assert raw is not None
                 record = PumpedFrame()
                 record.command = frame.command
                 record._parsed = frame
@@ -255,7 +253,7 @@ class FramePump:
                     trace = f"{self._prefix}{self._count:08x}"
                     line_at = buf.index(b"\n", pos) + 1
                     line = self._line_head + trace.encode() + b"\n"
-                    pieces.append(buf[copied:line_at])
+                    pieces.append(view[copied:line_at])
                     pieces.append(line)
                     copied = line_at
                     record.trace = trace
@@ -278,12 +276,15 @@ class FramePump:
         except ProtocolError as exc:
             error = self._error = exc
         if pieces:
-            pieces.append(buf[copied:pos])
+            pieces.append(view[copied:pos])
             out = b"".join(pieces)
         else:
-            out = bytes(buf[:pos])
+            out = bytes(view[:pos])
+        pieces.clear()
+        view.release()
         if pos:
             del buf[:pos]
         for record in records:
             record._data = out
+        self._slow += len(records)
         return Pumped(out, records, error)
