@@ -349,3 +349,19 @@ def test_record_takes_a_mapping_as_emit_takes_keywords(sink: FactSink, stream: i
     first, second = stream.getvalue().splitlines()
     assert first.split('"ts"')[0] == second.split('"ts"')[0]
     assert json.loads(first) | {"ts": 0} == json.loads(second) | {"ts": 0}
+
+
+def test_the_writer_thread_starts_only_once_the_sink_is_complete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A writer that ran before __init__ ended died on a missing attribute, and every later
+    # fact was lost (a loaded machine's first batch came before the listener lists).
+    seen: list[bool] = []
+
+    def first_batch(self: FactSink) -> None:
+        seen.append(hasattr(self, "listeners") and hasattr(self, "writer_listeners"))
+
+    monkeypatch.setattr(FactSink, "_run", first_batch)
+    sink = FactSink(io.StringIO(), interval=IDLE)
+    sink._thread.join(timeout=5.0)
+    assert seen == [True]
