@@ -21,8 +21,19 @@ FROM ${PYTHON_IMAGE} AS build
 ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# gcc and the Python headers build the compiled frame pump (Cython, setup.py); the slim
+# image has its Python's headers but no compiler. Only this stage gets them.
+RUN missing=""; \
+    command -v gcc >/dev/null 2>&1 || missing="gcc libc6-dev"; \
+    python -c 'import os, sys, sysconfig; \
+        sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        || missing="$missing python3-dev"; \
+    if [ -n "$missing" ]; then \
+        apt-get update && apt-get install -y --no-install-recommends $missing \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 # Only what the wheels need (.dockerignore keeps the rest of the tree out of the context).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY requirements ./requirements
 COPY strangler ./strangler
 # Every dependency exactly as locked, each file checked against the lock's hashes: two
@@ -53,7 +64,7 @@ RUN groupadd --system --gid 10001 strangler \
 # and no pip cache end up in a layer; --no-index: nothing but the locked wheels can be used.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "strangler[${EXTRAS}]" \
- && strangler --version
+ && strangler --version | grep -F "(frame pump: compiled)"
 
 USER 10001:10001
 WORKDIR /

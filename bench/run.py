@@ -69,6 +69,8 @@ BROKERS_SH = REPO / "scripts" / "brokers.sh"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
+# Scenarios with an HAProxy arm (TCP to legacy): the peer's ratio in the same run.
+HAPROXY_SCENARIOS = ("S1", "S2", "S3", "S4", "M-S2")
 # Ratio proxied/direct the proxy should reach in legacy pass-through (bench/README.md).
 TARGETS = {"S1": 0.90, "S2": 0.60, "S3": 0.90, "S4": 0.90}
 QUICK = {
@@ -204,19 +206,24 @@ class _Child:
     stderr_path: Path
     _process: subprocess.Popen[bytes] | None
 
+    def start(self, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
     @property
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid
 
-    def _spawn(self, cmd: list[str], env: dict[str, str], ready: str, timeout: float) -> None:
+    def _spawn(
+        self, cmd: list[str], env: dict[str, str], ready: str | Callable[[], bool], timeout: float
+    ) -> None:
         with open(self.stderr_path, "wb") as err:
             self._process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ready in self.stderr():
+            if ready() if callable(ready) else ready in self.stderr():
                 return
             if self._process.poll() is not None:
                 break
@@ -267,6 +274,56 @@ class Relay(_Child):
         cmd = [sys.executable, "-m", "bench.relay", "--listen", f"127.0.0.1:{self.endpoint.port}"]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self._spawn([*cmd, "--to", self._to], env, "relay: listening", timeout)
+
+
+def haproxy_binary() -> str | None:
+    """Debian's haproxy (``apt-get install -y haproxy``), if installed."""
+    return shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)),
+        None,
+    )
+
+
+def haproxy_cfg(listen: int, to: Endpoint) -> str:
+    """TCP mode, one thread, loopback: HAProxy as ops would put it before a broker."""
+    return (
+        "global\n"
+        "    nbthread 1\n"
+        "    maxconn 4096\n"
+        "defaults\n"
+        "    mode tcp\n"
+        "    timeout connect 5s\n"
+        "    timeout client 1h\n"
+        "    timeout server 1h\n"
+        "listen stomp\n"
+        f"    bind 127.0.0.1:{listen}\n"
+        f"    server legacy {to.host}:{to.port}\n"
+    )
+
+
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+class HAProxy(_Child):
+    """HAProxy (TCP, one thread) in front of legacy: the peer a sidecar is judged against."""
+
+    def __init__(self, brokers: Brokers, workdir: Path, binary: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.stderr_path = workdir / f"haproxy-{tag}.txt"
+        self.config = workdir / f"haproxy-{tag}.cfg"
+        port = free_port()
+        self.endpoint = replace(brokers.legacy, name="haproxy", host="127.0.0.1", port=port)
+        self.config.write_text(haproxy_cfg(port, brokers.legacy))
+        self._binary = binary
+        self._process = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        # -db: foreground, one process (no master/worker), so /proc/PID is all its CPU.
+        cmd = [self._binary, "-db", "-f", str(self.config)]
+        self._spawn(cmd, dict(os.environ), lambda: _accepts(self.endpoint.port), timeout)
 
 
 class Proxy(_Child):
@@ -489,6 +546,7 @@ class Bench:
     profile_dir: Path | None
     log: Callable[[str], None]
     floor: bool = True  # a relay arm (bench/relay.py) next to direct and proxied, legacy mode
+    haproxy: str | None = None  # the haproxy binary: an arm for S1-S4 and M-S2
     runs: list[Run] = field(default_factory=list)
     conn_runs: list[dict[str, Any]] = field(default_factory=list)
     proxies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -506,27 +564,29 @@ class Bench:
             "cpu_start": proxy.cpu(),
         }
         self.proxies[sc.name] = info
-        relay = Relay(self.brokers, self.workdir) if self.floor and sc.mode == "legacy" else None
+        arms: dict[str, _Child] = {}
+        if self.floor and sc.mode == "legacy":
+            arms["relay"] = Relay(self.brokers, self.workdir)
+        if self.haproxy and sc.name in HAPROXY_SCENARIOS:
+            arms["haproxy"] = HAProxy(self.brokers, self.workdir, self.haproxy)
         try:
             await self._warm_up(sc, proxy)
             info["rss_warm"] = proxy.rss()
-            if relay is not None:
-                relay.start()
+            for arm in arms.values():
+                arm.start()
             for r in range(self.repeat):
-                for target in ("direct", "proxied", "relay"):
-                    if target == "relay" and relay is None:
-                        continue
+                for target in ("direct", "proxied", *arms):
                     if not proxy.alive():
                         raise RuntimeError(f"proxy exited: {proxy.stderr()[-2000:]}")
-                    if target == "relay":
-                        result = await self._one(sc, None, r, relay)
+                    if target in arms:
+                        result = await self._one(sc, None, r, arms[target], target)
                     else:
                         result = await self._one(sc, proxy if target == "proxied" else None, r)
                     self.runs.append(result)
                     self.log(_describe_run(result))
         finally:
-            if relay is not None:
-                relay.stop()
+            for arm in arms.values():
+                arm.stop()
             info["rss_end"] = proxy.rss()
             info["cpu_end"] = proxy.cpu()
             info["returncode"] = proxy.stop()
@@ -576,12 +636,18 @@ class Bench:
             await client.disconnect()
 
     async def _one(
-        self, sc: Scenario, proxy: Proxy | None, r: int, relay: Relay | None = None
+        self,
+        sc: Scenario,
+        proxy: Proxy | None,
+        r: int,
+        arm: _Child | None = None,
+        arm_name: str = "",
     ) -> Run:
-        """One run: direct, through the proxy, or (``relay``) through the floor relay."""
+        """One run: direct, through the proxy, or through another ``arm`` (the floor relay,
+        HAProxy), which passes bytes to legacy as they are."""
         destination = f"/queue/bench.{sc.name}.{uuid.uuid4().hex}"
-        middle: _Child | None = relay or proxy
-        target = "relay" if relay else "proxied" if proxy else "direct"
+        middle: _Child | None = arm or proxy
+        target = arm_name if arm else "proxied" if proxy else "direct"
         result = Run(sc.name, target, r, destination)
         result.loadavg_1m = os.getloadavg()[0]
         plan = prepare(sc.shape, destination)
@@ -947,6 +1013,8 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
         direct = [r for r in runs if r.target == "direct" and not r.error]
         proxied = [r for r in runs if r.target == "proxied" and not r.error]
         relayed = [r for r in runs if r.target == "relay" and not r.error]
+        haproxied = [r for r in runs if r.target == "haproxy" and not r.error]
+        h = _median([r.rate for r in haproxied])
         d = _median([r.rate for r in direct])
         p = _median([r.rate for r in proxied])
         f = _median([r.rate for r in relayed])
@@ -972,6 +1040,12 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
                 "relay_ratio": f / d if f and d else None,
                 "relay_p50_ms": _median([r.p50_ms for r in relayed]),
                 "relay_cpu_per_msg_us": _median([r.proxy_cpu_per_msg_us for r in relayed]),
+                # HAProxy (TCP, one thread): the peer, same destination, same broker.
+                "haproxy_median": h,
+                "haproxy_ratio": h / d if h and d else None,
+                "haproxy_p50_ms": _median([r.p50_ms for r in haproxied]),
+                "haproxy_p99_ms": _median([r.p99_ms for r in haproxied]),
+                "haproxy_cpu_per_msg_us": _median([r.proxy_cpu_per_msg_us for r in haproxied]),
                 "target": target,
                 "meets_target": None if target is None or not (p and d) else p / d >= target,
                 "direct_p50_ms": _median([r.p50_ms for r in direct]),
@@ -1007,56 +1081,66 @@ def _fmt_range(lo: float | None, hi: float | None) -> str:
     return f"{lo / 1000:.1f}k-{hi / 1000:.1f}k" if hi >= 10_000 else f"{lo:,.0f}-{hi:,.0f}"
 
 
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench) -> str:
     out = []
     head = (
         f"{'scenario':<8} {'msgs':>6} {'direct msg/s':>12} {'(min-max)':>13} "
         f"{'proxied msg/s':>13} {'(min-max)':>13} {'ratio':>6} {'target':>7} {'floor':>6} "
-        f"{'proxy CPU':>10} {'proxy RSS MB':>13}  verify"
+        f"{'haproxy':>7} {'CPU us/msg: proxy':>17} {'relay':>6} {'haproxy':>7} "
+        f"{'proxy RSS MB':>13}  verify"
     )
     if rows:
         out.append(head)
-        out.append(
-            f"{'':<8} {'':>6} {'':>12} {'':>13} {'':>13} {'':>13} {'':>6} {'':>7} {'':>6} "
-            f"{'us/msg':>10}"
-        )
         out.append("-" * len(head))
     for row in rows:
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
         target = "" if row["target"] is None else f">={row['target']:.2f}"
         if row["meets_target"] is False:
             target += "!"
-        cpu = row["proxy_cpu_per_msg_us"]
-        floor = "-" if row["relay_ratio"] is None else f"{row['relay_ratio']:.2f}x"
         out.append(
             f"{row['scenario']:<8} {row['messages']:>6} {_fmt_rate(row['direct_median']):>12} "
             f"{_fmt_range(row['direct_min'], row['direct_max']):>13} "
             f"{_fmt_rate(row['proxied_median']):>13} "
-            f"{_fmt_range(row['proxied_min'], row['proxied_max']):>13} {ratio:>6} {target:>7} "
-            f"{floor:>6} {'-' if cpu is None else f'{cpu:.1f}':>10} "
+            f"{_fmt_range(row['proxied_min'], row['proxied_max']):>13} "
+            f"{_x(row['ratio']):>6} {target:>7} {_x(row['relay_ratio']):>6} "
+            f"{_x(row['haproxy_ratio']):>7} {_us(row['proxy_cpu_per_msg_us']):>17} "
+            f"{_us(row['relay_cpu_per_msg_us']):>6} {_us(row['haproxy_cpu_per_msg_us']):>7} "
             f"{_mb(row['rss_start']) + '->' + _mb(row['rss_end']):>13}  {row['verify'][:70]}"
         )
     latency = [r for r in rows if r["scenario"].endswith("S2") or r["scenario"] == "S3"]
     if latency:
         out.append("")
-        out.append("latency per receipt wait (median of runs), ms:  direct p50 / p99  ->  proxied")
+        out.append(
+            "latency per receipt wait (median of runs), ms p50 / p99:  direct -> proxied "
+            "[relay] [haproxy]"
+        )
         for row in latency:
-            out.append(
+            line = (
                 f"  {row['scenario']:<6} {_f3(row['direct_p50_ms'])} / {_f3(row['direct_p99_ms'])}"
                 f"  ->  {_f3(row['proxied_p50_ms'])} / {_f3(row['proxied_p99_ms'])}"
             )
-    floors = [r for r in rows if r["relay_ratio"] is not None]
-    if floors:
+            if row["relay_p50_ms"] is not None:
+                line += f"  [relay {_f3(row['relay_p50_ms'])}]"
+            if row["haproxy_p50_ms"] is not None:
+                line += f"  [haproxy {_f3(row['haproxy_p50_ms'])} / {_f3(row['haproxy_p99_ms'])}]"
+            out.append(line)
+    if any(r["relay_ratio"] is not None or r["haproxy_ratio"] is not None for r in rows):
         out.append("")
         out.append(
-            "floor: bench/relay.py, a Python byte relay (uvloop, Protocols) with no STOMP work,"
+            "floor: bench/relay.py, a Python byte relay (uvloop, Protocols), no STOMP work; "
+            "haproxy: HAProxy, TCP mode, one thread."
         )
-        out.append("ratio to direct in the same run; relay CPU us/msg, p50 ms:")
-        for row in floors:
-            out.append(
-                f"  {row['scenario']:<6} {row['relay_ratio']:.2f}x  "
-                f"{_f3(row['relay_cpu_per_msg_us'])} us/msg  p50 {_f3(row['relay_p50_ms'])}"
-            )
+        out.append(
+            "Both pass bytes to legacy as they are; ratio to direct in the same run. CPU: "
+            "utime+stime of each middle process per message (direct has none)."
+        )
     if conn:
         out.append("")
         out.append(render_connections(conn))
@@ -1173,6 +1257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="skip the relay arm (bench/relay.py, the floor) in legacy-mode scenarios",
     )
+    parser.add_argument(
+        "--no-haproxy",
+        action="store_true",
+        help="skip the HAProxy arm (S1-S4, M-S2); it needs Debian's haproxy: "
+        "apt-get install -y haproxy",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the proxy work dirs (facts)")
     parser.add_argument(
@@ -1207,7 +1297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         profile_dir = RESULTS / f"profile-{stamp}"
         profile_dir.mkdir(parents=True, exist_ok=True)
-    bench = Bench(brokers, workdir, repeat, args.timeout, profile_dir, log, not args.no_floor)
+    haproxy = None if args.no_haproxy else haproxy_binary()
+    if haproxy is None and not args.no_haproxy:
+        log("bench: no haproxy on PATH, so no HAProxy arm (apt-get install -y haproxy)")
+    bench = Bench(
+        brokers, workdir, repeat, args.timeout, profile_dir, log, not args.no_floor, haproxy
+    )
     chosen = scenarios(names, args.quick, not args.no_verify)
     soak: dict[str, Any] | None = None
     cpu0 = cpu_self()
@@ -1272,7 +1367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "elapsed_s": elapsed,
         "runner_cpu_s": cpu_self() - cpu0,
-        "environment": _environment(),
+        "environment": _environment(haproxy),
         "brokers": {"legacy": str(brokers.legacy), "amazonmq": str(brokers.amazonmq)},
         "summary": rows,
         "runs": [asdict(r) for r in bench.runs],
@@ -1307,7 +1402,7 @@ def render_soak(soak: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _environment() -> dict[str, Any]:
+def _environment(haproxy: str | None) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -1324,7 +1419,24 @@ def _environment() -> dict[str, Any]:
         "commit": commit,
         "strangler_dirty": bool(dirty),
         "loadavg_end": os.getloadavg(),
+        "haproxy": _haproxy_version(haproxy),
+        "frame_pump": _frame_pump(),
     }
+
+
+def _haproxy_version(binary: str | None) -> str | None:
+    if binary is None:
+        return None
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30).stdout
+    return out.splitlines()[0] if out else None
+
+
+def _frame_pump() -> str:
+    """Which frame pump build the proxy under test runs (its --version says)."""
+    out = subprocess.run(
+        [*proxy_command(), "--version"], capture_output=True, text=True, timeout=60
+    ).stdout
+    return out.strip()
 
 
 def _logger() -> Callable[[str], None]:

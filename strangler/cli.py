@@ -29,6 +29,7 @@ from .replay import commands as replay_commands
 from .rollout import commands as rollout_commands
 from .routes import RoutesError, RouteTable, load_routes
 from .stomp import Limits
+from .stomp.native import BUILD_NOTE
 
 EXIT_OK = ExitCode.OK
 EXIT_INVALID = ExitCode.FAILED  # validate: the file is invalid
@@ -63,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Start with `strangler validate routes.yaml`, then `strangler run --routes ...`",
     )
-    parser.add_argument("--version", action="version", version=f"strangler {_version()}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"strangler {_version()} (frame pump: {BUILD_NOTE})",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
