@@ -17,7 +17,7 @@ import itertools
 
 from ..facts import Fact
 from ..routes import AMAZONMQ
-from ..stomp import error_frame
+from ..stomp import error_frame, native
 from ..upstream.probe import probe_until_up
 from .connection import Connection, no_delay
 from .context import ProxyContext
@@ -77,6 +77,7 @@ class ProxyServer:
             tls=settings.tls is not None,
             dry_run=settings.dry_run,
             routes_version=table.version,
+            frame_pump=native.BUILD,  # compiled, or the pure-Python fallback
         )
 
     def _accepted(self, client: Connection) -> None:

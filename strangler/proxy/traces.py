@@ -1,8 +1,10 @@
 """Trace ids: one per SEND, unique across replicas and restarts, never trusted blindly.
 
-Ours are a random per-process prefix and a counter (no urandom syscall per message:
-uuid4 was a measurable cost). A producer may send its own id in the trace header; it
-is kept, so a producer can correlate its own messages, only when it is well-formed and
+Ours are a random per-process prefix, a per-session part and a counter (no urandom
+syscall per message: uuid4 was a measurable cost); the frame pump splices them in
+(``session_trace_prefix`` is what each session's pump is given). A producer may send its
+own id in the trace header; it is kept, so a producer can correlate its own messages, only
+when it is well-formed and
 not seen recently in this process. Otherwise our id goes on the wire (first, so it
 wins: ActiveMQ keeps the first of repeated headers) and the producer's value is
 recorded as ``producer_trace_id``: an empty, 9,000-character or reused id would make the
@@ -24,10 +26,16 @@ RECENT: Final = 65_536
 _WELL_FORMED: Final = re.compile(r"[A-Za-z0-9._:/@+=~-]{1,200}")
 _PREFIX: Final = os.urandom(8).hex()
 _sequence = itertools.count(1)
+_sessions = itertools.count(1)
 
 
 def new_trace_id() -> str:
     return f"{_PREFIX}{next(_sequence):08x}"
+
+
+def session_trace_prefix() -> str:
+    """A prefix no other session of any replica uses: the pump adds its own counter."""
+    return f"{_PREFIX}-{next(_sessions):x}-"
 
 
 class TraceIds:

@@ -39,7 +39,7 @@ def decide(
     table: RouteTable, destination: str, sticky_value: str | None, message_key: str
 ) -> Decision:
     """Where a SEND to ``destination`` goes; ``message_key`` is the message's trace id."""
-    return _choose(table.resolve(destination), sticky_value, message_key)
+    return choose(table.resolve(destination), sticky_value, message_key)
 
 
 def decide_send(
@@ -57,10 +57,11 @@ def decide_send(
     route = resolution.route
     sticky_header = route.sticky_header if route is not None else None
     sticky = header(sticky_header) if sticky_header is not None else None
-    return _choose(resolution, sticky, message_key)
+    return choose(resolution, sticky, message_key)
 
 
-def _choose(resolution: Resolution, sticky_value: str | None, message_key: str) -> Decision:
+def choose(resolution: Resolution, sticky_value: str | None, message_key: str) -> Decision:
+    """The decision for one message of ``resolution`` (its split bucket, when it splits)."""
     weight = resolution.weight
     if weight is None:
         return resolution.hit

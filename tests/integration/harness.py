@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,13 +339,18 @@ def raw_login(sock: socket.socket, legacy: BrokerInfo) -> FrameParser:
 
 
 def next_frame(sock: socket.socket, parser: FrameParser) -> Frame:
-    """The next frame on a raw socket (heart-beats skipped)."""
-    while True:
+    """The next frame on a raw socket (heart-beats skipped). Frames that came in the same
+    read as it are kept for the next calls (two receipts often share one segment)."""
+    pending = _PENDING.setdefault(sock, [])
+    while not pending:
         data = sock.recv(65536)
         assert data, "connection closed before a frame arrived"
-        frames = [e for e in parser.feed(data) if isinstance(e, Frame)]
-        if frames:
-            return frames[0]
+        pending.extend(e for e in parser.feed(data) if isinstance(e, Frame))
+    return pending.pop(0)
+
+
+# Frames read from a socket but not returned yet, forgotten with the socket.
+_PENDING: weakref.WeakKeyDictionary[socket.socket, list[Frame]] = weakref.WeakKeyDictionary()
 
 
 def closed_by_peer(sock: socket.socket) -> bool:

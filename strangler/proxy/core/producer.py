@@ -18,17 +18,22 @@ Invariants (the receipt promise, tested row by row in tests/unit/proxy/test_core
 from __future__ import annotations
 
 from ...facts import Fact
-from ...routes import Decision, Mode, OnFailure
-from ...routes.decide import decide_send
-from ...stomp import Frame, error_frame, insert_header
+from ...routes import Decision, Mode, OnFailure, RouteTable
+from ...routes.decide import choose
+from ...stomp import error_frame, insert_header
 from ...stomp.activemq import broker_value
-from ..traces import new_trace_id
+from ...stomp.native import PumpedFrame
 from .commands import CloseClient, DropAmazonMQ, PauseClient, StartTimer, ToAmazonMQ
 from .state import (
     AMAZONMQ,
     BLOCKED_WINDOW,
+    DESTINATION,
     LEGACY,
     MAX_TRACKED_RECEIPTS,
+    OWN_TRACE,
+    RECEIPT,
+    TRACEPARENT,
+    TRANSACTION,
     Kind,
     LegacyReceipt,
     MirrorCopy,
@@ -39,73 +44,112 @@ from .transactions import begin_on_amazonmq, moved_send
 
 # What a queued copy costs besides its bytes: counted too, so the budget bounds memory.
 _COPY_OVERHEAD = 256
+_LEGACY_ONLY = (LEGACY,)
 
 
-def on_send(s: SessionState, frame: Frame) -> None:
+def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
+    """Decide and send the SEND ``rec`` (its bytes are ``data[rec.start:rec.end]``, our
+    trace header spliced first by the pump); return what legacy gets of it, for the caller
+    to queue in order: True, exactly those bytes (left in place: the common case costs no
+    copy); other bytes; or False, nothing (Amazon MQ is responsible, or it was refused)."""
     version = s.version
-    raw_destination = frame.get("destination") or ""
-    destination = broker_value(raw_destination, version, "SEND") or ""
-    tx_id = broker_value(frame.get("transaction"), version, "SEND")
+    values = rec.values
+    raw_destination = values[DESTINATION] or ""
+    receipt = values[RECEIPT]
+    tx_id = values[TRANSACTION]
+    if version == "1.0":  # the broker trims and decodes 1.0 values: decide on what it reads
+        destination = broker_value(raw_destination, version, "SEND") or ""
+        receipt = broker_value(receipt, version, "SEND")
+        tx_id = broker_value(tx_id, version, "SEND")
+    else:
+        destination = raw_destination
     tx = s.transactions.get(tx_id) if tx_id is not None else None
     table = tx.table if tx is not None else s.table
-    trace_header = table.trace_header
-    raw = frame.raw
-    own = frame.get(trace_header)
+    trace = rec.trace
+    assert trace is not None  # the client pump splices every SEND
+    in_place = True  # legacy's bytes are the frame as it stands in ``data``
+    own = values[OWN_TRACE]
     producer_trace = None
-    if own is not None and s.traces.accept(own):
-        trace = own
+    if own is not None:
+        if table.trace_header == s.trace_header and s.traces.accept(own):
+            trace = own  # well-formed and new: the producer's id goes on, ours comes off
+            in_place = False
+        else:
+            producer_trace = own[:200]
+    if table.trace_header != s.trace_header:  # routes.yaml renamed it since CONNECT
+        in_place = False
+    resolution = table.resolve(destination)
+    route = resolution.route
+    if resolution.weight is None:
+        decision = resolution.hit
     else:
-        trace = new_trace_id()
-        raw = insert_header(raw, trace_header, trace, version)
-        producer_trace = own[:200] if own is not None else None
-    decision = decide_send(table, destination, frame.get, trace)
-    receipt = broker_value(frame.get("receipt"), version, "SEND")
+        sticky_header = route.sticky_header if route is not None else None
+        sticky = rec.frame().get(sticky_header) if sticky_header is not None else None
+        decision = choose(resolution, sticky, trace)
     dry_run = decision.dry_run or s.ctx.settings.dry_run
-    to_amazonmq = AMAZONMQ in decision.targets and not dry_run and decision.refusal is None
+    refused = decision.refusal is not None
+    to_amazonmq = AMAZONMQ in decision.targets and not dry_run and not refused
     s.sent += 1
     fields = {
+        "session": s.id,
         "trace_id": trace,
         "destination": raw_destination,
         "rule": decision.rule,
         "mode": decision.mode,
-        "targets": decision.targets if to_amazonmq else (LEGACY,),
-        "primary": decision.primary if to_amazonmq else LEGACY,
+        "targets": decision.targets if to_amazonmq else (() if refused else _LEGACY_ONLY),
+        "primary": decision.primary if to_amazonmq else (None if refused else LEGACY),
         "would_target": decision.targets if dry_run else None,
         "dry_run": dry_run,
         "routes_version": decision.routes_version,
         "transaction": tx_id,
         "receipt": receipt is not None,
     }
-    resolution = table.resolve(destination)
     if resolution.destinations and resolution.destinations != (raw_destination,):
         fields["destinations"] = resolution.destinations
     if producer_trace is not None:
         fields["producer_trace_id"] = producer_trace
-    traceparent = frame.get("traceparent")
+    traceparent = values[TRACEPARENT]
     if traceparent is not None:
         fields["traceparent"] = traceparent[:128]
-    if decision.refusal is not None:
-        fields["targets"] = ()
-        fields["primary"] = None
-        s.emit(Fact.MESSAGE_ROUTED, **fields)
+    s.ctx.facts.record(Fact.MESSAGE_ROUTED, fields)
+    if refused:
+        assert decision.refusal is not None
         reject(s, trace, decision.rule, decision.refusal, receipt, False, why=decision.refusal)
-        return
-    s.emit(Fact.MESSAGE_ROUTED, **fields)
-    if not to_amazonmq:
-        send_legacy(s, raw, trace, decision.rule, receipt)
-        return
-    data = amazonmq_bytes(s, raw, raw_destination, decision)
-    if decision.mode is Mode.MIRROR:
-        send_legacy(s, raw, trace, decision.rule, receipt)
-        mirror(s, data, trace, decision.rule, tx_id)
-        return
+        return False
+    if not to_amazonmq or decision.mode is Mode.MIRROR:
+        if receipt is not None and len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
+            s.legacy_receipts[receipt] = LegacyReceipt(trace, decision.rule, s.clock())
+        raw = data[rec.start : rec.end] if in_place else _legacy_bytes(s, rec, data, trace, table)
+        if to_amazonmq:
+            mirror(
+                s, amazonmq_bytes(s, raw, raw_destination, decision), trace, decision.rule, tx_id
+            )
+        return True if in_place else raw
+    raw = data[rec.start : rec.end] if in_place else _legacy_bytes(s, rec, data, trace, table)
+    copy = amazonmq_bytes(s, raw, raw_destination, decision)
     if tx is not None:
-        moved_send(s, tx, data, raw, trace, decision, receipt)
+        moved_send(s, tx, copy, raw, trace, decision, receipt)
     else:
-        submit_primary(s, data, raw, trace, decision, receipt)
+        submit_primary(s, copy, raw, trace, decision, receipt)
     if s.window_full() and s.blocked is None:
         s.blocked = BLOCKED_WINDOW
         s.out.append(PauseClient())
+    return False
+
+
+def _legacy_bytes(
+    s: SessionState, rec: PumpedFrame, data: bytes, trace: str, table: RouteTable
+) -> bytes:
+    """The SEND as legacy (and a fallback) gets it, trace header ``trace_header: trace``
+    first: the pump's bytes, unless the trace is the producer's own (our line comes out)
+    or routes.yaml renamed the header since the pump was made (the new one goes in)."""
+    raw = data[rec.start : rec.end]
+    if table.trace_header != s.trace_header:
+        return insert_header(raw, table.trace_header, trace, s.version)
+    if trace != rec.trace:  # the producer's own id: the frame as it sent it
+        at, line_end = rec.splice_at - rec.start, raw.index(b"\n", rec.splice_at - rec.start)
+        return raw[:at] + raw[line_end + 1 :]
+    return raw
 
 
 def amazonmq_bytes(s: SessionState, raw: bytes, raw_destination: str, decision: Decision) -> bytes:

@@ -27,12 +27,14 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-from typing import Final
+from typing import Final, Literal
 
 from ...facts import Fact
-from ...stomp import Event, Frame, FrameParser, Heartbeat, ProtocolError, error_frame
+from ...stomp import HEARTBEAT, Frame, Heartbeat, ProtocolError, error_frame
 from ...stomp.activemq import broker_value
 from ...stomp.connection import RemoteProtocolError
+from ...stomp.native import FramePump, Pumped, PumpedFrame
+from ..consumers import BROWSE_PREFIX
 from ..context import ProxyContext
 from ..traces import TraceIds
 from . import consumers, producer, transactions
@@ -49,9 +51,25 @@ from .commands import (
     SessionEnded,
     StartTimer,
 )
-from .state import AMAZONMQ, BLOCKED_COMMIT, BLOCKED_WINDOW, LEGACY, Kind, Phase, SessionState
+from .state import (
+    AMAZONMQ,
+    BLOCKED_COMMIT,
+    BLOCKED_WINDOW,
+    CONNECT_FRAME_LIMIT,
+    DESTINATION,
+    LEGACY,
+    LEGACY_FIELDS,
+    RECEIPT_ID,
+    SUBSCRIPTION,
+    Held,
+    Kind,
+    Phase,
+    SessionState,
+)
 
 # Pending kinds whose failure may still need legacy (a fallback, the held COMMIT).
+# Subscription ids the proxy gives legacy (browses, id-less 1.0 subscriptions).
+PROXY_SUBSCRIPTIONS: Final = (BROWSE_PREFIX, consumers.INTERNAL_SUB)
 _NEEDS_LEGACY: Final = frozenset({Kind.PRIMARY, Kind.MOVED, Kind.TX_BEGIN, Kind.TX_COMMIT})
 
 
@@ -72,22 +90,54 @@ class SessionCore:
         s = self.state
         if not s.client_open or s.error_sent or s.phase is Phase.ENDED:
             return []  # after an ERROR the client's input is read and dropped
-        error: ProtocolError | None = None
-        try:
-            events = s.client_parser.feed(data)
-        except ProtocolError as exc:
-            events, error = exc.events, exc
-        if events:
+        pumped = s.client_pump.feed(data)
+        if pumped.frames:
             s.frames_seen += 1
-        self._account_buffer()
+        self._account_buffer(pumped.frames)
+        if pumped.error is not None and s.held_error is None:
+            s.held_error = pumped.error.reason
         if s.phase is Phase.AWAIT_CONNECT:
-            self._first_events(events)
+            self._first_frames(pumped)
+        elif s.held or s.blocked is not None:
+            s.held.extend(_held(pumped.data, pumped.frames, 0))
         else:
-            s.held.extend(events)
-        if error is not None:
-            s.held_error = error.reason
+            self._client_pumped(pumped)
         self._drain_held()
         return self._done()
+
+    def _client_pumped(self, pumped: Pumped) -> None:
+        """The hot path: one read's frames; legacy's bytes stay where they are in the
+        pump's output unless a frame goes elsewhere; one write to legacy for the read."""
+        s = self.state
+        data = pumped.data
+        frames = pumped.frames
+        legacy = s.legacy_out
+        kept = 0  # data[kept:] is not queued for legacy yet
+        for index, rec in enumerate(frames):
+            if s.blocked is not None or s.error_sent:
+                if kept < rec.start:
+                    legacy.append(data[kept : rec.start])  # heart-beats before it
+                s.held.extend(_held(data, frames, index))
+                return
+            if rec.command == "SEND" and rec.values[DESTINATION] is not None:
+                result = producer.on_send(s, rec, data)
+                if result is True:
+                    continue
+                if kept < rec.start:
+                    legacy.append(data[kept : rec.start])
+                if result is not False:
+                    legacy.append(result)
+            else:
+                if kept < rec.start:
+                    legacy.append(data[kept : rec.start])
+                if not self._client_frame(rec, data):
+                    return
+            kept = rec.end
+        if kept == 0:
+            if data:
+                legacy.append(data)
+        elif kept < len(data):
+            legacy.append(data[kept:])
 
     def client_closed(self) -> list[Command]:
         """The client's connection ended (EOF or reset)."""
@@ -101,56 +151,69 @@ class SessionCore:
         self._drain_held()
         return self._done()
 
-    def _first_events(self, events: list[Event]) -> None:
+    def _first_frames(self, pumped: Pumped) -> None:
         s = self.state
-        while events and isinstance(events[0], Heartbeat):
-            events.pop(0)
-        if not events:
-            return
-        first = events[0]
-        assert isinstance(first, Frame)
+        if not pumped.frames:
+            return  # heart-beats before CONNECT are nobody's
+        first = pumped.frames[0]
+        frame = first.frame()
         try:
-            s.client.receive(first)
+            s.client.receive(frame)
         except RemoteProtocolError as exc:
-            s.held.clear()
             self._protocol_error(exc.reason)
             return
-        s.connect_raw = first.raw
-        s.login = broker_value(first.get("login"), "1.0", first.command)
-        s.held.extend(events[1:])
+        if first.end - first.start > CONNECT_FRAME_LIMIT:
+            self._protocol_error(f"frame larger than {CONNECT_FRAME_LIMIT} bytes before CONNECTED")
+            return
+        s.connect_raw = frame.raw
+        s.login = broker_value(frame.get("login"), "1.0", frame.command)
+        s.held.extend(_held(pumped.data, pumped.frames, 1))
         s.phase = Phase.LOGGING_IN
         self._block("login")
         s.out.append(OpenLegacy())
 
     def _drain_held(self) -> None:
-        """Handle held client events in order until the core must wait again."""
+        """Handle held client frames in order until the core must wait again."""
         s = self.state
         held = s.held
         while held and s.blocked is None:
             if s.error_sent or not s.legacy_open:
                 held.clear()
                 break
-            event = held.popleft()
-            try:
-                self._client_event(event)
-            except ProtocolError as exc:
+            item = held.popleft()
+            if isinstance(item, Heartbeat):
+                s.to_legacy(b"\n")
+                continue
+            rec, data = item
+            if rec.command == "SEND" and rec.values[DESTINATION] is not None:
+                result = producer.on_send(s, rec, data)
+                if result is True:
+                    s.to_legacy(data[rec.start : rec.end])
+                elif result is not False:
+                    s.to_legacy(result)
+            elif not self._client_frame(rec, data):
                 held.clear()
-                self._protocol_error(exc.reason)
                 return
         if not held and s.blocked is None and s.held_error is not None:
             reason, s.held_error = s.held_error, None
             self._protocol_error(reason)
 
-    def _client_event(self, event: Event) -> None:
+    def _client_frame(self, rec: PumpedFrame, data: bytes) -> bool:
+        """A client frame other than a well-formed SEND; False when it ended the session."""
+        frame = rec.frame()
+        try:
+            self._client_event(frame)
+        except ProtocolError as exc:
+            self.state.held.clear()
+            self._protocol_error(exc.reason)
+            return False
+        return True
+
+    def _client_event(self, event: Frame) -> None:
         s = self.state
-        if not isinstance(event, Frame):
-            s.to_legacy(b"\n")
-            return
         s.client.receive(event)
         command = event.command
-        if command == "SEND":
-            producer.on_send(s, event)
-        elif command == "SUBSCRIBE":
+        if command == "SUBSCRIBE":
             consumers.on_subscribe(s, event)
         elif command in ("ACK", "NACK"):
             if s.consumers:
@@ -167,11 +230,13 @@ class SessionCore:
             transactions.on_abort(s, event)
         elif command == "DISCONNECT":
             self._disconnect(event)
+        else:  # a frame the connection state allows and the proxy passes on as it is
+            s.to_legacy(event.raw)
 
     def _protocol_error(self, reason: str) -> None:
         s = self.state
         # The unfinished frame is dropped with its memory (and its share of the budget).
-        s.client_parser = FrameParser(s.client_parser.limits, s.version)
+        s.client_pump = s.new_client_pump()
         s.ctx.buffer_budget.give(s.buffered)
         s.buffered = 0
         s.emit(Fact.CLIENT_PROTOCOL_ERROR, reason=reason)
@@ -187,10 +252,17 @@ class SessionCore:
             s.client_open = False
             s.out.append(CloseClient(after_error=True))
 
-    def _account_buffer(self) -> None:
-        """The client's unfinished frame: taken from the proxy-wide budget, and timed."""
+    def _account_buffer(self, frames: list[PumpedFrame]) -> None:
+        """The client's unfinished frame: taken from the proxy-wide budget, and timed;
+        before CONNECTED a frame may be small only."""
         s = self.state
-        buffered = s.client_parser.buffered
+        buffered = s.client_pump.buffered
+        if s.phase in (Phase.AWAIT_CONNECT, Phase.LOGGING_IN):
+            largest = max((f.end - f.start for f in frames), default=0)
+            if max(buffered, largest) > CONNECT_FRAME_LIMIT:
+                s.held_error = (
+                    f"incomplete frame larger than {CONNECT_FRAME_LIMIT} bytes before CONNECTED"
+                )
         delta = buffered - s.buffered
         if delta > 0:
             if not s.ctx.buffer_budget.take(delta):
@@ -212,7 +284,7 @@ class SessionCore:
     def _frame_timer(self) -> None:
         s = self.state
         s.frame_timer = False
-        if not s.client_parser.buffered or not s.client_open or s.error_sent:
+        if not s.client_pump.buffered or not s.client_open or s.error_sent:
             return
         if s.blocked is not None or s.frames_seen != s.frames_at_timer:
             # Paused by us, or frames completed since: time the frame under way anew.
@@ -246,38 +318,32 @@ class SessionCore:
 
     def legacy_data(self, data: bytes) -> list[Command]:
         s = self.state
-        error: ProtocolError | None = None
-        try:
-            events = s.legacy_parser.feed(data)
-        except ProtocolError as exc:
-            events, error = exc.events, exc
+        pumped = s.legacy_pump.feed(data)
+        first, kept = 0, 0
         if s.phase is Phase.LOGGING_IN:
-            events = self._login_answer(events)
-        if events:
-            self._legacy_events(events)
-        if error is not None:
-            s.emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {error.reason}")
-            s.close_reason = f"legacy protocol error: {error.reason}"
-            self._legacy_gone(error.reason)
+            first, kept = self._login_answer(pumped)
+        if first < len(pumped.frames) or kept < len(pumped.data):
+            self._legacy_pumped(pumped, first, kept)
+        if pumped.error is not None:
+            reason = pumped.error.reason
+            s.emit(Fact.BROKER_UNAVAILABLE, broker=LEGACY, reason=f"protocol: {reason}")
+            s.close_reason = f"legacy protocol error: {reason}"
+            self._legacy_gone(reason)
         return self._done()
 
-    def _login_answer(self, events: list[Event]) -> list[Event]:
-        """Legacy's answer to CONNECT, forwarded as it came; what follows it, if any."""
+    def _login_answer(self, pumped: Pumped) -> tuple[int, int]:
+        """Legacy's answer to CONNECT, forwarded as it came with its EOL, in one write;
+        where the rest of this read starts (a frame index, an offset)."""
         s = self.state
-        s.login_events.extend(events)
-        frame_at = next((i for i, e in enumerate(s.login_events) if isinstance(e, Frame)), None)
-        if frame_at is None:
-            return []
-        answer = s.login_events[: frame_at + 1]
-        rest = s.login_events[frame_at + 1 :]
-        s.login_events = []
-        reply = answer[-1]
-        assert isinstance(reply, Frame)
-        eol = bool(rest) and isinstance(rest[0], Heartbeat)
-        if eol:
-            rest.pop(0)
-            s.frame_eol = b"\n"
-        s.to_client(b"\n" * (len(answer) - 1) + reply.raw + s.frame_eol)
+        data = pumped.data
+        if not pumped.frames:
+            s.login_prefix += data  # EOLs before the answer
+            return 0, len(data)
+        rec = pumped.frames[0]
+        reply = rec.frame()
+        s.frame_eol = data[rec.end : rec.eol_end]
+        s.to_client(s.login_prefix + data[: rec.eol_end])
+        s.login_prefix = b""
         if reply.command != "CONNECTED":
             s.emit(Fact.CLIENT_REFUSED, reason=reply.get("message") or reply.command)
             s.close_reason = f"legacy refused the login: {reply.get('message') or reply.command}"
@@ -287,12 +353,11 @@ class SessionCore:
                 s.out.append(CloseClient(after_error=s.error_sent))
             s.held.clear()
             self._closing()
-            return []
+            return len(pumped.frames), len(data)
         version = reply.get("version") or "1.0"
         s.version = version
         s.client.connected(version)
-        s.client_parser.version = s.legacy_parser.version = version
-        s.client_parser.limits = s.ctx.settings.limits
+        s.client_pump.version = s.legacy_pump.version = version
         s.phase = Phase.CONNECTED
         s.connected_fact = True
         s.out.append(CancelTimer("handshake"))
@@ -309,45 +374,70 @@ class SessionCore:
         )
         if s.client_open:
             self._unblock("login")
-        return rest
+        return 1, rec.eol_end
 
-    def _legacy_events(self, events: list[Event]) -> None:
-        """Legacy's frames for the client: one write, the proxy's own frames taken out."""
+    def _legacy_pumped(self, pumped: Pumped, first: int, kept: int) -> None:
+        """Legacy's frames for the client in one write, as legacy wrote them, but for the
+        proxy's own frames (each taken out with the EOL legacy wrote after it) and the
+        MESSAGEs whose subscription id is the proxy's."""
         s = self.state
+        data = pumped.data
+        frames = pumped.frames
         out: list[bytes] = []
-        swallow = s.swallow_eol
-        for event in events:
-            if not isinstance(event, Frame):
-                if swallow:
-                    swallow = False
-                else:
-                    out.append(b"\n")
+        if s.swallow_eol:  # the previous read ended with a frame the proxy took out
+            s.swallow_eol = False
+            limit = frames[first].start if first < len(frames) else len(data)
+            for eol in (b"\n", b"\r\n"):
+                if data.startswith(eol, kept) and kept + len(eol) <= limit:
+                    kept += len(eol)
+                    break
+        plain = not s.consumers and not s.commit_receipts and not s.idless
+        for rec in frames[first:]:
+            result = self._legacy_frame(rec, plain)
+            if result is True:
                 continue
-            swallow = False
-            command = event.command
-            data: bytes | None = event.raw
-            if command == "RECEIPT":
-                if not self._legacy_receipt(event):
-                    data = None
-            elif command == "MESSAGE":
-                data = consumers.on_legacy_message(s, event)
-            elif command == "ERROR":
-                self._legacy_error(event)
-            if data is None:
-                swallow = True  # the EOL legacy wrote after it is the proxy's too
+            if kept < rec.start:
+                out.append(data[kept : rec.start])
+            if result is None:  # the proxy's own: its EOL goes with it
+                kept = rec.eol_end
+                s.swallow_eol = rec.eol_end == rec.end == len(data)
             else:
-                out.append(data)
-        s.swallow_eol = swallow
-        if out:
-            s.to_client(out[0] if len(out) == 1 else b"".join(out))
+                out.append(result)
+                kept = rec.end
+        if not out:  # nothing changed: the read as legacy wrote it (from ``kept``)
+            if kept < len(data):
+                s.to_client(data if kept == 0 else data[kept:])
+        else:
+            if kept < len(data):
+                out.append(data[kept:])
+            s.to_client(b"".join(out))
         if s.legacy_error and s.client_open:
             s.client_open = False  # after legacy's ERROR, which went out just above
             s.out.append(CloseClient(after_error=True))
 
-    def _legacy_receipt(self, frame: Frame) -> bool:
+    def _legacy_frame(self, rec: PumpedFrame, plain: bool) -> bytes | Literal[True] | None:
+        """What the client gets of a frame from legacy: True, the frame as it is; other
+        bytes; None, nothing (the proxy's own)."""
+        s = self.state
+        command = rec.command
+        if command == "RECEIPT":
+            return True if self._legacy_receipt(rec.values[RECEIPT_ID] or "") else None
+        if command == "MESSAGE":
+            sub = rec.values[SUBSCRIPTION] or ""
+            if plain and not sub.startswith(PROXY_SUBSCRIPTIONS):
+                return True
+            frame = rec.frame()
+            result = consumers.on_legacy_message(s, frame)
+            if result is None:
+                return None
+            return True if result is frame.raw else result
+        if command == "ERROR":
+            self._legacy_error(rec.frame())
+        return True
+
+    def _legacy_receipt(self, receipt: str) -> bool:
         """Record what legacy confirmed; True when the RECEIPT is the client's to see."""
         s = self.state
-        receipt = frame.get("receipt-id") or ""
         if not transactions.on_legacy_receipt(s, receipt):
             return False
         sent = s.legacy_receipts.pop(receipt, None)
@@ -623,8 +713,8 @@ class SessionCore:
         s.ctx.buffer_budget.give(s.buffered)
         s.buffered = 0
         # An unfinished frame's buffer goes now, not when the collector finds the session.
-        s.client_parser = FrameParser(s.client_parser.limits, s.version)
-        s.legacy_parser = FrameParser(s.legacy_parser.limits, s.version)
+        s.client_pump = s.new_client_pump()
+        s.legacy_pump = FramePump(s.ctx.settings.limits, fields=LEGACY_FIELDS)
         for name in ("confirm", "frame", "backlog", "settle", "grace", "handshake"):
             s.out.append(CancelTimer(name))
         if s.amq_used:
@@ -635,3 +725,17 @@ class SessionCore:
         if s.connected_fact:
             s.emit(Fact.CLIENT_DISCONNECTED, reason=s.close_reason, messages=s.sent)
         s.out.append(SessionEnded())
+
+
+def _held(data: bytes, frames: list[PumpedFrame], first: int) -> list[Held]:
+    """``frames[first:]`` and the EOLs among and after them, to handle later, in order."""
+    held: list[Held] = []
+    pos = frames[first].start if first < len(frames) else len(data)
+    if first > 0:
+        pos = frames[first - 1].end
+    for rec in frames[first:]:
+        held.extend([HEARTBEAT] * data.count(b"\n", pos, rec.start))
+        held.append((rec, data))
+        pos = rec.end
+    held.extend([HEARTBEAT] * data.count(b"\n", pos, len(data)))
+    return held

@@ -27,11 +27,12 @@ from typing import Any
 
 from ...facts import Fact
 from ...routes import Decision, RouteTable
-from ...stomp import Event, Frame, FrameParser, Limits, encode_parts
+from ...stomp import Frame, Heartbeat, encode_parts
 from ...stomp.connection import Role, StompConnection
+from ...stomp.native import FramePump, PumpedFrame
 from ..consumers import ConsumerBook, DualSubscription
 from ..context import ProxyContext
-from ..traces import TraceIds
+from ..traces import TraceIds, session_trace_prefix
 from .commands import CloseLegacy, Command, StartTimer, ToClient, ToLegacy
 
 LEGACY = "legacy"
@@ -39,6 +40,11 @@ AMAZONMQ = "amazonmq"
 # Before CONNECTED a client may only send a small frame (CONNECT is tiny): an
 # unauthenticated peer cannot make the proxy buffer megabytes.
 CONNECT_FRAME_LIMIT = 64 * 1024
+# The headers the pumps read for every frame (the trace header is added per session).
+CLIENT_FIELDS = ("destination", "receipt", "transaction", "traceparent")
+DESTINATION, RECEIPT, TRANSACTION, TRACEPARENT, OWN_TRACE = range(5)
+LEGACY_FIELDS = ("receipt-id", "subscription")
+RECEIPT_ID, SUBSCRIPTION = range(2)
 MAX_TRACKED_RECEIPTS = 100_000
 # Why client events are held (``SessionState.blocked``).
 BLOCKED_WINDOW = "Amazon MQ window full"
@@ -130,6 +136,10 @@ class LegacyReceipt:
     started: float
 
 
+# A client frame waiting to be handled: its pump record and the bytes it points into.
+Held = tuple[PumpedFrame, bytes] | Heartbeat
+
+
 @dataclass(slots=True)
 class SessionState:
     ctx: ProxyContext
@@ -141,8 +151,10 @@ class SessionState:
     version: str = "1.0"
     login: str | None = None  # the CONNECT login as legacy authenticated it
     client: StompConnection = field(default_factory=lambda: StompConnection(Role.SERVER))
-    client_parser: FrameParser = field(init=False)
-    legacy_parser: FrameParser = field(init=False)
+    client_pump: FramePump = field(init=False)
+    legacy_pump: FramePump = field(init=False)
+    # The header name the client pump splices trace ids under (routes.yaml's, at CONNECT).
+    trace_header: str = ""
     out: list[Command] = field(default_factory=list)
     legacy_out: list[bytes] = field(default_factory=list)
     # What legacy ends its frames with (ActiveMQ: one LF), learnt from CONNECTED: frames
@@ -151,7 +163,7 @@ class SessionState:
     # A frame from legacy was swallowed at the end of a chunk: its EOL may open the next.
     swallow_eol: bool = False
     connect_raw: bytes = b""
-    held: deque[Event] = field(default_factory=deque)  # client events not yet handled
+    held: deque[Held] = field(default_factory=deque)  # client frames not yet handled
     blocked: str | None = None  # why client events are held (Amazon MQ window, COMMIT)
     legacy_receipts: dict[str, LegacyReceipt] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
@@ -185,19 +197,23 @@ class SessionState:
     frames_seen: int = 0  # client reads that completed a frame (the slowloris timer)
     frames_at_timer: int = 0
     held_error: str | None = None  # a protocol error to answer once held frames are done
-    login_events: list[Event] = field(default_factory=list)  # legacy's answer so far
+    login_prefix: bytes = b""  # EOLs legacy sent before answering CONNECT
     legacy_error: bool = False  # legacy sent ERROR: the client closes after this chunk
     gave_up: bool = False  # the settle period is over: pending frames are being dropped
 
     def __post_init__(self) -> None:
-        limits = self.ctx.settings.limits
-        first = Limits(
-            max_frame_bytes=min(limits.max_frame_bytes, CONNECT_FRAME_LIMIT),
-            max_headers=limits.max_headers,
-            max_header_line=limits.max_header_line,
+        self.trace_header = self.table.trace_header
+        self.client_pump = self.new_client_pump()
+        self.legacy_pump = FramePump(self.ctx.settings.limits, fields=LEGACY_FIELDS)
+
+    def new_client_pump(self) -> FramePump:
+        return FramePump(
+            self.ctx.settings.limits,
+            version=self.version,
+            fields=(*CLIENT_FIELDS, self.trace_header),
+            splice=self.trace_header,
+            trace_prefix=session_trace_prefix(),
         )
-        self.client_parser = FrameParser(first)
-        self.legacy_parser = FrameParser(limits)
 
     # -- output ---------------------------------------------------------------------
 

@@ -47,6 +47,9 @@ class Facts:
     def emit(self, fact: Fact, /, **fields: Any) -> None:
         self.emitted.append((str(fact), fields))
 
+    def record(self, fact: Fact, fields: dict[str, Any]) -> None:
+        self.emitted.append((str(fact), fields))
+
     def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
         return [
             f for n, f in self.emitted if n == name and all(f.get(k) == v for k, v in match.items())
