@@ -223,7 +223,11 @@ class SessionDriver:
         elif kind is ToAmazonMQ:
             assert isinstance(command, ToAmazonMQ)
             self._amazonmq().submit(
-                command.token, command.data, resendable=command.resendable, label=command.label
+                command.token,
+                command.data,
+                resendable=command.resendable,
+                label=command.label,
+                batch=command.batch,
             )
         elif kind is StartTimer:
             assert isinstance(command, StartTimer)

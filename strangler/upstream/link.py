@@ -10,6 +10,12 @@ Invariants:
 - frames are written in submit order, including those submitted while the connection
   is being opened; the receipt header goes first (the broker keeps the first of
   repeated headers, so a producer's own ``receipt`` behind it is ignored);
+- the broker handles a connection's frames in order, so a RECEIPT confirms its frame
+  and every frame written before it on that connection: a batchable frame (a mirror
+  copy, a primary whose producer asked no receipt) gets no receipt of its own when a
+  later frame of the same write has one; an ERROR naming a receipt fails that frame
+  (those before it were confirmed); a lost connection leaves every unconfirmed frame
+  unconfirmed (resent, or failed ``possibly_stored``);
 - ``possibly_stored`` is true exactly when the frame had been written to a connection
   and no answer for it came (it may be stored there); a frame the broker refused with an
   ERROR naming its receipt, or one never written, is not;
@@ -37,6 +43,7 @@ import itertools
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,11 +69,15 @@ _READ_SIZE = 65536
 @dataclass(slots=True)
 class _Waiting:
     token: str
-    payload: bytes  # receipt header included
+    payload: bytes  # the frame without a receipt header
     resendable: bool  # may be written again on a new connection (not part of a transaction)
     label: str | None  # the message's trace id, for the resent fact
     written: bool = False
     subscription: str | None = None  # a standing SUBSCRIBE's id
+    # May go without a receipt of its own: a later frame's receipt confirms it (the
+    # broker handles a connection's frames in order).
+    batch: bool = False
+    receipt: bytes | None = None  # the receipt id it was last written with
 
 
 def _ignore_outcome(token: str, failure: str | None, stored: bool) -> None:
@@ -105,7 +116,10 @@ class BrokerLink:
         self._down_until = 0.0
         self._prefix = f"strangler-{next(_ids)}-".encode()
         self._seq = itertools.count(1)
-        self._pending: dict[bytes, _Waiting] = {}  # receipt id -> frame
+        # Every frame without an outcome, in the order written (or to be written): a
+        # receipt confirms its frame and every frame before it.
+        self._pending: deque[_Waiting] = deque()
+        self._by_receipt: dict[bytes, _Waiting] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -119,7 +133,7 @@ class BrokerLink:
         self._closed = False
         self._reading = asyncio.Event()
         self._reading.set()
-        self._outgoing: list[bytes] = []  # written at the end of this event loop turn
+        self._outgoing: list[_Waiting] = []  # written at the end of this event loop turn
         self.last_failure: str | None = None
         self.on_outcome: OutcomeHandler = _ignore_outcome
         self.on_message: MessageHandler = lambda frame: None
@@ -149,9 +163,18 @@ class BrokerLink:
     # -- sending -------------------------------------------------------------
 
     def submit(
-        self, token: str, payload: bytes, *, resendable: bool = True, label: str | None = None
+        self,
+        token: str,
+        payload: bytes,
+        *,
+        resendable: bool = True,
+        label: str | None = None,
+        batch: bool = False,
     ) -> None:
-        """Send ``payload`` (a frame without receipt); its outcome comes as ``token``."""
+        """Send ``payload`` (a frame without receipt); its outcome comes as ``token``.
+
+        ``batch``: the frame needs no receipt of its own when a later frame written in
+        the same turn has one (a mirror copy, a primary whose producer asked none)."""
         if self._refused is not None:
             self.on_outcome(token, self._refused, False)
             return
@@ -161,13 +184,10 @@ class BrokerLink:
         if self.in_backoff:
             self.on_outcome(token, f"{self.broker} unavailable: {self.last_failure}", False)
             return
-        self._queue(_Waiting(token, b"", resendable, label), payload)
+        self._queue(_Waiting(token, payload, resendable, label, batch=batch))
 
-    def _queue(self, waiting: _Waiting, payload: bytes) -> None:
-        receipt = self._prefix + str(next(self._seq)).encode()
-        nl = payload.index(b"\n") + 1
-        waiting.payload = b"".join((payload[:nl], b"receipt:", receipt, b"\n", payload[nl:]))
-        self._pending[receipt] = waiting
+    def _queue(self, waiting: _Waiting) -> None:
+        self._pending.append(waiting)
         if self._writer is not None:
             self._write(waiting)
         elif self._connecting is None and not self._closed:
@@ -176,16 +196,33 @@ class BrokerLink:
     def _write(self, waiting: _Waiting) -> None:
         """Queue a frame; what one turn of the event loop queues goes out in one write
         (a burst of copies was one syscall and one TLS record per frame)."""
-        self._outgoing.append(waiting.payload)
+        self._outgoing.append(waiting)
         waiting.written = True
         if len(self._outgoing) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
         self._last_write = time.monotonic()
 
     def _flush(self) -> None:
+        """Write this turn's frames. The receipt header goes first in each frame that gets
+        one: every frame but a batchable one with a later receipt in the same write."""
         outgoing, self._outgoing = self._outgoing, []
-        if outgoing and self._writer is not None:
-            self._writer.write(b"".join(outgoing))
+        if not outgoing or self._writer is None:
+            return
+        parts: list[bytes] = []
+        later_receipt = False
+        for waiting in reversed(outgoing):
+            payload = waiting.payload
+            if waiting.batch and later_receipt:
+                waiting.receipt = None
+                parts.append(payload)
+                continue
+            receipt = waiting.receipt = self._prefix + str(next(self._seq)).encode()
+            self._by_receipt[receipt] = waiting
+            nl = payload.index(b"\n") + 1
+            parts.append(b"".join((payload[:nl], b"receipt:", receipt, b"\n", payload[nl:])))
+            later_receipt = True
+        parts.reverse()
+        self._writer.write(b"".join(parts))
 
     # -- consuming -------------------------------------------------------------
 
@@ -209,10 +246,10 @@ class BrokerLink:
         if self._standing.pop(sub_id, None) is None or self._writer is None:
             self.on_outcome(token, None, False)  # nothing open on the broker: nothing to undo
             return
-        self._queue(_Waiting(token, b"", False, None), payload)
+        self._queue(_Waiting(token, payload, False, None))
 
     def _write_standing(self, sub_id: str, payload: bytes) -> None:
-        self._queue(_Waiting("", b"", False, None, subscription=sub_id), payload)
+        self._queue(_Waiting("", payload, False, None, subscription=sub_id))
 
     def pause_reading(self) -> None:
         """The client is behind: read no MESSAGE until ``resume_reading``."""
@@ -293,7 +330,7 @@ class BrokerLink:
         if self._resending:
             # These may already be stored on the endpoint that died: say so, for dedup.
             self._resending = False
-            for waiting in self._pending.values():
+            for waiting in self._pending:
                 if waiting.label is not None:
                     self._health.facts.emit(
                         Fact.MESSAGE_RESENT,
@@ -306,10 +343,13 @@ class BrokerLink:
         self._reader_task = asyncio.create_task(self._read(reader, parser))
         if heartbeat != (0, 0):
             self._heartbeat_task = asyncio.create_task(self._heartbeats(*heartbeat))
-        earlier = list(self._pending.values())
+        # Write order is the order of outcomes: subscriptions first, then what waited.
+        earlier, self._pending = self._pending, deque()
+        self._by_receipt.clear()
         for sub_id, payload in self._standing.items():
             self._write_standing(sub_id, payload)
         for waiting in earlier:
+            self._pending.append(waiting)
             self._write(waiting)
 
     async def _handshake(
@@ -360,12 +400,12 @@ class BrokerLink:
                     if event.command == "MESSAGE":
                         self.on_message(event)
                     elif event.command == "RECEIPT":
-                        self._resolve((event.get("receipt-id") or "").encode(), None, False)
+                        self._answered((event.get("receipt-id") or "").encode(), None)
                     elif event.command == "ERROR":
                         reason = f"ERROR: {event.get('message') or 'no message'}"
                         refused = event.get("receipt-id")
                         if refused is not None:  # the broker refused that one frame
-                            self._resolve(refused.encode(), reason, False)
+                            self._answered(refused.encode(), reason)
                         return
         except asyncio.CancelledError:
             # Whoever cancelled us (a drop, a close) already handles the connection and
@@ -392,10 +432,23 @@ class BrokerLink:
                 self._lose_connection("no heart-beat from broker")
                 return
 
-    def _resolve(self, receipt: bytes, failure: str | None, stored: bool) -> None:
-        waiting = self._pending.pop(receipt, None)
+    def _answered(self, receipt: bytes, failure: str | None) -> None:
+        """The broker answered the frame written with ``receipt``: it handled every frame
+        written before it, in order, without an ERROR, so those are confirmed too."""
+        waiting = self._by_receipt.pop(receipt, None)
         if waiting is None:
             return
+        pending = self._pending
+        while pending:
+            earlier = pending.popleft()
+            if earlier.receipt is not None:
+                self._by_receipt.pop(earlier.receipt, None)
+            if earlier is waiting:
+                self._outcome(waiting, failure, False)
+                return
+            self._outcome(earlier, None, False)
+
+    def _outcome(self, waiting: _Waiting, failure: str | None, stored: bool) -> None:
         if waiting.subscription is not None:
             self.on_subscribed(waiting.subscription, failure)
         else:
@@ -426,15 +479,20 @@ class BrokerLink:
         if self._closed:
             self._fail(reason)
             return
-        if self._standing or any(w.resendable for w in self._pending.values()):
+        if self._standing or any(w.resendable for w in self._pending):
             # A live connection was lost: try the endpoints again right away (the standby
             # may have taken over) and resend what has no receipt yet; only if that fails
             # do the frames fail (and fall back or get rejected by the session).
             self.last_failure = reason
             self._health.mark_down(self.broker, reason)
-            for receipt, waiting in list(self._pending.items()):
-                if not waiting.resendable:
-                    self._resolve(receipt, reason, waiting.written)
+            self._by_receipt.clear()
+            kept: deque[_Waiting] = deque()
+            gone, self._pending = self._pending, kept
+            for waiting in gone:
+                if waiting.resendable:
+                    kept.append(waiting)
+                else:
+                    self._outcome(waiting, reason, waiting.written)
             self._resending = bool(self._pending)
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect())
@@ -458,12 +516,10 @@ class BrokerLink:
         self._down_until = time.monotonic() + self._backoff * jitter
         self._backoff = min(self._backoff * 2, self._backoff_max)
         self._health.mark_down(self.broker, reason)
-        pending, self._pending = self._pending, {}
-        for waiting in pending.values():
-            if waiting.subscription is not None:
-                self.on_subscribed(waiting.subscription, reason)
-            else:
-                self.on_outcome(waiting.token, reason, waiting.written)
+        pending, self._pending = self._pending, deque()
+        self._by_receipt.clear()
+        for waiting in pending:
+            self._outcome(waiting, reason, waiting.written)
         if self._standing:
             self._schedule_retry()
 
@@ -494,8 +550,9 @@ class BrokerLink:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError, RuntimeError):
                 await writer.wait_closed()
-        pending, self._pending = self._pending, {}
-        for waiting in pending.values():
+        pending, self._pending = self._pending, deque()
+        self._by_receipt.clear()
+        for waiting in pending:
             if waiting.subscription is None:
                 self.on_outcome(
                     waiting.token, "session closed before the broker confirmed", waiting.written

@@ -35,6 +35,9 @@ class ToAmazonMQ:
     data: bytes  # a complete frame without a receipt header
     resendable: bool  # may be written again after a failover (not part of a transaction)
     label: str | None = None  # the trace id, for the message_resent fact
+    # Needs no receipt of its own: a later frame's confirms it (a mirror copy, a primary
+    # whose producer asked no receipt: nobody waits on the moment of its confirmation).
+    batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

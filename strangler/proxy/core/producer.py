@@ -189,7 +189,7 @@ def submit_primary(
             raw=raw,
         ),
     )
-    s.out.append(ToAmazonMQ(token, data, resendable=True, label=trace))
+    s.out.append(ToAmazonMQ(token, data, resendable=True, label=trace, batch=receipt is None))
 
 
 def mirror(s: SessionState, data: bytes, trace: str, rule: str, tx_id: str | None) -> None:
@@ -227,7 +227,7 @@ def submit_mirror(s: SessionState, data: bytes, trace: str, rule: str, tx_id: st
             tx=tx,
         ),
     )
-    s.out.append(ToAmazonMQ(token, data, resendable=tx is None, label=trace))
+    s.out.append(ToAmazonMQ(token, data, resendable=tx is None, label=trace, batch=tx is None))
 
 
 def mirror_failed(
