@@ -1,0 +1,176 @@
+"""Transparency: a client reads through the proxy, in every mode, what it reads directly.
+
+Each case (``conversations.CASES``) runs once against legacy directly and once through
+a proxy whose routes put the conversation's destinations (``/queue/tx.``,
+``/topic/tx.``) in the mode under test; ``transparency.differences`` says what differs.
+A known difference stays in the matrix as a strict xfail naming its item in issue #20:
+once the proxy is fixed, the marker must go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .brokers import BrokerInfo
+from .conversations import ALL_MODES, CASES, Bed, Case, handshake, send, subscribe
+from .harness import RunningProxy, routes_yaml, start_proxy
+from .transparency import differences
+
+pytestmark = pytest.mark.integration
+
+_ROUTE = {
+    "legacy": "mode: legacy",
+    "mirror": "mode: mirror",
+    # Keyed by the body (conversations.send): p:0, p:1 and the sentinel go to Amazon MQ,
+    # p:2, p:3 to legacy, on every run.
+    "split": "mode: split, weight: 50, sticky_header: split-key, on_failure: reject",
+    "cutover": "mode: cutover, on_failure: reject",
+}
+# A cutover consumer's legacy side is checked for a backlog after this long without a
+# message from legacy; long here so that no check falls inside a conversation (the
+# drained_backlog case asks for a short one and waits for it).
+_QUIET = 60.0
+
+# (mode, case id) -> the issue #20 item that explains the difference
+KNOWN: dict[tuple[str, str], str] = {}
+
+
+class ProxyPool:
+    """One proxy per (mode, settings), started on first use, stopped at the end."""
+
+    def __init__(self, legacy: BrokerInfo, amazonmq: BrokerInfo, folder: Path) -> None:
+        self._legacy = legacy
+        self._amazonmq = amazonmq
+        self._folder = folder
+        self._running: dict[tuple[str, tuple[tuple[str, float], ...]], RunningProxy] = {}
+
+    def get(self, mode: str, settings: tuple[tuple[str, float], ...]) -> RunningProxy:
+        key = (mode, settings)
+        if key not in self._running:
+            name = f"{mode}{len(self._running)}"
+            routes = "".join(
+                f"  - {{name: {kind}, match: {{prefix: /{kind}/tx.}}, {_ROUTE[mode]}}}\n"
+                for kind in ("queue", "topic")
+            )
+            routes_file = self._folder / f"{name}.yaml"
+            routes_file.write_text(routes_yaml(self._legacy, self._amazonmq, routes))
+            options = {"backlog_check_interval": _QUIET, **dict(settings)}
+            self._running[key] = start_proxy(
+                routes_file, self._folder / f"{name}.jsonl", **options
+            )
+        return self._running[key]
+
+    def stop(self) -> None:
+        for proxy in self._running.values():
+            proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def pool(
+    standard_brokers: tuple[BrokerInfo, BrokerInfo], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyPool]:
+    legacy, amazonmq = standard_brokers
+    running = ProxyPool(legacy, amazonmq, tmp_path_factory.mktemp("transparency"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def direct_runs() -> dict[str, Bed]:
+    """The direct run of each case, made once and compared with every mode."""
+    return {}
+
+
+def run(case: Case, target_port: int, legacy: BrokerInfo, proxy: RunningProxy | None) -> Bed:
+    bed = Bed(target_port, legacy.port, proxy)
+    try:
+        case.conversation(bed, case.variant)
+    finally:
+        bed.close()
+    return bed
+
+
+def _params() -> list[object]:
+    params: list[object] = []
+    for mode in ALL_MODES:
+        for case in CASES:
+            if mode not in case.modes:
+                continue
+            reason = KNOWN.get((mode, case.id))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(mode, case, id=f"{mode}-{case.id}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("mode", "case"), _params())
+def test_client_reads_through_the_proxy_what_it_reads_directly(
+    mode: str, case: Case, pool: ProxyPool, direct_runs: dict[str, Bed], legacy: BrokerInfo
+) -> None:
+    direct = direct_runs.get(case.id)
+    if direct is None:
+        direct = direct_runs[case.id] = run(case, legacy.port, legacy, None)
+    proxy = pool.get(mode, case.settings)
+    proxied = run(case, proxy.port, legacy, proxy)
+    login = case.conversation is handshake
+    found = differences(direct, proxied, split=mode == "split", login=login)
+    assert not found, "\n".join(found)
+
+
+
+# -- a client that goes without DISCONNECT -------------------------------------------
+
+
+def dispatch_after_drop(target_port: int, legacy: BrokerInfo) -> tuple[float, int]:
+    """Two consumers share a queue; one drops its connection (no DISCONNECT); six
+    messages are then put on legacy. Seconds from the drop until the other consumer has
+    all six, and how many of them came ``redelivered`` (dispatched to the dead one first).
+    """
+    bed = Bed(target_port, legacy.port)
+    try:
+        q = bed.dest("q")
+        gone = bed.open("gone")
+        subscribe(gone, q, "g", "client-individual", "sub")
+        live = bed.open("live")
+        subscribe(live, q, "l", "auto", "sub")
+        producer = bed.open("p", via_legacy=True)
+        gone.drop()
+        dropped = time.monotonic()
+        for i in range(6):
+            send(producer, q, f"p:{i}", receipt=f"p{i}")
+        for i in range(6):
+            assert producer.receipt(f"p{i}")
+        messages = live.messages(6)
+        assert len(messages) == 6, "the live consumer did not get every message"
+        last = max(r.at for r in live.reads if any(t in messages for t in r.tokens))
+        return last - dropped, sum(1 for m in messages if m.get("redelivered") == "true")
+    finally:
+        bed.close()
+
+
+# ActiveMQ drops a consumer whose connection closed within milliseconds; through the
+# proxy it must not take longer than that by more than scheduling noise.
+_DROP_SLACK = 0.25
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param(m, marks=[pytest.mark.xfail(strict=True, reason=r)] if r else [])
+        for m, r in ((m, KNOWN.get((m, "abrupt_close"))) for m in ALL_MODES)
+    ],
+)
+def test_a_dropped_consumer_stops_taking_messages_as_soon_as_directly(
+    mode: str, pool: ProxyPool, legacy: BrokerInfo
+) -> None:
+    direct_delay, _ = dispatch_after_drop(legacy.port, legacy)
+    proxy = pool.get(mode, ())
+    delay, redelivered = dispatch_after_drop(proxy.port, legacy)
+    assert delay <= direct_delay + _DROP_SLACK, (
+        f"the last message reached the live consumer {delay * 1000:.0f} ms after the other "
+        f"one dropped its connection ({redelivered} of 6 redelivered after going to the "
+        f"dropped one); directly {direct_delay * 1000:.0f} ms"
+    )

@@ -1,0 +1,186 @@
+"""Comparing what clients read directly and through the proxy (the transparency harness).
+
+What is compared, per client of a conversation (``conversations.py``):
+- the tokens other than MESSAGE frames, in order: every frame (command, the header
+  set, body, whether its EOL followed), every standalone EOL (so an EOL the broker
+  never sent is a difference), end of input, and waits that ended empty-handed;
+- the MESSAGE frames per stream (producer, destination, subscription: ``_stream``), in
+  order. How a subscription's MESSAGEs interleave with the connection's RECEIPTs, or
+  with another stream's, is the broker's timing, not the protocol's, so that is not
+  compared. In split mode a producer's messages go to two brokers, so each stream is
+  compared as a multiset;
+- the conversation's own checks (e.g. what was left on a queue);
+- pieces: in each step, the TCP data segments the client received must not outnumber
+  the step's units (frames, standalone EOLs): ActiveMQ writes a frame with its EOL in
+  one piece, so more segments than units means the proxy cut what the broker wrote
+  whole (``wire.py`` explains why segments and not ``recv`` chunks).
+
+What is normalised before comparing (``NORMALISED``), each because it differs per run
+whoever serves the client, and what the proxy is allowed to add (``DELIBERATE``, also
+listed in docs/transparency.md): nothing else may differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .conversations import Bed
+from .wire import Closed, Eol, Frame, Missing, Read, Token, WireClient
+
+# header -> why its value is replaced by a placeholder before comparing
+NORMALISED: dict[str, str] = {
+    "message-id": "the broker's id for the message: new on every run",
+    "ack": "1.2 MESSAGE ack id: the broker's, new on every run",
+    "timestamp": "the time the broker took the message",
+    "session": "CONNECTED's session id: the broker's, new on every connection",
+}
+# Destination names (and headers such as original-destination) hold the run's token.
+TOKEN = "<run>"
+# header -> why the proxy may add it (removed from the proxied run's MESSAGE frames)
+DELIBERATE: dict[str, str] = {
+    "strangler-trace-id": "the documented trace header: the id of the message's facts",
+}
+# header -> why it is removed from MESSAGEs, in both runs: a property of the test bed
+TEST_BED: dict[str, str] = {
+    "JMSXUserID": "the Amazon MQ stand-in stamps the sender's login (populateJMSXUserID "
+    "in scripts/brokers.sh), so a test can tell which login sent a message",
+}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A token as compared: frames carry their EOL; headers normalised, as a sorted set."""
+
+    command: str  # a frame's command, or EOL / CLOSED / MISSING
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    eol: bytes = b""
+
+    def show(self) -> str:
+        if self.command == "EOL":
+            return f"EOL{self.eol!r}"
+        if self.command in ("CLOSED", "MISSING"):
+            return f"{self.command} {self.body.decode()}".strip()
+        headers = ", ".join(f"{k}:{v}" for k, v in self.headers)
+        eol = f" +{self.eol!r}" if self.eol else " (no EOL)"
+        return f"{self.command}{{{headers}}} {self.body[:60]!r}{eol}"
+
+
+def seen(tokens: list[Token], run_token: str, *, beating: bool) -> list[Seen]:
+    """``tokens`` as compared: trailing EOLs joined to their frame, values normalised;
+    standalone EOLs dropped when they are heart-beats (``beating``)."""
+    out: list[Seen] = []
+    for token in tokens:
+        if isinstance(token, Eol):
+            if token.trailing and out and out[-1].command not in ("EOL", "CLOSED", "MISSING"):
+                out[-1] = replace(out[-1], eol=token.text)
+            elif not beating:
+                out.append(Seen("EOL", eol=token.text))
+        elif isinstance(token, Frame):
+            out.append(_frame(token, run_token))
+        elif isinstance(token, Closed):
+            out.append(Seen("CLOSED"))
+        elif isinstance(token, Missing):
+            out.append(Seen("MISSING", body=token.waited_for.encode()))
+    return out
+
+
+def _frame(frame: Frame, run_token: str) -> Seen:
+    headers = []
+    for name, value in frame.headers:
+        if frame.command == "MESSAGE" and (name in DELIBERATE or name in TEST_BED):
+            continue
+        if name in NORMALISED:
+            value = f"<{name}>"
+        headers.append((name, value.replace(run_token, TOKEN)))
+    return Seen(frame.command, tuple(sorted(headers)), frame.body)
+
+
+def _stream(message: Seen) -> str:
+    """The ordered stream a MESSAGE belongs to: its producer (the body's prefix), the
+    destination it was sent to and the subscription that received it. Between streams
+    no order is defined (two queues behind one wildcard, two subscriptions)."""
+    headers = dict(message.headers)
+    producer = message.body.split(b":", 1)[0].decode()
+    where = headers.get("destination", "?")
+    return f"{producer} to {where} for subscription {headers.get('subscription', '(none)')}"
+
+
+def _over_cut(client: WireClient, *, login: bool) -> list[str]:
+    """Steps in which the client received more TCP segments than frames and EOLs (the
+    login step only if ``login``)."""
+    steps: dict[int, list[Read]] = {}
+    step = 0
+    for read in client.reads:
+        # A read of nothing but a frame's trailing EOL belongs to that frame's step (it
+        # was cut from the frame and arrived after the step's wait had ended).
+        if not all(isinstance(t, Eol) and t.trailing for t in read.tokens) or not read.tokens:
+            step = read.step
+        steps.setdefault(step, []).append(read)
+    found = []
+    for step, reads in sorted(steps.items()):
+        if step <= 1 and not login:
+            continue
+        segments = sum(r.segments for r in reads)
+        units = sum(
+            1
+            for r in reads
+            for t in r.tokens
+            if isinstance(t, Frame) or (isinstance(t, Eol) and not t.trailing)
+        )
+        if segments > units:
+            after = client.written[step - 1] if step else "connecting"
+            chunks = " | ".join(f"{r.data[:40]!r}..{r.data[-8:]!r}" for r in reads)
+            found.append(
+                f"after {after}: {segments} TCP segments for {units} frame(s)/EOL(s); "
+                f"chunks as read: {chunks}"
+            )
+    return found
+
+
+def differences(direct: Bed, proxied: Bed, *, split: bool, login: bool) -> list[str]:
+    """What a client of ``proxied`` read that differs from ``direct`` (empty: none).
+
+    ``login``: compare the pieces of the login step too (the handshake cases do; the
+    others leave that one defect to them, so that each case shows its own)."""
+    for name, client in direct.clients.items():
+        cut = _over_cut(client, login=True)
+        assert not cut, f"direct run, client {name}: the harness's model is wrong: {cut}"
+    found: list[str] = []
+    if direct.checks != proxied.checks:
+        found.append(f"checks: direct {direct.checks}, through the proxy {proxied.checks}")
+    for name, client in direct.clients.items():
+        other = proxied.clients.get(name)
+        if other is None:
+            found.append(f"{name}: never opened through the proxy")
+            continue
+        beating = name in direct.beating
+        d = seen(client.tokens, direct.token, beating=beating)
+        p = seen(other.tokens, proxied.token, beating=beating)
+        d_rest = [s for s in d if s.command != "MESSAGE"]
+        p_rest = [s for s in p if s.command != "MESSAGE"]
+        if d_rest != p_rest:
+            found.append(_listing(f"{name}: frames and EOLs (MESSAGEs aside)", d_rest, p_rest))
+        d_msgs = [s for s in d if s.command == "MESSAGE"]
+        p_msgs = [s for s in p if s.command == "MESSAGE"]
+        for stream in sorted({_stream(m) for m in d_msgs + p_msgs}):
+            dm = [m for m in d_msgs if _stream(m) == stream]
+            pm = [m for m in p_msgs if _stream(m) == stream]
+            if split:
+                dm, pm = sorted(dm, key=repr), sorted(pm, key=repr)
+            if dm != pm:
+                found.append(_listing(f"{name}: MESSAGEs from {stream}", dm, pm))
+        found += [f"{name}: {cut}" for cut in _over_cut(other, login=login)]
+    return found
+
+
+def _listing(what: str, direct: list[Seen], proxied: list[Seen]) -> str:
+    lines = [f"{what} differ:"]
+    for i in range(max(len(direct), len(proxied))):
+        d = direct[i].show() if i < len(direct) else "-"
+        p = proxied[i].show() if i < len(proxied) else "-"
+        mark = "  " if d == p else "! "
+        lines.append(f"  {mark}[{i}] direct: {d}")
+        if d != p:
+            lines.append(f"  {mark}[{i}] proxy:  {p}")
+    return "\n".join(lines)
