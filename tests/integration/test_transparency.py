@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -131,12 +132,6 @@ def pool(
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def direct_runs() -> dict[str, Bed]:
-    """The direct run of each case, made once and compared with every mode."""
-    return {}
-
-
 def run(case: Case, target_port: int, legacy: BrokerInfo, proxy: RunningProxy | None) -> Bed:
     bed = Bed(target_port, legacy.port, proxy)
     try:
@@ -146,6 +141,56 @@ def run(case: Case, target_port: int, legacy: BrokerInfo, proxy: RunningProxy | 
     return bed
 
 
+class Runs:
+    """Every selected case's runs, made side by side: the direct run once per case, the
+    proxied run once per (mode, case). Conversations wait for events, not for time, so
+    running them together changes no outcome; it overlaps the waits that end
+    empty-handed (a difference), which would otherwise add up."""
+
+    def __init__(
+        self, pool: ProxyPool, legacy: BrokerInfo, wanted: list[tuple[str, Case]]
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="conversation")
+        self._direct: dict[str, Future[Bed]] = {}
+        self._proxied: dict[tuple[str, str], Future[Bed]] = {}
+        for mode, case in wanted:
+            if case.id not in self._direct:
+                self._direct[case.id] = self._executor.submit(run, case, legacy.port, legacy, None)
+            proxy = pool.get(mode, case.settings)  # started here, on the test's thread
+            self._proxied[(mode, case.id)] = self._executor.submit(
+                run, case, proxy.port, legacy, proxy
+            )
+
+    def get(self, mode: str, case: Case) -> tuple[Bed, Bed]:
+        return self._direct[case.id].result(), self._proxied[(mode, case.id)].result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def runs(
+    request: pytest.FixtureRequest,
+    pool: ProxyPool,
+    standard_brokers: tuple[BrokerInfo, BrokerInfo],
+) -> Iterator[Runs]:
+    """The runs of the cases this session selected (``-k`` included), all started at once."""
+    wanted = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and isinstance(callspec.params.get("case"), Case):
+            wanted.append((callspec.params["mode"], callspec.params["case"]))
+    started = Runs(pool, standard_brokers[0], wanted)
+    yield started
+    started.close()
+
+
+def _xfail(reason: str) -> pytest.MarkDecorator:
+    """Strict, and for a failed comparison only: any other error (a fixture, the harness)
+    is reported as the error it is."""
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
+
+
 def _params() -> list[object]:
     params: list[object] = []
     for mode in ALL_MODES:
@@ -153,20 +198,16 @@ def _params() -> list[object]:
             if mode not in case.modes:
                 continue
             reason = KNOWN.get((mode, case.id))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            marks = [_xfail(reason)] if reason else []
             params.append(pytest.param(mode, case, id=f"{mode}-{case.id}", marks=marks))
     return params
 
 
 @pytest.mark.parametrize(("mode", "case"), _params())
 def test_client_reads_through_the_proxy_what_it_reads_directly(
-    mode: str, case: Case, pool: ProxyPool, direct_runs: dict[str, Bed], legacy: BrokerInfo
+    mode: str, case: Case, runs: Runs
 ) -> None:
-    direct = direct_runs.get(case.id)
-    if direct is None:
-        direct = direct_runs[case.id] = run(case, legacy.port, legacy, None)
-    proxy = pool.get(mode, case.settings)
-    proxied = run(case, proxy.port, legacy, proxy)
+    direct, proxied = runs.get(mode, case)
     login = case.conversation is handshake
     found = differences(direct, proxied, split=mode == "split", login=login)
     assert not found, "\n".join(found)
@@ -211,7 +252,7 @@ _DROP_SLACK = 0.25
 @pytest.mark.parametrize(
     "mode",
     [
-        pytest.param(m, marks=[pytest.mark.xfail(strict=True, reason=r)] if r else [])
+        pytest.param(m, marks=[_xfail(r)] if r else [])
         for m, r in ((m, KNOWN.get((m, "abrupt_close"))) for m in ALL_MODES)
     ],
 )

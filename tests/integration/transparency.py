@@ -130,12 +130,16 @@ def _over_cut(client: WireClient, *, login: bool) -> list[str]:
         )
         if segments > units:
             after = client.written[step - 1] if step else "connecting"
-            chunks = " | ".join(f"{r.data[:40]!r}..{r.data[-8:]!r}" for r in reads)
+            chunks = " | ".join(f"{r.segments} seg: {_short(r.data)}" for r in reads)
             found.append(
                 f"after {after}: {segments} TCP segments for {units} frame(s)/EOL(s); "
                 f"chunks as read: {chunks}"
             )
     return found
+
+
+def _short(data: bytes) -> str:
+    return repr(data) if len(data) <= 48 else f"{data[:32]!r}..{data[-12:]!r}"
 
 
 def differences(direct: Bed, proxied: Bed, *, split: bool, login: bool) -> list[str]:

@@ -167,6 +167,7 @@ class WireClient:
         self.heartbeat_ms = heartbeat_ms
         self.sock = socket.create_connection((host, port), timeout=STEP_WAIT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         self.tokens: list[Token] = []
         self.reads: list[Read] = []
         self.step = 0
@@ -183,9 +184,17 @@ class WireClient:
         self.write_bytes(encode(command, headers, body, self.framing), command)
 
     def write_bytes(self, data: bytes, label: str) -> None:
+        """``data`` in one ``sendall``; a connection the peer closed is recorded, not raised
+        (the comparison shows it)."""
         self.step += 1
         self.written.append(label)
-        self.sock.sendall(data)
+        if self.closed:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.tokens.append(Closed())
+            self.closed = True
         self._last_beat = time.monotonic()
 
     def drop(self) -> None:
@@ -248,6 +257,10 @@ class WireClient:
             data = self.sock.recv(65536)
         except ConnectionResetError:
             data = b""
+        if data:
+            # ACK at once (the kernel clears this after use): a delayed ACK lets the peer's
+            # tail-loss probe send a segment again, and the copy counts as a segment in.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         segments = data_segments_in(self.sock) if data else self._segments
         read = Read(data, segments - self._segments, self.step, time.monotonic())
         self._segments = segments
