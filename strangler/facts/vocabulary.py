@@ -26,12 +26,17 @@ class Fact(StrEnum):
     MESSAGE_FELL_BACK = "message_fell_back"
     MESSAGE_RESENT = "message_resent"
     MESSAGE_REJECTED = "message_rejected"
+    # The session ended before the responsible broker confirmed a message the client
+    # asked a receipt for: the client got none (it resends); the message may be stored.
+    MESSAGE_UNCONFIRMED = "message_unconfirmed"
     BROKER_UNAVAILABLE = "broker_unavailable"
     BROKER_RECOVERED = "broker_recovered"
     TRANSACTION_COMMITTED = "transaction_committed"
     TRANSACTION_ABORTED = "transaction_aborted"
     TRANSACTION_PARTIAL_COMMIT = "transaction_partial_commit"
     FACTS_DROPPED = "facts_dropped"
+    # An unexpected exception in a session: its pending frames were settled (in doubt).
+    INTERNAL_ERROR = "internal_error"
     CONSUMER_SUBSCRIBED = "consumer_subscribed"
     CONSUMER_SUBSCRIPTION_LOST = "consumer_subscription_lost"
     CONSUMER_DRAINED = "consumer_drained"

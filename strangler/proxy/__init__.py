@@ -1,15 +1,15 @@
-"""The asyncio layer: a thin shell around the codec, the router and the facts."""
+"""The proxy: a sans-I/O session core (``core/``) and the asyncio layer that drives it."""
 
 from .context import ProxyContext, ProxySettings, RoutesHolder
+from .driver import SessionDriver
 from .reloader import RoutesReloader
 from .server import ProxyServer
-from .session import ClientSession
 
 __all__ = [
-    "ClientSession",
     "ProxyContext",
     "ProxyServer",
     "ProxySettings",
     "RoutesHolder",
     "RoutesReloader",
+    "SessionDriver",
 ]

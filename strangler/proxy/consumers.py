@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..routes import AMAZONMQ, LEGACY, ConsumerDecision
-from ..stomp import Frame
 
 # Subscription ids the proxy itself opens on legacy (queue browsers): never the client's.
 BROWSE_PREFIX = "strangler-browse-"
@@ -37,10 +36,10 @@ class Delivery:
 
 @dataclass(slots=True)
 class DualSubscription:
-    id: str
-    destination: str  # as the client named it
+    id: str  # the client's id on both brokers (the proxy's own for a 1.0 id-less one)
+    destination: str  # the destination MESSAGEs name on legacy (a renamed one goes back)
     decision: ConsumerDecision
-    frame: Frame  # the client's SUBSCRIBE (to open a side again after a routes change)
+    legacy_raw: bytes  # the SUBSCRIBE as legacy got it (to open that side again)
     ack_mode: str  # auto | client | client-individual
     legacy_active: bool = True
     unacked: dict[str, Delivery] = field(default_factory=dict)

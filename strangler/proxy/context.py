@@ -11,6 +11,7 @@ from ..facts import FactSink
 from ..routes import RouteTable
 from ..stomp import DEFAULT_LIMITS, Limits
 from ..upstream import BrokerHealth
+from .core.traces import TraceIds
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +26,25 @@ class ProxySettings:
     mirror_backlog_bytes: int = 64 * 1024 * 1024
     connect_timeout: float = 10.0
     handshake_timeout: float = 30.0  # a client must finish CONNECT within this
-    drain_timeout: float = 30.0  # on DISCONNECT/close, wait this long for Amazon MQ receipts
+    drain_timeout: float = 30.0  # a closing session waits this long for outcomes, at most
+    # An Amazon MQ frame (primary, copy, transaction control, ACK) without a receipt after
+    # this long means the connection is hung: it is dropped and on_failure applies.
+    confirm_timeout: float = 5.0
     frame_timeout: float = 60.0  # a frame begun must be complete within this (slowloris)
     write_timeout: float = 60.0  # a client that reads nothing for this long is closed
     tls: ssl.SSLContext | None = None  # producers that already speak stomp+ssl keep doing so
     # How often a consumer reading both brokers (cutover) checks whether legacy's queue is
     # empty, after this long without a message from legacy; then legacy's side is dropped.
     backlog_check_interval: float = 5.0
+    # Bytes of unfinished client frames all sessions together may hold (a hostile client
+    # sending 15 MiB without a NUL), and the producer connections served at once.
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    max_connections: int = 4096
 
 
 class ByteBudget:
-    """Bytes that all sessions together may hold for one purpose (mirror backlogs)."""
+    """Bytes that all sessions together may hold for one purpose (mirror backlogs,
+    unfinished frames)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -86,7 +95,11 @@ class ProxyContext:
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
     health: BrokerHealth = field(init=False)
     mirror_budget: ByteBudget = field(init=False)
+    buffer_budget: ByteBudget = field(init=False)
+    traces: TraceIds = field(init=False)
 
     def __post_init__(self) -> None:
         self.health = BrokerHealth(self.facts)
         self.mirror_budget = ByteBudget(self.settings.mirror_backlog_bytes)
+        self.buffer_budget = ByteBudget(self.settings.max_buffered_bytes)
+        self.traces = TraceIds()

@@ -1,37 +1,58 @@
-"""The listening socket: one :class:`ClientSession` per accepted connection.
+"""The listening socket: one :class:`SessionDriver` per accepted connection.
 
-This is the only place that owns the event loop's server; sessions own their
-own sockets. Shutdown stops accepting first, then lets sessions finish their
-in-flight work within a grace period, then closes what is left.
+This is the only place that owns the event loop's server; sessions own their own
+sockets. Shutdown stops accepting first, then lets sessions settle what they read
+within a grace period (they read nothing new), then closes what is left.
+
+Invariants: at most ``max_connections`` sessions at once (one more is answered with an
+ERROR and closed, a ``client_refused`` fact); while Amazon MQ is down, one probe per
+proxy watches for it to come back, so sessions in back-off try again as soon as it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 from ..facts import Fact
+from ..routes import AMAZONMQ
+from ..stomp import error_frame
+from ..upstream.probe import probe_until_up
 from .connection import Connection, no_delay
 from .context import ProxyContext
-from .session import ClientSession
+from .driver import SessionDriver
+
+_session_ids = itertools.count(1)
 
 
 class ProxyServer:
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
-        self.sessions: set[ClientSession] = set()
+        self.sessions: set[SessionDriver] = set()
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._probe: asyncio.Task[None] | None = None
         ctx.routes_listeners.append(self._routes_changed)
-        ctx.fallback_listeners.append(self._fell_back)
+        ctx.health.down_listeners.append(self._broker_down)
 
     def _routes_changed(self) -> None:
-        for session in self.sessions:
-            session.consumers.routes_changed()
+        for session in list(self.sessions):
+            session.routes_changed()
 
-    def _fell_back(self, rule: str) -> None:
-        for session in self.sessions:
-            session.consumers.legacy_refilled(rule)
+    def _announce(self, rule: str, origin: SessionDriver) -> None:
+        """A message of ``rule`` fell back to legacy: every session's drained consumers of
+        that route read legacy again."""
+        for session in list(self.sessions):
+            session.legacy_refilled(rule)
+
+    def _broker_down(self, broker: str) -> None:
+        if broker != AMAZONMQ or (self._probe is not None and not self._probe.done()):
+            return
+        config = self.ctx.routes.table.brokers.get(AMAZONMQ)
+        if config is not None and config.endpoints:
+            self._probe = asyncio.ensure_future(
+                probe_until_up(AMAZONMQ, config, self.ctx.health, self.ctx.settings.connect_timeout)
+            )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -60,32 +81,43 @@ class ProxyServer:
 
     def _accepted(self, client: Connection) -> None:
         no_delay(client)
-        session = ClientSession(self.ctx, client)
+        session_id = f"s{next(_session_ids)}"
+        if len(self.sessions) >= self.ctx.settings.max_connections:
+            limit = self.ctx.settings.max_connections
+            self.ctx.facts.emit(
+                Fact.CLIENT_REFUSED, session=session_id, reason=f"more than {limit} connections"
+            )
+            client.write(error_frame("too many connections", f"this proxy serves {limit}"))
+            client.half_close()
+            asyncio.get_running_loop().call_later(2.0, client.close)
+            return
+        session = SessionDriver(self.ctx, client, session_id, self._announce)
         self.sessions.add(session)  # now: a shutdown that starts next must see it
-        task = asyncio.ensure_future(self._serve(session))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, session: ClientSession) -> None:
-        try:
-            await session.run()
-        finally:
-            self.sessions.discard(session)
+        session.start()
+        task = asyncio.ensure_future(session.done.wait())
+        task.add_done_callback(lambda _: self.sessions.discard(session))
 
     async def serve_forever(self) -> None:
         assert self._server is not None
         await self._server.serve_forever()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, let in-flight receipts complete within ``grace``, close the rest."""
+        """Stop accepting, let in-flight frames settle within ``grace``, close the rest."""
         if self._server is None:
             return
         self._server.close()
         sessions = list(self.sessions)
+        for session in sessions:
+            session.shutdown(grace)
         if sessions:
-            await asyncio.gather(
-                *(s.drain_and_close(grace) for s in sessions), return_exceptions=True
-            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace + 1.0):
+                    await asyncio.gather(*(s.done.wait() for s in sessions))
+        for session in sessions:
+            if not session.done.is_set():
+                session.abort("proxy shutting down: grace period over")
+        if self._probe is not None:
+            self._probe.cancel()
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
         self.ctx.facts.emit(Fact.PROXY_STOPPED, sessions_closed=len(sessions))

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from .model import AMAZONMQ, LEGACY, Decision, Mode
+from .destinations import BrokerDestination, IllegalDestination, broker_destinations
+from .model import AMAZONMQ, DEFAULT_RULE, LEGACY, Decision, Mode
 from .table import Resolution, RouteTable
 
 # 10,000 buckets = 1/100 of a percent resolution for weights like 0.25.
@@ -77,30 +78,81 @@ class ConsumerDecision:
     amazonmq_destination: str | None  # None iff "amazonmq" not in sources
     drain_legacy: bool  # legacy's side ends once legacy's queue is empty (cutover queues)
     routes_version: str
+    # Amazon MQ's destination was renamed by the route (target_destination): a MESSAGE
+    # naming it is given the client's name back; any other name is left as the broker
+    # wrote it (a wildcard subscription's messages name their own destinations).
+    renamed: bool = False
 
 
 def decide_subscribe(
     table: RouteTable, destination: str, dry_run: bool = False
 ) -> ConsumerDecision:
-    """Where a consumer of ``destination`` reads from, under ``table``.
+    """Where a consumer of ``destination`` (the header value) reads from, under ``table``.
 
-    legacy and mirror (and any dry run): legacy only; mirror's copy on Amazon MQ is for
+    Decided per destination the broker subscribes to (``broker_destinations``): legacy
+    and mirror (and any dry run): legacy only; mirror's copy on Amazon MQ is for
     verification, not for consumers. split: both brokers, for as long as the route
     splits. cutover: both, and legacy's side of a queue is dropped once legacy's
     backlog is empty (topics keep it: a topic has no backlog to wait for, and
-    fallbacks still publish there).
+    fallbacks still publish there). A wildcard reads both when any split or cutover
+    route may match what it covers; a composite reads both when any part does (on Amazon
+    MQ it subscribes to those parts only).
     """
-    resolution = table.resolve(destination)
-    route = resolution.route
-    rule = route.name if route is not None else resolution.hit.rule
-    if route is None or dry_run or route.dry_run or route.mode in (Mode.LEGACY, Mode.MIRROR):
-        mode = route.mode if route is not None else resolution.hit.mode
-        return ConsumerDecision(rule, mode, (LEGACY,), None, False, table.version)
+    version = table.version
+    try:
+        leaves = broker_destinations(destination)
+    except IllegalDestination:
+        leaves = ()
+    parts = [_subscribe_part(table, leaf, dry_run) for leaf in leaves]
+    moved = [part for part in parts if AMAZONMQ in part.sources]
+    if not moved:
+        first = parts[0] if parts else None
+        rule = first.rule if first is not None else DEFAULT_RULE
+        mode = first.mode if first is not None else Mode.LEGACY
+        return ConsumerDecision(rule, mode, (LEGACY,), None, False, version)
+    lead = moved[0]
+    targets = ",".join(dict.fromkeys(p.amazonmq_destination or "" for p in moved))
     return ConsumerDecision(
-        rule,
+        lead.rule,
+        lead.mode,
+        (LEGACY, AMAZONMQ),
+        targets,
+        all(p.drain_legacy for p in parts),
+        version,
+        renamed=len(parts) == 1 and lead.renamed,
+    )
+
+
+def _subscribe_part(table: RouteTable, leaf: BrokerDestination, dry_run: bool) -> ConsumerDecision:
+    version = table.version
+    legacy_only = ConsumerDecision(DEFAULT_RULE, Mode.LEGACY, (LEGACY,), None, False, version)
+    if leaf.temporary or dry_run:
+        return legacy_only
+    if leaf.pattern:
+        route = next(
+            (
+                r
+                for r in table.routes_overlapping(leaf.stomp)
+                if r.mode in (Mode.SPLIT, Mode.CUTOVER) and not r.dry_run
+            ),
+            None,
+        )
+        if route is None:
+            return legacy_only
+        return ConsumerDecision(
+            route.name, route.mode, (LEGACY, AMAZONMQ), leaf.stomp, False, version
+        )
+    route = table.resolve_name(leaf.stomp).route
+    if route is None:
+        return legacy_only
+    if route.dry_run or route.mode in (Mode.LEGACY, Mode.MIRROR):
+        return ConsumerDecision(route.name, route.mode, (LEGACY,), None, False, version)
+    return ConsumerDecision(
+        route.name,
         route.mode,
         (LEGACY, AMAZONMQ),
-        route.target_destination or destination,
-        route.mode is Mode.CUTOVER and not destination.startswith("/topic/"),
-        table.version,
+        route.target_destination or leaf.stomp,
+        route.mode is Mode.CUTOVER and leaf.kind == "queue",
+        version,
+        renamed=route.target_destination is not None and route.target_destination != leaf.stomp,
     )

@@ -160,3 +160,6 @@ class Decision:
     on_failure: OnFailure | None
     dry_run: bool  # what decide reports would happen; the proxy enforces legacy-only sending
     routes_version: str
+    # Set when the SEND cannot be routed as one message (a composite destination whose
+    # parts need different brokers): the client gets an ERROR with this reason.
+    refusal: str | None = None

@@ -7,6 +7,11 @@ Invariants:
   exact patterns are one dict hit, prefixes one dict hit per distinct prefix length, and
   globs are grouped by their literal head (the text before the first wildcard), so only
   globs whose head the destination starts with are tried, in file order.
+- Routes match the destinations the broker will use (``destinations.broker_destinations``:
+  ActiveMQ trims, splits composites, drops options), never the header as written. A
+  composite is one Resolution when its parts agree (all legacy-only, or all the same
+  route); otherwise its decisions carry a ``refusal``. Connection-temporary destinations
+  and names the broker refuses are legacy's (the broker answers for them).
 - After the first lookup of a destination, ``resolve`` is one dict hit: the Decision objects
   for that destination are built once and reused, so deciding a message allocates no
   Decision. The cache holds at most ``cache_limit`` destinations and is cleared when full,
@@ -18,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from .destinations import IllegalDestination, broker_destinations
 from .model import (
     AMAZONMQ,
     DEFAULT_RULE,
@@ -56,6 +63,9 @@ class Resolution:
     weight: float | None
     hit: Decision
     miss: Decision
+    # The destinations the broker uses, in STOMP form (``/queue/x``): empty when the
+    # broker refuses the name.
+    destinations: tuple[str, ...] = ()
 
 
 class RouteTable:
@@ -192,23 +202,76 @@ class RouteTable:
         return self.resolve(destination).route
 
     def resolve(self, destination: str) -> Resolution:
-        """Cached precomputed decisions for ``destination`` (what ``decide`` uses)."""
+        """Cached precomputed decisions for the header value ``destination``."""
         cached = self._cache.get(destination)
         if cached is not None:
             return cached
-        index = self._first_match(destination)
-        if index is None:
-            resolution = self._default
-        else:
-            fixed = self._fixed.get(index)
-            if fixed is not None:
-                resolution = fixed
-            else:
-                resolution = self._resolution(self._routes[index], destination)
+        resolution = self._resolve_value(destination)
         if len(self._cache) >= self._cache_limit:
             self._cache.clear()
         self._cache[destination] = resolution
         return resolution
+
+    def _resolve_value(self, value: str) -> Resolution:
+        try:
+            leaves = broker_destinations(value)
+        except IllegalDestination:
+            return self._default  # the broker refuses it: legacy answers with its ERROR
+        names = tuple(leaf.stomp for leaf in leaves)
+        parts = [
+            self._default if leaf.connection_temp else self.resolve_name(leaf.stomp)
+            for leaf in leaves
+        ]
+        first = parts[0]
+        if len(parts) == 1:
+            return _with_destinations(first, names)
+        if all(_legacy_only(part) for part in parts):
+            return _with_destinations(first, names)
+        if all(part.route is first.route for part in parts):
+            # One route for every part: one decision; Amazon MQ gets the same composite.
+            targets = dict.fromkeys(
+                p.hit.amazonmq_destination or n for p, n in zip(parts, names, strict=True)
+            )
+            return self._resolution(first.route, ",".join(targets), names)  # type: ignore[arg-type]
+        return self._refused(value, names, parts)
+
+    def resolve_name(self, name: str) -> Resolution:
+        """The resolution for one broker destination in STOMP form (``/queue/x``)."""
+        index = self._first_match(name)
+        if index is None:
+            return self._default
+        fixed = self._fixed.get(index)
+        if fixed is not None:
+            return fixed
+        return self._resolution(self._routes[index], name)
+
+    def routes_overlapping(self, wildcard: str) -> list[Route]:
+        """Routes that may match some destination an ActiveMQ wildcard (``*``, ``>``)
+        covers, in file order. Conservative: two patterns can only share a destination
+        when one's literal head starts with the other's."""
+        head = wildcard[
+            : min((i for i, c in enumerate(wildcard) if c in "*>"), default=len(wildcard))
+        ]
+        found = []
+        for route in self._routes:
+            route_head = (
+                route.pattern if route.match_kind != "glob" else _literal_head(route.pattern)
+            )
+            if head.startswith(route_head) or route_head.startswith(head):
+                found.append(route)
+        return found
+
+    def _refused(self, value: str, names: tuple[str, ...], parts: list[Resolution]) -> Resolution:
+        described = ", ".join(
+            f"{name} -> {part.route.name if part.route else DEFAULT_RULE} ({part.hit.mode})"
+            for name, part in zip(names, parts, strict=True)
+        )
+        reason = (
+            f"composite destination {value.strip()!r} spans routes that need different "
+            f"brokers ({described}): send to each destination separately"
+        )
+        refused = dataclasses.replace(self._default.hit, refusal=reason)
+        return Resolution(route=None, weight=None, hit=refused, miss=refused, destinations=names)
 
     def _first_match(self, destination: str) -> int | None:
         """The smallest file index among the routes matching ``destination``."""
@@ -233,8 +296,11 @@ class RouteTable:
                     break
         return best
 
-    def _resolution(self, route: Route, destination: str) -> Resolution:
+    def _resolution(
+        self, route: Route, destination: str, names: tuple[str, ...] = ()
+    ) -> Resolution:
         amazonmq_destination = route.target_destination or destination
+        names = names or (destination,)
 
         def make(targets: tuple[str, ...]) -> Decision:
             return Decision(
@@ -250,22 +316,32 @@ class RouteTable:
 
         if route.mode is Mode.LEGACY:
             legacy = make(_LEGACY_ONLY)
-            return Resolution(route=route, weight=None, hit=legacy, miss=legacy)
+            return Resolution(route, None, legacy, legacy, names)
         if route.mode is Mode.MIRROR:
             mirrored = make(_MIRRORED)
-            return Resolution(route=route, weight=None, hit=mirrored, miss=mirrored)
+            return Resolution(route, None, mirrored, mirrored, names)
         if route.mode is Mode.CUTOVER:
             cutover = make(_AMAZONMQ_ONLY)
-            return Resolution(route=route, weight=None, hit=cutover, miss=cutover)
+            return Resolution(route, None, cutover, cutover, names)
         hit, miss = make(_AMAZONMQ_ONLY), make(_LEGACY_ONLY)
         weight = route.weight
         assert weight is not None  # Route.__post_init__: split always has a weight
         # Buckets lie in [0, 100): weight 0 never hits and 100 always does, so skip the hash.
         if weight <= 0.0:
-            return Resolution(route=route, weight=None, hit=miss, miss=miss)
+            return Resolution(route, None, miss, miss, names)
         if weight >= 100.0:
-            return Resolution(route=route, weight=None, hit=hit, miss=hit)
-        return Resolution(route=route, weight=weight, hit=hit, miss=miss)
+            return Resolution(route, None, hit, hit, names)
+        return Resolution(route, weight, hit, miss, names)
+
+
+def _legacy_only(resolution: Resolution) -> bool:
+    return resolution.weight is None and resolution.hit.targets == _LEGACY_ONLY
+
+
+def _with_destinations(resolution: Resolution, names: tuple[str, ...]) -> Resolution:
+    if resolution.destinations == names:
+        return resolution
+    return dataclasses.replace(resolution, destinations=names)
 
 
 def _compile_glob(pattern: str) -> re.Pattern[str]:

@@ -4,7 +4,14 @@ from .errors import FrameTooLarge, HeaderLineTooLong, MalformedFrame, ProtocolEr
 from .frame import HEARTBEAT, Event, Frame, Headers, Heartbeat
 from .limits import DEFAULT_LIMITS, Limits
 from .parser import FrameParser
-from .serializer import encode, encode_parts, error_frame, insert_header
+from .serializer import (
+    encode,
+    encode_parts,
+    error_frame,
+    insert_header,
+    remove_header,
+    replace_header,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -24,4 +31,6 @@ __all__ = [
     "encode_parts",
     "error_frame",
     "insert_header",
+    "remove_header",
+    "replace_header",
 ]

@@ -7,13 +7,22 @@ and closes the connection; it never lets another exception type escape.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .frame import Event
+
 
 class ProtocolError(Exception):
-    """The peer sent bytes that are not a valid STOMP frame within our limits."""
+    """The peer sent bytes that are not a valid STOMP frame within our limits.
+
+    ``events`` holds what the same ``feed`` parsed before the bad bytes: a broker
+    handles those frames first, then answers the bad one with ERROR, and so do we."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.events: list[Event] = []
 
 
 class MalformedFrame(ProtocolError):

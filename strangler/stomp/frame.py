@@ -5,7 +5,8 @@ Invariants: ``headers`` keeps every header line in wire order (repeated names
 included); :meth:`Frame.get` returns the *first* value of a name, as STOMP 1.2
 ("Repeated Header Entries") requires. ``raw`` holds the exact wire bytes the
 frame was parsed from (command line through the terminating NUL), so a frame
-that needs no rewrite can be forwarded untouched.
+that needs no rewrite can be forwarded untouched; the parser always sets it, and a
+frame built in code has none (``b""``) until ``encode`` makes its bytes.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Frame:
     command: str
     headers: Headers = ()
     body: bytes = b""
-    raw: bytes | None = field(default=None, compare=False, repr=False)
+    raw: bytes = field(default=b"", compare=False, repr=False)
     _first: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

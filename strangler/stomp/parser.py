@@ -18,12 +18,19 @@ Invariants:
 
 from __future__ import annotations
 
-from .errors import FrameTooLarge, HeaderLineTooLong, MalformedFrame, TooManyHeaders
+from .errors import (
+    FrameTooLarge,
+    HeaderLineTooLong,
+    MalformedFrame,
+    ProtocolError,
+    TooManyHeaders,
+)
 from .escaping import unescape
 from .frame import COMMANDS, HEARTBEAT, UNESCAPED_COMMANDS, Event, Frame, Headers
 from .limits import DEFAULT_LIMITS, Limits
 
 _LF = 0x0A
+_SHRINK_AFTER = 256 * 1024
 _CR = 0x0D
 
 
@@ -81,9 +88,17 @@ class FrameParser:
                 self._need = self._scanned = 0
                 events.append(frame)
                 pos = end
+        except ProtocolError as exc:
+            exc.events = events
+            raise
         finally:
             if pos:
-                del buf[:pos]
+                if pos >= _SHRINK_AFTER and len(buf) - pos < _SHRINK_AFTER:
+                    # A big frame went through: a fresh buffer hands its memory back
+                    # (deleting from the front keeps the allocation).
+                    self._buf = bytearray(memoryview(buf)[pos:])
+                else:
+                    del buf[:pos]
         return events
 
     def _parse_frame(self, buf: bytearray, start: int) -> tuple[Frame | None, int]:

@@ -42,6 +42,31 @@ def insert_header(raw: bytes, name: str, value: str, version: str) -> bytes:
     return b"".join((view[:nl], line, view[nl:]))
 
 
+def remove_header(raw: bytes, name: str) -> bytes:
+    """``raw`` without any ``name`` header line (the body is never searched)."""
+    head_end = raw.find(b"\n\n")
+    crlf_end = raw.find(b"\r\n\r\n")
+    if head_end < 0 or (0 <= crlf_end < head_end):
+        head_end = crlf_end
+    if head_end < 0:
+        return raw
+    prefix = name.encode() + b":"
+    lines = raw[:head_end].split(b"\n")
+    kept = [lines[0]] + [line for line in lines[1:] if not line.startswith(prefix)]
+    if len(kept) == len(lines):
+        return raw
+    view = memoryview(raw)
+    return b"".join((b"\n".join(kept), view[head_end:]))
+
+
+def replace_header(raw: bytes, name: str, value: str, version: str) -> bytes:
+    """``raw`` with ``name:value`` as its one ``name`` header (first, after the command).
+
+    For frames toward a client: a 1.0/1.1 client library may take the *last* of
+    repeated headers, so the old lines go rather than being shadowed."""
+    return insert_header(remove_header(raw, name), name, value, version)
+
+
 def error_frame(message: str, detail: str = "", receipt_id: str | None = None) -> bytes:
     """An ERROR frame for the peer (spec: "ERROR"); ``message`` names the problem."""
     headers: list[tuple[str, str]] = [("message", _plain(message)[:512])]

@@ -3,10 +3,12 @@
 Sessions report what they saw; only a change of state becomes a fact
 (``broker_unavailable`` / ``broker_recovered``), so a broker outage seen by
 a hundred sessions is one line in the audit trail, not a hundred.
+``down_listeners`` hear each change to down (the proxy starts one probe then).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..facts import Fact, FactSink
@@ -17,6 +19,7 @@ class BrokerHealth:
     facts: FactSink
     up: dict[str, bool] = field(default_factory=dict)
     last_reason: dict[str, str] = field(default_factory=dict)
+    down_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def mark_up(self, broker: str, endpoint: str) -> None:
         if self.up.get(broker) is False:
@@ -24,7 +27,11 @@ class BrokerHealth:
         self.up[broker] = True
 
     def mark_down(self, broker: str, reason: str) -> None:
-        if self.up.get(broker, True):
+        was_up = self.up.get(broker, True)
+        if was_up:
             self.facts.emit(Fact.BROKER_UNAVAILABLE, broker=broker, reason=reason)
         self.up[broker] = False
         self.last_reason[broker] = reason
+        if was_up:
+            for listener in self.down_listeners:
+                listener(broker)

@@ -1,28 +1,32 @@
 """A session's own connection to a broker the proxy logs in to (Amazon MQ).
 
-The proxy, not the producer, owns this connection: it logs in with the
-proxy's credentials (or, given a ``SessionLogin``, those mapped from the
-producer's legacy login), asks a receipt for every frame it sends, and reports each
-frame's outcome exactly once through the callback given at :meth:`submit`
-(``None`` = the broker confirmed it, a string = why it did not).
+The proxy, not the producer, owns this connection: it logs in with the proxy's
+credentials (or, given a ``SessionLogin``, those mapped from the producer's legacy
+login), puts its own receipt on every frame it sends, and reports each frame's outcome
+exactly once through ``on_outcome(token, failure, possibly_stored)`` (failure None =
+the broker confirmed it).
 
 Invariants:
-- at most ``max_inflight`` frames wait for a receipt; callers check
-  :meth:`has_capacity` / await :meth:`wait_capacity` (back-pressure), never
-  buffer beyond it;
-- frames are written in submit order, including those submitted while the
-  connection is being opened;
-- when the connection fails, every waiting frame fails at once and the link
-  stays down for a back-off period, during which submits fail immediately
-  (so a dead Amazon MQ costs a producer nothing but the fallback); the back-off
-  ends early once another session reached the broker (``broker_recovered``);
-- subscriptions are standing: written again after every (re)connect, and while
-  any exists the link reconnects by itself after the back-off (a consumer has no
-  SEND to trigger it). MESSAGE frames go to ``on_message`` with the connection's
-  generation; the broker redelivers what was unacknowledged on a lost connection;
+- frames are written in submit order, including those submitted while the connection
+  is being opened; the receipt header goes first (the broker keeps the first of
+  repeated headers, so a producer's own ``receipt`` behind it is ignored);
+- ``possibly_stored`` is true exactly when the frame had been written to a connection
+  and no answer for it came (it may be stored there); a frame the broker refused with an
+  ERROR naming its receipt, or one never written, is not;
+- when a live connection is lost, resendable frames are written again on the next
+  endpoint that accepts us (active/standby failover, ``message_resent`` facts), the
+  rest fail; if no endpoint accepts, everything fails and the link stays down for a
+  back-off during which submits fail at once (a dead Amazon MQ costs a producer nothing
+  but the fallback); the back-off ends early once the broker is seen up again
+  (another session, or the proxy's probe: ``BrokerHealth``);
+- ``drop`` (a hung connection: the session saw a deadline pass) fails every frame now,
+  without resending;
+- subscriptions are standing: written again after every (re)connect, and while any
+  exists the link reconnects by itself after the back-off. MESSAGE frames go to
+  ``on_message``; the broker redelivers what was unacknowledged on a lost connection;
 - credentials are resolved on every connect (a rotated secret is picked up);
-- a refused ``SessionLogin`` never connects: every submit fails at once with
-  its reason, and broker health is left alone (Amazon MQ is not down).
+- a refused ``SessionLogin`` never connects: every submit fails at once with its
+  reason, and broker health is left alone (Amazon MQ is not down).
 """
 
 from __future__ import annotations
@@ -33,32 +37,39 @@ import itertools
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..facts import Fact
 from ..routes import BrokerConfig, SessionLogin
 from ..stomp import Frame, FrameParser, Limits, ProtocolError
+from ..stomp.connection import negotiate_heartbeat, parse_heartbeat
 from .discovery import resolve_endpoints
 from .errors import BrokerUnavailable, describe_os_error
 from .health import BrokerHealth
 from .transport import exchange_connect, open_stream
 
-OutcomeCallback = Callable[[str | None], None]
-FrameBuilder = Callable[[str], bytes]
-# A MESSAGE from the broker and the generation of the connection it came on; an
-# awaitable returned is awaited before reading on (the consumer's back-pressure).
-MessageHandler = Callable[[Frame, int], Awaitable[None] | None]
+OutcomeHandler = Callable[[str, str | None, bool], None]  # token, failure, possibly_stored
+MessageHandler = Callable[[Frame], None]
+SubscribedHandler = Callable[[str, str | None], None]  # sub id, failure
+LostHandler = Callable[[str], None]
 
 _ids = itertools.count(1)
+_READ_SIZE = 65536
 
 
 @dataclass(slots=True)
 class _Waiting:
-    payload: bytes
-    on_done: OutcomeCallback
+    token: str
+    payload: bytes  # receipt header included
     resendable: bool  # may be written again on a new connection (not part of a transaction)
     label: str | None  # the message's trace id, for the resent fact
+    written: bool = False
+    subscription: str | None = None  # a standing SUBSCRIBE's id
+
+
+def _ignore_outcome(token: str, failure: str | None, stored: bool) -> None:
+    pass
 
 
 class BrokerLink:
@@ -70,7 +81,6 @@ class BrokerLink:
         health: BrokerHealth,
         *,
         limits: Limits,
-        max_inflight: int = 1000,
         connect_timeout: float = 10.0,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
@@ -85,34 +95,33 @@ class BrokerLink:
         self._version = version
         self._health = health
         self._limits = limits
-        self._max_inflight = max_inflight
         self._connect_timeout = connect_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._backoff = backoff_initial
         self._down_until = 0.0
-        self._prefix = f"strangler-{next(_ids)}-"
+        self._prefix = f"strangler-{next(_ids)}-".encode()
         self._seq = itertools.count(1)
-        self._pending: dict[str, _Waiting] = {}
+        self._pending: dict[bytes, _Waiting] = {}  # receipt id -> frame
         self._writer: asyncio.StreamWriter | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._capacity = asyncio.Event()
-        self._capacity.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._last_write = 0.0
         self._last_read = 0.0
         self._resending = False  # pending frames were written to a connection that died
-        self.generation = 0  # bumped on every failure: transactions begun before it are gone
-        self.last_failure: str | None = None
-        # subscription id -> (SUBSCRIBE builder, its outcome callback), kept across reconnects
-        self._standing: dict[str, tuple[FrameBuilder, OutcomeCallback]] = {}
+        # subscription id -> SUBSCRIBE without receipt, written again on every connection
+        self._standing: dict[str, bytes] = {}
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
-        self.on_message: MessageHandler | None = None
+        self._reading = asyncio.Event()
+        self._reading.set()
         self._outgoing: list[bytes] = []  # written at the end of this event loop turn
+        self.last_failure: str | None = None
+        self.on_outcome: OutcomeHandler = _ignore_outcome
+        self.on_message: MessageHandler = lambda frame: None
+        self.on_subscribed: SubscribedHandler = lambda sub_id, failure: None
+        self.on_lost: LostHandler = lambda reason: None
 
     # -- state ---------------------------------------------------------------
 
@@ -121,70 +130,51 @@ class BrokerLink:
         return self._writer is not None
 
     @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
     def in_backoff(self) -> bool:
         return (
             self._writer is None
             and self._connecting is None
             and (time.monotonic() < self._down_until)
-            # Another session reached the broker since this link failed: try again now.
+            # The broker was seen up since this link failed: try again now.
             and not self._health.up.get(self.broker, False)
         )
-
-    def has_capacity(self) -> bool:
-        return len(self._pending) < self._max_inflight
-
-    async def wait_capacity(self) -> None:
-        while not self.has_capacity():
-            self._capacity.clear()
-            await self._capacity.wait()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait until every submitted frame has an outcome."""
-        if not self._pending:
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
 
     # -- sending -------------------------------------------------------------
 
     def submit(
-        self,
-        build: FrameBuilder,
-        on_done: OutcomeCallback,
-        *,
-        resendable: bool = True,
-        label: str | None = None,
+        self, token: str, payload: bytes, *, resendable: bool = True, label: str | None = None
     ) -> None:
-        """Send the frame ``build(receipt_id)``; ``on_done`` gets its outcome once.
-
-        ``resendable`` frames survive a lost connection: they are written again on
-        the next endpoint that accepts us (active/standby failover). Frames of a
-        transaction are not: the broker rolled the transaction back with the connection.
-        """
+        """Send ``payload`` (a frame without receipt); its outcome comes as ``token``."""
         if self._refused is not None:
-            on_done(self._refused)
+            self.on_outcome(token, self._refused, False)
+            return
+        if self._closed:
+            self.on_outcome(token, "session closed", False)
             return
         if self.in_backoff:
-            on_done(f"{self.broker} unavailable: {self.last_failure}")
+            self.on_outcome(token, f"{self.broker} unavailable: {self.last_failure}", False)
             return
-        receipt_id = f"{self._prefix}{next(self._seq)}"
-        payload = build(receipt_id)
-        self._pending[receipt_id] = _Waiting(payload, on_done, resendable, label)
-        self._idle.clear()
+        self._queue(_Waiting(token, b"", resendable, label), payload)
+
+    def _queue(self, waiting: _Waiting, payload: bytes) -> None:
+        receipt = self._prefix + str(next(self._seq)).encode()
+        nl = payload.index(b"\n") + 1
+        waiting.payload = b"".join((payload[:nl], b"receipt:", receipt, b"\n", payload[nl:]))
+        self._pending[receipt] = waiting
         if self._writer is not None:
-            self._write(payload)
-        elif self._connecting is None:
+            self._write(waiting)
+        elif self._connecting is None and not self._closed:
             self._connecting = asyncio.create_task(self._connect())
 
-    def _write(self, payload: bytes) -> None:
-        """Queue ``payload``; what one turn of the event loop queues goes out in one write
+    def _write(self, waiting: _Waiting) -> None:
+        """Queue a frame; what one turn of the event loop queues goes out in one write
         (a burst of copies was one syscall and one TLS record per frame)."""
-        assert self._writer is not None
-        self._outgoing.append(payload)
+        self._outgoing.append(waiting.payload)
+        waiting.written = True
         if len(self._outgoing) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
         self._last_write = time.monotonic()
@@ -196,33 +186,37 @@ class BrokerLink:
 
     # -- consuming -------------------------------------------------------------
 
-    def subscribe(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
-        """Keep subscription ``sub_id`` open on every connection; ``on_done`` per attempt."""
+    def subscribe(self, sub_id: str, payload: bytes) -> None:
+        """Keep subscription ``sub_id`` open on every connection; ``on_subscribed`` per
+        attempt."""
         if self._refused is not None:
-            on_done(self._refused)  # this producer may not reach Amazon MQ at all
+            self.on_subscribed(sub_id, self._refused)  # no Amazon MQ for this producer
             return
-        self._standing[sub_id] = (build, on_done)
+        self._standing[sub_id] = payload
         if self._writer is not None:
-            self._write_standing(sub_id, build, on_done)
+            self._write_standing(sub_id, payload)
         elif self._connecting is None and not self._closed:
             if self.in_backoff:
                 self._schedule_retry()
             else:
                 self._connecting = asyncio.create_task(self._connect())
 
-    def unsubscribe(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
-        """End a standing subscription (``build`` makes the UNSUBSCRIBE frame)."""
+    def unsubscribe(self, sub_id: str, token: str, payload: bytes) -> None:
+        """End a standing subscription (``payload``: the UNSUBSCRIBE)."""
         if self._standing.pop(sub_id, None) is None or self._writer is None:
-            on_done(None)  # nothing open on the broker: nothing to undo
+            self.on_outcome(token, None, False)  # nothing open on the broker: nothing to undo
             return
-        self.submit(build, on_done, resendable=False)
+        self._queue(_Waiting(token, b"", False, None), payload)
 
-    def _write_standing(self, sub_id: str, build: FrameBuilder, on_done: OutcomeCallback) -> None:
-        receipt_id = f"{self._prefix}{next(self._seq)}"
-        payload = build(receipt_id)
-        self._pending[receipt_id] = _Waiting(payload, on_done, False, sub_id)
-        self._idle.clear()
-        self._write(payload)
+    def _write_standing(self, sub_id: str, payload: bytes) -> None:
+        self._queue(_Waiting("", b"", False, None, subscription=sub_id), payload)
+
+    def pause_reading(self) -> None:
+        """The client is behind: read no MESSAGE until ``resume_reading``."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
 
     def _schedule_retry(self) -> None:
         """While subscriptions stand, come back after the back-off and connect again."""
@@ -243,7 +237,7 @@ class BrokerLink:
         failure = "no endpoint configured"
         try:
             # After a failure, ask AWS again: the broker may have new endpoints.
-            config = await resolve_endpoints(self._config, fresh=self.generation > 0)
+            config = await resolve_endpoints(self._config, fresh=self.last_failure is not None)
         except BrokerUnavailable as exc:
             self._connecting = None
             self._fail(exc.reason)
@@ -274,32 +268,43 @@ class BrokerLink:
                 failure = exc.reason
                 writer.close()
                 continue
-            self._writer = writer
-            self._connecting = None
-            self._backoff = self._backoff_initial
-            self._health.mark_up(self.broker, str(endpoint))
-            if self._resending:
-                # These may already be stored on the endpoint that died: say so, for dedup.
-                self._resending = False
-                for waiting in self._pending.values():
+            self._connected(reader, writer, parser, heartbeat, str(endpoint))
+            return
+        self._connecting = None
+        self._fail(failure)
+
+    def _connected(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        parser: FrameParser,
+        heartbeat: tuple[float, float],
+        endpoint: str,
+    ) -> None:
+        self._writer = writer
+        self._connecting = None
+        self._backoff = self._backoff_initial
+        self._health.mark_up(self.broker, endpoint)
+        if self._resending:
+            # These may already be stored on the endpoint that died: say so, for dedup.
+            self._resending = False
+            for waiting in self._pending.values():
+                if waiting.label is not None:
                     self._health.facts.emit(
                         Fact.MESSAGE_RESENT,
                         trace_id=waiting.label,
                         broker=self.broker,
-                        endpoint=str(endpoint),
+                        endpoint=endpoint,
                     )
-            self._last_read = self._last_write = time.monotonic()
-            self._reader_task = asyncio.create_task(self._read(reader, parser))
-            if heartbeat != (0, 0):
-                self._heartbeat_task = asyncio.create_task(self._heartbeats(*heartbeat))
-            earlier = list(self._pending.values())
-            for sub_id, (build, on_done) in self._standing.items():
-                self._write_standing(sub_id, build, on_done)
-            for waiting in earlier:
-                self._write(waiting.payload)
-            return
-        self._connecting = None
-        self._fail(failure)
+        self._last_read = self._last_write = time.monotonic()
+        self._reader_task = asyncio.create_task(self._read(reader, parser))
+        if heartbeat != (0, 0):
+            self._heartbeat_task = asyncio.create_task(self._heartbeats(*heartbeat))
+        earlier = list(self._pending.values())
+        for sub_id, payload in self._standing.items():
+            self._write_standing(sub_id, payload)
+        for waiting in earlier:
+            self._write(waiting)
 
     async def _handshake(
         self,
@@ -326,29 +331,20 @@ class BrokerLink:
             timeout=self._connect_timeout,
             limits=self._limits,
         )
-        return parser, self._accept(answer, parser)
-
-    def _accept(self, frame: Frame, parser: FrameParser) -> tuple[float, float]:
-        if frame.command != "CONNECTED":
-            message = frame.get("message") or frame.command
+        if answer.command != "CONNECTED":
+            message = answer.get("message") or answer.command
             raise BrokerUnavailable(self.broker, f"login refused{self._whose}: {message}")
-        parser.version = frame.get("version") or "1.0"
-        server_x, _, server_y = (frame.get("heart-beat") or "0,0").partition(",")
-        wanted = self._config.heartbeat_ms
-        try:
-            sx, sy = int(server_x), int(server_y or 0)
-        except ValueError:
-            sx = sy = 0
-        send_every = max(wanted, sy) / 1000 if wanted and sy else 0.0
-        expect_every = max(wanted, sx) / 1000 if wanted and sx else 0.0
-        return send_every, expect_every
+        parser.version = answer.get("version") or "1.0"
+        beat = negotiate_heartbeat((wanted, wanted), parse_heartbeat(answer.get("heart-beat")))
+        return parser, (beat.send_every, beat.expect_every)
 
     async def _read(self, reader: asyncio.StreamReader, parser: FrameParser) -> None:
         reason = "connection closed by broker"
         cancelled = False
         try:
             while True:
-                data = await reader.read(65536)
+                await self._reading.wait()
+                data = await reader.read(_READ_SIZE)
                 if not data:
                     break
                 self._last_read = time.monotonic()
@@ -356,17 +352,14 @@ class BrokerLink:
                     if not isinstance(event, Frame):
                         continue
                     if event.command == "MESSAGE":
-                        handler = self.on_message
-                        waiting = handler(event, self.generation) if handler else None
-                        if waiting is not None:
-                            await waiting
+                        self.on_message(event)
                     elif event.command == "RECEIPT":
-                        self._resolve(event.get("receipt-id") or "", None)
+                        self._resolve((event.get("receipt-id") or "").encode(), None, False)
                     elif event.command == "ERROR":
                         reason = f"ERROR: {event.get('message') or 'no message'}"
-                        failed = event.get("receipt-id")
-                        if failed is not None:
-                            self._resolve(failed, reason)
+                        refused = event.get("receipt-id")
+                        if refused is not None:  # the broker refused that one frame
+                            self._resolve(refused.encode(), reason, False)
                         return
         except asyncio.CancelledError:
             # Whoever cancelled us (a drop, a close) already handles the connection and
@@ -379,73 +372,92 @@ class BrokerLink:
             if self._reader_task is asyncio.current_task():
                 self._reader_task = None
             if not cancelled:
-                self._drop_connection(reason)
+                self._lose_connection(reason)
 
     async def _heartbeats(self, send_every: float, expect_every: float) -> None:
         tick = min(x for x in (send_every, expect_every) if x) / 2
         while self._writer is not None:
-            await asyncio.sleep(tick)
+            await asyncio.sleep(tick)  # a period, not a wait for something
             now = time.monotonic()
-            if send_every and now - self._last_write >= send_every:
-                self._write(b"\n")
+            if send_every and now - self._last_write >= send_every and self._writer is not None:
+                self._writer.write(b"\n")
+                self._last_write = now
             if expect_every and now - self._last_read > 2 * expect_every + 1:
-                self._drop_connection("no heart-beat from broker")
+                self._lose_connection("no heart-beat from broker")
                 return
 
-    def _resolve(self, receipt_id: str, failure: str | None) -> None:
-        waiting = self._pending.pop(receipt_id, None)
+    def _resolve(self, receipt: bytes, failure: str | None, stored: bool) -> None:
+        waiting = self._pending.pop(receipt, None)
         if waiting is None:
             return
-        self._after_pop()
-        waiting.on_done(failure)
+        if waiting.subscription is not None:
+            self.on_subscribed(waiting.subscription, failure)
+        else:
+            self.on_outcome(waiting.token, failure, stored)
 
-    def _after_pop(self) -> None:
-        if len(self._pending) < self._max_inflight:
-            self._capacity.set()
-        if not self._pending:
-            self._idle.set()
-
-    def _drop_connection(self, reason: str) -> None:
+    def _stop_connection(self) -> bool:
+        """Close the live connection (if any) and its tasks; True if there was one."""
         writer, self._writer = self._writer, None
+        self._outgoing = []
         if writer is not None:
             writer.close()
-        if self._heartbeat_task is not None and self._heartbeat_task is not asyncio.current_task():
+        current = asyncio.current_task()
+        if self._heartbeat_task is not None and self._heartbeat_task is not current:
             self._heartbeat_task.cancel()
         self._heartbeat_task = None
-        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
+        if self._reader_task is not None and self._reader_task is not current:
             self._reader_task.cancel()
-            self._reader_task = None
-        if writer is not None and (
-            self._standing or any(w.resendable for w in self._pending.values())
-        ):
+        self._reader_task = None
+        return writer is not None
+
+    def _lose_connection(self, reason: str) -> None:
+        had = self._stop_connection()
+        if not had:
+            if self._pending:
+                self._fail(reason)
+            return
+        self.on_lost(reason)
+        if self._closed:
+            self._fail(reason)
+            return
+        if self._standing or any(w.resendable for w in self._pending.values()):
             # A live connection was lost: try the endpoints again right away (the standby
             # may have taken over) and resend what has no receipt yet; only if that fails
             # do the frames fail (and fall back or get rejected by the session).
-            self.generation += 1
             self.last_failure = reason
             self._health.mark_down(self.broker, reason)
-            for receipt_id in [r for r, w in self._pending.items() if not w.resendable]:
-                self._resolve(receipt_id, reason)
-            self._resending = True
+            for receipt, waiting in list(self._pending.items()):
+                if not waiting.resendable:
+                    self._resolve(receipt, reason, waiting.written)
+            self._resending = bool(self._pending)
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect())
             return
-        if writer is not None or self._pending:
-            self._fail(reason)
+        self._fail(reason)
+
+    def drop(self, reason: str) -> None:
+        """The connection is hung (or the session gives up): every frame fails now."""
+        had = self._stop_connection()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if had:
+            self.on_lost(reason)
+        self._fail(reason)
 
     def _fail(self, reason: str) -> None:
         self._resending = False
-        self.generation += 1
         self.last_failure = reason
         jitter = random.uniform(0.8, 1.2)
         self._down_until = time.monotonic() + self._backoff * jitter
         self._backoff = min(self._backoff * 2, self._backoff_max)
         self._health.mark_down(self.broker, reason)
         pending, self._pending = self._pending, {}
-        self._capacity.set()
-        self._idle.set()
         for waiting in pending.values():
-            waiting.on_done(reason)
+            if waiting.subscription is not None:
+                self.on_subscribed(waiting.subscription, reason)
+            else:
+                self.on_outcome(waiting.token, reason, waiting.written)
         if self._standing:
             self._schedule_retry()
 
@@ -453,6 +465,7 @@ class BrokerLink:
         """Close the link; ``graceful`` sends DISCONNECT first (spec: "DISCONNECT")."""
         self._closed = True
         self._standing.clear()
+        self._reading.set()
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -464,7 +477,7 @@ class BrokerLink:
         self._flush()  # what is queued goes before DISCONNECT
         writer = self._writer
         if writer is not None and graceful:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, RuntimeError):
                 writer.write(b"DISCONNECT\n\n\0")
                 await writer.drain()
         self._writer = None
@@ -473,8 +486,11 @@ class BrokerLink:
                 task.cancel()
         if writer is not None:
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
+            with contextlib.suppress(OSError, ssl.SSLError, RuntimeError):
                 await writer.wait_closed()
         pending, self._pending = self._pending, {}
         for waiting in pending.values():
-            waiting.on_done("session closed before the broker confirmed")
+            if waiting.subscription is None:
+                self.on_outcome(
+                    waiting.token, "session closed before the broker confirmed", waiting.written
+                )

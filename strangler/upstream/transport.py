@@ -32,8 +32,8 @@ async def open_stream(
     ca_file: str | None,
     timeout: float,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    tls = client_tls_context(ca_file) if endpoint.tls else None
     try:
+        tls = client_tls_context(ca_file) if endpoint.tls else None
         async with asyncio.timeout(timeout):
             return await asyncio.open_connection(
                 endpoint.host,
@@ -42,7 +42,7 @@ async def open_stream(
                 server_hostname=endpoint.host if tls else None,
                 limit=STREAM_LIMIT,
             )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad ca_file
         raise BrokerUnavailable(broker, f"{endpoint}: {describe_os_error(exc)}") from exc
 
 

@@ -1,4 +1,4 @@
-"""``Connection``: chunks handed to a handler in order, reading paused while it waits.
+"""``Connection``: chunks handed to the driver in order, reading paused when it asks.
 
 Real loopback sockets, on both event loops the proxy runs on (asyncio's and uvloop's:
 uvloop's transports are not ``asyncio.Transport`` subclasses).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -50,119 +50,87 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_chunks_wait_while_the_handler_waits_then_arrive_in_order(run: Any) -> None:
+def test_chunks_before_take_come_first_then_straight_through_in_order(run: Any) -> None:
+    async def main() -> None:
+        connection, _, client = await pair()
+        client.write(b"early;")
+        await client.drain()
+        await asyncio.sleep(0.05)  # time for it to arrive before anyone takes over
+        seen: list[bytes] = []
+        ends: list[str | None] = []
+        connection.take(seen.append, ends.append)
+        assert b"".join(seen) == b"early;"
+        client.write(b"late;")
+        client.write_eof()
+        await until(lambda: bool(ends))
+        assert b"".join(seen) == b"early;late;" and ends == [None]
+        client.close()
+
+    run(main())
+
+
+def test_paused_reading_holds_bytes_until_resumed(run: Any) -> None:
     async def main() -> None:
         connection, _, client = await pair()
         seen: list[bytes] = []
-        gate = asyncio.Event()
-
-        async def wait_for_gate() -> None:
-            await gate.wait()
-
-        def handler(data: bytes) -> Awaitable[None] | None:
-            seen.append(data)
-            return wait_for_gate() if data.startswith(b"wait") else None
-
-        serving = asyncio.ensure_future(connection.serve(handler))
-        client.write(b"wait;")
-        await until(lambda: connection.waiting)
-        client.write(b"one;")
+        connection.take(seen.append, lambda reason: None)
+        connection.pause_reading()
+        client.write(b"held")
         await client.drain()
-        await asyncio.sleep(0.05)  # time for "one;" to arrive, if it were going to
-        assert b"".join(seen) == b"wait;"  # nothing handed over while the handler waits
-        client.write(b"two;")
-        client.write_eof()
-        await asyncio.sleep(0.05)
-        assert not serving.done()  # EOF came, but chunks are still owed to the handler
-        gate.set()
-        await serving  # returns at EOF, after every chunk was handled
-        assert b"".join(seen) == b"wait;one;two;"
+        await asyncio.sleep(0.05)  # time for it to arrive, if it were going to
+        assert seen == []
+        connection.resume_reading()
+        await until(lambda: bool(seen))
+        assert b"".join(seen) == b"held"
         client.close()
 
     run(main())
 
 
-def test_a_handler_error_ends_serving_and_later_bytes_go_to_read(run: Any) -> None:
-    async def main() -> None:
-        connection, _, client = await pair()
-
-        def handler(data: bytes) -> None:
-            raise ValueError(f"bad {data!r}")
-
-        serving = asyncio.ensure_future(connection.serve(handler))
-        client.write(b"first")
-        with pytest.raises(ValueError, match="bad b'first'"):
-            await serving
-        client.write(b"rest")
-        client.write_eof()
-        data = b""
-        while chunk := await connection.read():
-            data += chunk
-        assert data == b"rest"
-        client.close()
-
-    run(main())
-
-
-def test_a_failed_wait_ends_serving_with_its_error(run: Any) -> None:
-    async def main() -> None:
-        connection, _, client = await pair()
-
-        async def broken() -> None:
-            raise ConnectionError("legacy went away")
-
-        serving = asyncio.ensure_future(connection.serve(lambda data: broken()))
-        client.write(b"x")
-        with pytest.raises(ConnectionError, match="legacy went away"):
-            await serving
-        client.close()
-
-    run(main())
-
-
-def test_fail_ends_serving_and_read_returns_what_came_before(run: Any) -> None:
+def test_an_end_before_take_is_reported_at_take_exactly_once(run: Any) -> None:
     async def main() -> None:
         connection, _, client = await pair()
         client.write(b"CONNECT")
-        assert await connection.read() == b"CONNECT"
-        serving = asyncio.ensure_future(connection.serve(lambda data: None))
-        await asyncio.sleep(0)
-        connection.fail(TimeoutError("frame not completed"))
-        with pytest.raises(TimeoutError, match="frame not completed"):
-            await serving
         client.close()
-        assert await connection.read() == b""  # end of input
+        await until(lambda: connection.ended)
+        ends: list[str | None] = []
+        seen: list[bytes] = []
+        connection.take(seen.append, ends.append)
+        assert seen == [b"CONNECT"] and ends == [None]
+        connection.connection_lost(None)
+        assert ends == [None]
 
     run(main())
 
 
-def test_a_reset_ends_serving_with_the_error(run: Any) -> None:
+def test_a_reset_ends_with_a_reason(run: Any) -> None:
     async def main() -> None:
         connection, _, client = await pair()
-        serving = asyncio.ensure_future(connection.serve(lambda data: None))
+        ends: list[str | None] = []
+        connection.take(lambda data: None, ends.append)
         sock = client.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         client.transport.abort()  # RST, not FIN
-        with pytest.raises(OSError):
-            await serving
-        await connection.closed
+        await until(lambda: bool(ends))
+        assert ends[0] is not None
 
     run(main())
 
 
-def test_drain_waits_for_a_peer_that_reads_slowly(run: Any) -> None:
+def test_writing_pauses_for_a_peer_that_reads_slowly_and_says_when_it_drained(run: Any) -> None:
     async def main() -> None:
         connection, reader, client = await pair()
         connection.transport.set_write_buffer_limits(high=64 * 1024)
+        writable: list[bool] = []
+        connection.on_writable = lambda: writable.append(True)
         chunk = b"x" * (32 << 20)
         connection.write(chunk)  # far beyond what the kernel's socket buffers take
-        draining = asyncio.ensure_future(connection.drain())
-        await asyncio.sleep(0.05)
-        assert not draining.done()  # the peer has not read: back-pressure holds
+        assert connection.writing_paused and connection.buffered() > 64 * 1024
         received = 0
         while received < len(chunk):
             received += len(await reader.read(1 << 16))
-        await draining
+        await until(lambda: bool(writable))
+        assert not connection.writing_paused
         client.close()
 
     run(main())

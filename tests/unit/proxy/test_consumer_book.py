@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from strangler.proxy.consumers import AckTarget, ConsumerBook, DualSubscription
 from strangler.routes import AMAZONMQ, LEGACY, ConsumerDecision, Mode
-from strangler.stomp import Frame
 
 DECISION = ConsumerDecision("moved", Mode.CUTOVER, (LEGACY, AMAZONMQ), "/queue/q", True, "v1")
-SUBSCRIBE = Frame("SUBSCRIBE", (("id", "s"), ("destination", "/queue/q")))
+SUBSCRIBE = b"SUBSCRIBE\nid:s\ndestination:/queue/q\n\n\0"
 
 
 def book_with(

@@ -150,22 +150,28 @@ def test_route_dry_run_inherits_the_global_default_unless_overridden() -> None:
     text = BROKERS + dedent("""\
         dry_run: true
         routes:
-          - {name: inherits, match: {exact: /a}, mode: mirror}
-          - {name: overrides, match: {exact: /b}, mode: cutover, on_failure: reject, dry_run: false}
+          - {name: inherits, match: {exact: /queue/a}, mode: mirror}
+          - name: overrides
+            match: {exact: /queue/b}
+            mode: cutover
+            on_failure: reject
+            dry_run: false
         """)
     table = parse_routes(text, "r")
     inherits, overrides = table.routes
     assert (inherits.dry_run, overrides.dry_run) == (True, False)
-    assert decide(table, "/a", None, "k").dry_run is True
-    assert decide(table, "/b", None, "k").dry_run is False
+    assert decide(table, "/queue/a", None, "k").dry_run is True
+    assert decide(table, "/queue/b", None, "k").dry_run is False
     # No route matched: the table default applies.
     assert decide(table, "/elsewhere", None, "k").dry_run is True
 
 
 def test_route_dry_run_true_overrides_global_false() -> None:
-    text = BROKERS + "routes:\n  - {name: a, match: {exact: /a}, mode: mirror, dry_run: true}\n"
+    text = BROKERS + (
+        "routes:\n  - {name: a, match: {exact: /queue/a}, mode: mirror, dry_run: true}\n"
+    )
     table = parse_routes(text, "r")
-    assert decide(table, "/a", None, "k").dry_run is True
+    assert decide(table, "/queue/a", None, "k").dry_run is True
     assert decide(table, "/z", None, "k").dry_run is False
 
 

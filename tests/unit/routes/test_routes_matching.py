@@ -104,10 +104,10 @@ def test_earlier_prefix_beats_later_glob_and_exact_but_not_earlier_ones() -> Non
 
 def test_repeated_exact_pattern_uses_the_first_occurrence() -> None:
     table = table_of("""\
-        - {name: first, match: {exact: /q}, mode: mirror}
-        - {name: second, match: {exact: /q}, mode: legacy}
+        - {name: first, match: {exact: /queue/q}, mode: mirror}
+        - {name: second, match: {exact: /queue/q}, mode: legacy}
         """)
-    assert names(table, "/q") == ["first"]
+    assert names(table, "/queue/q") == ["first"]
     assert len(table.warnings) == 1
 
 
@@ -126,11 +126,13 @@ def test_unmatched_destination_gets_the_default_legacy_decision() -> None:
 
 def test_mode_decisions_have_documented_targets_and_primary() -> None:
     table = table_of("""\
-        - {name: l, match: {exact: /l}, mode: legacy}
-        - {name: m, match: {exact: /m}, mode: mirror}
-        - {name: c, match: {exact: /c}, mode: cutover, on_failure: reject}
+        - {name: l, match: {exact: /queue/l}, mode: legacy}
+        - {name: m, match: {exact: /queue/m}, mode: mirror}
+        - {name: c, match: {exact: /queue/c}, mode: cutover, on_failure: reject}
         """)
-    legacy, mirror, cutover = (decide(table, d, None, "k") for d in ("/l", "/m", "/c"))
+    legacy, mirror, cutover = (
+        decide(table, d, None, "k") for d in ("/queue/l", "/queue/m", "/queue/c")
+    )
     assert (legacy.targets, legacy.primary, legacy.amazonmq_destination) == (
         ("legacy",),
         "legacy",
@@ -139,12 +141,12 @@ def test_mode_decisions_have_documented_targets_and_primary() -> None:
     assert (mirror.targets, mirror.primary, mirror.amazonmq_destination) == (
         ("legacy", "amazonmq"),
         "legacy",
-        "/m",
+        "/queue/m",
     )
     assert (cutover.targets, cutover.primary, cutover.amazonmq_destination) == (
         ("amazonmq",),
         "amazonmq",
-        "/c",
+        "/queue/c",
     )
     assert (mirror.on_failure, cutover.on_failure) == (None, OnFailure.REJECT)
 
@@ -195,7 +197,7 @@ def test_destination_independent_routes_share_one_decision_across_destinations()
         """)
     assert decide(table, "/queue/old.a", None, "k") is decide(table, "/queue/old.b", None, "k")
     assert decide(table, "/queue/new.a", None, "k") is decide(table, "/queue/new.b", None, "k")
-    assert decide(table, "/x", None, "k") is decide(table, "/y", None, "k")
+    assert decide(table, "/queue/x", None, "k") is decide(table, "/queue/y", None, "k")
 
 
 def test_default_cache_limit_is_65536() -> None:
@@ -204,15 +206,15 @@ def test_default_cache_limit_is_65536() -> None:
 
 
 def test_cache_is_cleared_when_full_and_answers_stay_correct() -> None:
-    routes = [Route(name="p", match_kind="prefix", pattern="/q/", mode=Mode.MIRROR)]
+    routes = [Route(name="p", match_kind="prefix", pattern="/queue/q/", mode=Mode.MIRROR)]
     table = RouteTable(version="v", source="s", brokers={}, routes=routes, cache_limit=3)
-    for destination in ("/q/1", "/q/2", "/q/3"):
+    for destination in ("/queue/q/1", "/queue/q/2", "/queue/q/3"):
         table.resolve(destination)
     assert table.cached_destinations == 3
-    table.resolve("/q/4")
+    table.resolve("/queue/q/4")
     assert table.cached_destinations == 1  # cleared, then the new entry added
-    assert decide(table, "/q/1", None, "k").amazonmq_destination == "/q/1"
-    assert decide(table, "/x", None, "k").rule == "default"
+    assert decide(table, "/queue/q/1", None, "k").amazonmq_destination == "/queue/q/1"
+    assert decide(table, "/queue/x", None, "k").rule == "default"
     assert table.cached_destinations == 3
 
 
@@ -230,7 +232,7 @@ def test_cache_limit_must_be_positive() -> None:
 
 
 def test_route_table_exposes_read_only_views() -> None:
-    table = table_of("- {name: m, match: {exact: /q}, mode: mirror}\n")
+    table = table_of("- {name: m, match: {exact: /queue/q}, mode: mirror}\n")
     with pytest.raises(TypeError):
         table.brokers["legacy"] = table.brokers["amazonmq"]  # type: ignore[index]
     with pytest.raises(AttributeError):

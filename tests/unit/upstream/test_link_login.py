@@ -30,21 +30,21 @@ def test_a_refused_link_fails_each_frame_at_once_and_leaves_health_alone() -> No
     sink = FactSink(out, interval=0.01)
     health = BrokerHealth(sink)
 
-    async def run() -> list[str | None]:
+    async def run() -> list[tuple[str, str | None, bool]]:
         link = BrokerLink(
             "amazonmq", config, "1.2", health, limits=Limits(), login=config.login_for("stranger")
         )
-        outcomes: list[str | None] = []
-        for _ in range(3):
-            link.submit(lambda rid: b"SEND\n\n\0", outcomes.append)
-        assert not link.up and link.generation == 0
-        assert await link.wait_idle(0.1)
+        outcomes: list[tuple[str, str | None, bool]] = []
+        link.on_outcome = lambda token, failure, stored: outcomes.append((token, failure, stored))
+        for n in range(3):
+            link.submit(f"t{n}", b"SEND\n\n\0")
+        assert not link.up and link.pending == 0
         await link.close(graceful=True)
         return outcomes
 
     outcomes = asyncio.run(run())
     sink.close()
     reason = "login 'stranger' has no Amazon MQ credentials (client_credentials.unmapped: refuse)"
-    assert outcomes == [reason] * 3
+    assert outcomes == [(f"t{n}", reason, False) for n in range(3)]
     # Amazon MQ is not down because one producer may not use it: no broker fact, no state.
     assert health.up == {} and out.getvalue() == ""

@@ -1,0 +1,315 @@
+"""The producer path: each SEND decided and sent where its route says, each outcome kept.
+
+Invariants (the receipt promise, tested row by row in tests/unit/proxy/test_core_*):
+- a SEND is decided on the destination the broker will use (``routes.destinations``)
+  and the transaction and receipt the broker will read (``stomp.activemq``);
+- legacy's part is the client's own bytes (trace header spliced in) on the client's
+  own connection, so legacy answers the client's receipt itself;
+- an Amazon MQ primary's receipt reaches the client only once Amazon MQ confirmed it;
+  a failure applies the route's ``on_failure``: legacy gets the same bytes (and answers
+  the receipt), or the client gets an ERROR naming the receipt; a failure after the
+  frame was written is marked ``possibly_stored`` (it may be on Amazon MQ too);
+- a mirror copy never delays the client: beyond the window it waits in a backlog with a
+  shared byte budget; a full budget, or a failure, is a ``message_mirror_failed`` fact;
+- every Amazon MQ frame has a deadline (``confirm_timeout``): when it passes, the
+  connection is taken as hung and dropped, so every frame on it gets its outcome now.
+"""
+
+from __future__ import annotations
+
+from ...facts import Fact
+from ...routes import Decision, Mode, OnFailure
+from ...routes.decide import decide_send
+from ...stomp import Frame, error_frame, insert_header
+from ...stomp.activemq import broker_value
+from .commands import CloseClient, DropAmazonMQ, PauseClient, StartTimer, ToAmazonMQ
+from .state import (
+    AMAZONMQ,
+    BLOCKED_WINDOW,
+    LEGACY,
+    MAX_TRACKED_RECEIPTS,
+    Kind,
+    LegacyReceipt,
+    MirrorCopy,
+    Pending,
+    SessionState,
+)
+from .traces import new_trace_id
+from .transactions import begin_on_amazonmq, moved_send
+
+# What a queued copy costs besides its bytes: counted too, so the budget bounds memory.
+_COPY_OVERHEAD = 256
+
+
+def on_send(s: SessionState, frame: Frame) -> None:
+    version = s.version
+    raw_destination = frame.get("destination") or ""
+    destination = broker_value(raw_destination, version, "SEND") or ""
+    tx_id = broker_value(frame.get("transaction"), version, "SEND")
+    tx = s.transactions.get(tx_id) if tx_id is not None else None
+    table = tx.table if tx is not None else s.table
+    trace_header = table.trace_header
+    raw = frame.raw
+    own = frame.get(trace_header)
+    producer_trace = None
+    if own is not None and s.traces.accept(own):
+        trace = own
+    else:
+        trace = new_trace_id()
+        raw = insert_header(raw, trace_header, trace, version)
+        producer_trace = own[:200] if own is not None else None
+    decision = decide_send(table, destination, frame.get, trace)
+    receipt = broker_value(frame.get("receipt"), version, "SEND")
+    dry_run = decision.dry_run or s.ctx.settings.dry_run
+    to_amazonmq = AMAZONMQ in decision.targets and not dry_run and decision.refusal is None
+    s.sent += 1
+    fields = {
+        "trace_id": trace,
+        "destination": raw_destination,
+        "rule": decision.rule,
+        "mode": decision.mode,
+        "targets": decision.targets if to_amazonmq else (LEGACY,),
+        "primary": decision.primary if to_amazonmq else LEGACY,
+        "would_target": decision.targets if dry_run else None,
+        "dry_run": dry_run,
+        "routes_version": decision.routes_version,
+        "transaction": tx_id,
+        "receipt": receipt is not None,
+    }
+    resolution = table.resolve(destination)
+    if resolution.destinations and resolution.destinations != (raw_destination,):
+        fields["destinations"] = resolution.destinations
+    if producer_trace is not None:
+        fields["producer_trace_id"] = producer_trace
+    traceparent = frame.get("traceparent")
+    if traceparent is not None:
+        fields["traceparent"] = traceparent[:128]
+    if decision.refusal is not None:
+        fields["targets"] = ()
+        fields["primary"] = None
+        s.emit(Fact.MESSAGE_ROUTED, **fields)
+        reject(s, trace, decision.rule, decision.refusal, receipt, False, why=decision.refusal)
+        return
+    s.emit(Fact.MESSAGE_ROUTED, **fields)
+    if not to_amazonmq:
+        send_legacy(s, raw, trace, decision.rule, receipt)
+        return
+    data = amazonmq_bytes(s, raw, raw_destination, decision)
+    if decision.mode is Mode.MIRROR:
+        send_legacy(s, raw, trace, decision.rule, receipt)
+        mirror(s, data, trace, decision.rule, tx_id)
+        return
+    if tx is not None:
+        moved_send(s, tx, data, raw, trace, decision, receipt)
+    else:
+        submit_primary(s, data, raw, trace, decision, receipt)
+    if s.window_full() and s.blocked is None:
+        s.blocked = BLOCKED_WINDOW
+        s.out.append(PauseClient())
+
+
+def amazonmq_bytes(s: SessionState, raw: bytes, raw_destination: str, decision: Decision) -> bytes:
+    """The SEND for Amazon MQ: the client's bytes, the route's destination put first when
+    it differs (the broker keeps the first of repeated headers; the link puts its own
+    receipt before everything)."""
+    target = decision.amazonmq_destination
+    if target is None or target == raw_destination:
+        return raw
+    return insert_header(raw, "destination", target, s.version)
+
+
+def send_legacy(s: SessionState, raw: bytes, trace: str, rule: str, receipt: str | None) -> None:
+    if not s.legacy_open:
+        return
+    if receipt is not None and len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
+        s.legacy_receipts[receipt] = LegacyReceipt(trace, rule, s.clock())
+    s.to_legacy(raw)
+
+
+def submit_primary(
+    s: SessionState, data: bytes, raw: bytes, trace: str, decision: Decision, receipt: str | None
+) -> None:
+    s.amq_used = True
+    token = s.next_token()
+    now = s.clock()
+    s.add_pending(
+        token,
+        Pending(
+            Kind.PRIMARY,
+            now + s.ctx.settings.confirm_timeout,
+            now,
+            trace=trace,
+            rule=decision.rule,
+            decision=decision,
+            receipt=receipt,
+            raw=raw,
+        ),
+    )
+    s.out.append(ToAmazonMQ(token, data, resendable=True, label=trace))
+
+
+def mirror(s: SessionState, data: bytes, trace: str, rule: str, tx_id: str | None) -> None:
+    """A copy for Amazon MQ that never delays the client: failures are facts only."""
+    s.amq_used = True
+    tx = s.transactions.get(tx_id) if tx_id is not None else None
+    if tx is None and (s.mirror_backlog or s.window_full()):
+        size = len(data) + _COPY_OVERHEAD
+        if s.ctx.mirror_budget.take(size):
+            s.mirror_backlog.append(MirrorCopy(data, trace, rule, size))
+        else:
+            mirror_failed(s, trace, rule, "mirror backlog full", possibly_stored=False)
+        return
+    if tx is not None and s.window_full():  # a transaction's copy must go before COMMIT
+        mirror_failed(s, trace, rule, "mirror backlog full", possibly_stored=False)
+        return
+    submit_mirror(s, data, trace, rule, tx_id)
+
+
+def submit_mirror(s: SessionState, data: bytes, trace: str, rule: str, tx_id: str | None) -> None:
+    tx = s.transactions.get(tx_id) if tx_id is not None else None
+    if tx is not None:
+        begin_on_amazonmq(s, tx)
+        tx.mirror_traces[trace] = rule
+    token = s.next_token()
+    now = s.clock()
+    s.add_pending(
+        token,
+        Pending(
+            Kind.MIRROR,
+            now + s.ctx.settings.confirm_timeout,
+            now,
+            trace=trace,
+            rule=rule,
+            tx=tx,
+        ),
+    )
+    s.out.append(ToAmazonMQ(token, data, resendable=tx is None, label=trace))
+
+
+def mirror_failed(
+    s: SessionState, trace: str, rule: str, reason: str, *, possibly_stored: bool
+) -> None:
+    s.emit(
+        Fact.MESSAGE_MIRROR_FAILED,
+        trace_id=trace,
+        rule=rule,
+        reason=reason,
+        possibly_stored=possibly_stored,
+    )
+
+
+def release_backlog(s: SessionState) -> None:
+    """Copies waiting for room go out, in order, while the window has room."""
+    backlog = s.mirror_backlog
+    while backlog and not s.window_full():
+        copy = backlog.popleft()
+        s.ctx.mirror_budget.give(copy.size)
+        submit_mirror(s, copy.data, copy.trace, copy.rule, None)
+
+
+def drop_backlog(s: SessionState, reason: str) -> None:
+    while s.mirror_backlog:
+        copy = s.mirror_backlog.popleft()
+        s.ctx.mirror_budget.give(copy.size)
+        mirror_failed(s, copy.trace, copy.rule, reason, possibly_stored=False)
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+def confirmed(s: SessionState, pending: Pending, role: str, **extra: object) -> None:
+    s.emit(
+        Fact.MESSAGE_CONFIRMED,
+        trace_id=pending.trace,
+        rule=pending.rule,
+        broker=AMAZONMQ,
+        role=role,
+        latency_ms=s.ms_since(pending.started),
+        **extra,
+    )
+
+
+def primary_outcome(
+    s: SessionState, pending: Pending, failure: str | None, possibly_stored: bool
+) -> None:
+    if failure is None:
+        confirmed(s, pending, "primary")
+        if pending.receipt is not None:
+            s.to_client(s.receipt_frame(pending.receipt))
+        return
+    fail_primary(s, pending, failure, possibly_stored)
+
+
+def fail_primary(s: SessionState, pending: Pending, reason: str, possibly_stored: bool) -> None:
+    decision = pending.decision
+    assert decision is not None and pending.trace is not None
+    if decision.on_failure is OnFailure.LEGACY and s.legacy_open and not s.legacy_error:
+        s.emit(
+            Fact.MESSAGE_FELL_BACK,
+            trace_id=pending.trace,
+            rule=decision.rule,
+            reason=reason,
+            to=LEGACY,
+            possibly_stored=possibly_stored,
+            receipt=pending.receipt is not None,
+        )
+        send_legacy(s, pending.raw, pending.trace, decision.rule, pending.receipt)
+        s.fell_back.add(decision.rule)
+        return
+    reject(s, pending.trace, decision.rule, reason, pending.receipt, possibly_stored)
+
+
+def reject(
+    s: SessionState,
+    trace: str,
+    rule: str,
+    reason: str,
+    receipt: str | None,
+    possibly_stored: bool,
+    *,
+    why: str = f"{AMAZONMQ} unavailable",
+) -> None:
+    """The message is refused: a fact, and an ERROR naming its receipt; the session ends."""
+    s.emit(
+        Fact.MESSAGE_REJECTED,
+        trace_id=trace,
+        rule=rule,
+        reason=reason,
+        possibly_stored=possibly_stored,
+    )
+    if s.client_open and not s.error_sent:
+        message = f"message {trace} not accepted: {why}"
+        s.to_client(error_frame(message, reason, receipt_id=receipt))
+        s.error_sent = True
+        s.close_reason = f"rejected: {reason}"
+        s.out.append(CloseClient(after_error=True))
+        s.client_open = False
+
+
+def mirror_outcome(
+    s: SessionState, pending: Pending, failure: str | None, possibly_stored: bool
+) -> None:
+    assert pending.trace is not None
+    tx = pending.tx
+    if failure is None:
+        confirmed(s, pending, "mirror")
+    elif tx is None or tx.mirror_traces.pop(pending.trace, None) is not None:
+        mirror_failed(s, pending.trace, pending.rule, failure, possibly_stored=possibly_stored)
+
+
+def expire(s: SessionState) -> None:
+    """The confirm timer fired: a frame past its deadline means the connection is hung."""
+    s.confirm_timer = False
+    if not s.pending:
+        return
+    now = s.clock()
+    first = next(iter(s.pending.values()))
+    if first.deadline <= now:
+        timeout = s.ctx.settings.confirm_timeout
+        s.out.append(DropAmazonMQ(f"no receipt from {AMAZONMQ} within {timeout:g} seconds"))
+        # Outcomes arrive as the link drops; re-arm for whatever remains after them.
+        delay = timeout
+    else:
+        delay = first.deadline - now
+    s.confirm_timer = True
+    s.out.append(StartTimer("confirm", max(delay, 0.001)))

@@ -1,0 +1,264 @@
+"""What one producer session knows, and the small steps every part of the core shares.
+
+The parts of the core (``producer``, ``transactions``, ``consumers``) are functions
+over this state: they read it, change it, and append commands to ``out``. None of them
+keeps a reference to another part or to the driver, so no part calls back into the
+one that called it; ``SessionCore`` dispatches and returns ``take()``.
+
+Invariants:
+- bytes for legacy are gathered in ``legacy_out`` and leave as one ``ToLegacy`` per
+  handler call (one write per read); ``close_legacy`` flushes them first, so order on
+  the legacy socket is the order the core wrote in;
+- every Amazon MQ frame the core submitted is in ``pending`` (token -> Pending) until
+  its outcome arrives, in submission order (deadlines are equal, so the first entry is
+  the next to expire);
+- ``amq_inflight`` counts ``pending``; a producer is held (``blocked``) while it is at
+  ``max_inflight``, and mirror copies wait in ``mirror_backlog`` (a shared byte budget).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ...facts import Fact
+from ...routes import Decision, RouteTable
+from ...stomp import Event, Frame, FrameParser, Limits, encode_parts
+from ...stomp.connection import Role, StompConnection
+from ..consumers import ConsumerBook, DualSubscription
+from ..context import ProxyContext
+from .commands import CloseLegacy, Command, StartTimer, ToClient, ToLegacy
+from .traces import TraceIds
+
+LEGACY = "legacy"
+AMAZONMQ = "amazonmq"
+# Before CONNECTED a client may only send a small frame (CONNECT is tiny): an
+# unauthenticated peer cannot make the proxy buffer megabytes.
+CONNECT_FRAME_LIMIT = 64 * 1024
+MAX_TRACKED_RECEIPTS = 100_000
+# Why client events are held (``SessionState.blocked``).
+BLOCKED_WINDOW = "Amazon MQ window full"
+BLOCKED_COMMIT = "COMMIT on Amazon MQ"
+
+
+class Phase(StrEnum):
+    AWAIT_CONNECT = "await_connect"  # no CONNECT from the client yet
+    LOGGING_IN = "logging_in"  # CONNECT on its way to legacy, waiting for its answer
+    CONNECTED = "connected"
+    DISCONNECTING = "disconnecting"  # DISCONNECT held until Amazon MQ primaries settle
+    CLOSING = "closing"  # the client is gone or errored: settling, then the end
+    ENDED = "ended"
+
+
+class Kind(StrEnum):
+    """What an Amazon MQ frame is, so its outcome goes to the right part."""
+
+    PRIMARY = "primary"  # a SEND Amazon MQ is responsible for
+    MIRROR = "mirror"  # a copy; legacy is responsible
+    MOVED = "moved"  # a transactional SEND Amazon MQ is responsible for
+    TX_BEGIN = "tx-begin"
+    TX_COMMIT = "tx-commit"
+    TX_MIRROR_COMMIT = "tx-mirror-commit"  # commit of a transaction holding copies only
+    TX_ABORT = "tx-abort"
+    ACK = "ack"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+@dataclass(slots=True)
+class Pending:
+    """An Amazon MQ frame awaiting its receipt."""
+
+    kind: Kind
+    deadline: float
+    started: float
+    trace: str | None = None
+    rule: str = ""
+    decision: Decision | None = None
+    receipt: str | None = None  # the client's receipt id, answered on confirmation
+    raw: bytes = b""  # the SEND (or held COMMIT) as for legacy: for a fallback
+    tx: Transaction | None = None
+    subscription: str | None = None  # ACK / UNSUBSCRIBE
+
+
+@dataclass(slots=True)
+class MovedMessage:
+    """A transactional SEND Amazon MQ is responsible for, kept until COMMIT.
+
+    Amazon MQ rolls a transaction back when its connection drops, so until the commit
+    is confirmed these bytes are the only copy the proxy can fall back with."""
+
+    trace: str
+    raw: bytes  # as the client sent it, trace header spliced in
+    receipt: str | None
+    decision: Decision
+    receipted: bool = False  # the client already has its receipt
+    settled: bool = False  # fell back or rejected: later outcomes are ignored
+
+
+@dataclass(slots=True)
+class Transaction:
+    """A client transaction, possibly spanning both brokers."""
+
+    id: str
+    table: RouteTable  # routes in force at BEGIN: the whole transaction follows them
+    amazonmq_generation: int | None = None  # Amazon MQ connection its BEGIN went to
+    moved: list[MovedMessage] = field(default_factory=list)
+    # trace -> rule of the mirror copies whose failure is not a fact yet (one fact each)
+    mirror_traces: dict[str, str] = field(default_factory=dict)
+    amazonmq_acks: int = 0  # consumer ACKs inside the transaction, on Amazon MQ
+    closed: bool = False  # committed or aborted by the client
+
+
+@dataclass(slots=True)
+class MirrorCopy:
+    """A copy waiting for room in the Amazon MQ window."""
+
+    data: bytes
+    trace: str
+    rule: str
+    size: int
+
+
+@dataclass(slots=True)
+class LegacyReceipt:
+    trace: str
+    rule: str
+    started: float
+
+
+@dataclass(slots=True)
+class SessionState:
+    ctx: ProxyContext
+    id: str
+    peer: str
+    traces: TraceIds
+    clock: Callable[[], float] = time.monotonic
+    phase: Phase = Phase.AWAIT_CONNECT
+    version: str = "1.0"
+    login: str | None = None  # the CONNECT login as legacy authenticated it
+    client: StompConnection = field(default_factory=lambda: StompConnection(Role.SERVER))
+    client_parser: FrameParser = field(init=False)
+    legacy_parser: FrameParser = field(init=False)
+    out: list[Command] = field(default_factory=list)
+    legacy_out: list[bytes] = field(default_factory=list)
+    # What legacy ends its frames with (ActiveMQ: one LF), learnt from CONNECTED: frames
+    # the proxy makes for the client (Amazon MQ's MESSAGEs, receipts) end the same way.
+    frame_eol: bytes = b""
+    # A frame from legacy was swallowed at the end of a chunk: its EOL may open the next.
+    swallow_eol: bool = False
+    connect_raw: bytes = b""
+    held: deque[Event] = field(default_factory=deque)  # client events not yet handled
+    blocked: str | None = None  # why client events are held (Amazon MQ window, COMMIT)
+    legacy_receipts: dict[str, LegacyReceipt] = field(default_factory=dict)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    token_seq: int = 0
+    confirm_timer: bool = False
+    mirror_backlog: deque[MirrorCopy] = field(default_factory=deque)
+    amq_generation: int = 0  # bumped when the Amazon MQ connection is lost
+    amq_used: bool = False  # the session asked for an Amazon MQ link
+    legacy_open: bool = False
+    legacy_closed: bool = False
+    client_open: bool = True
+    error_sent: bool = False  # an ERROR went to the client: it closes after reading it
+    connected_fact: bool = False
+    close_reason: str = "client closed the connection"
+    frame_timer: bool = False
+    buffered: int = 0  # bytes of the client's incomplete frame taken from the shared budget
+    sent: int = 0
+    held_disconnect: Frame | None = None  # the client's DISCONNECT, sent once settled
+    shutting_down: bool = False  # the proxy stops: fallbacks would come too late
+    fell_back: set[str] = field(default_factory=set)  # rules to announce to every session
+    transactions: dict[str, Transaction] = field(default_factory=dict)
+    # receipt id on a legacy COMMIT the proxy watches -> transaction id
+    commit_receipts: dict[str, str] = field(default_factory=dict)
+    internal_seq: int = 0
+    consumers: ConsumerBook = field(default_factory=ConsumerBook)
+    # Subscriptions that read legacy only, remembered so a routes change can reach them.
+    legacy_only: dict[str, DualSubscription] = field(default_factory=dict)
+    idless: dict[str, str] = field(default_factory=dict)  # 1.0 destination -> our sub id
+    sub_seq: int = 0
+    backlog_timer: bool = False
+    frames_seen: int = 0  # client reads that completed a frame (the slowloris timer)
+    frames_at_timer: int = 0
+    held_error: str | None = None  # a protocol error to answer once held frames are done
+    login_events: list[Event] = field(default_factory=list)  # legacy's answer so far
+    legacy_error: bool = False  # legacy sent ERROR: the client closes after this chunk
+    gave_up: bool = False  # the settle period is over: pending frames are being dropped
+
+    def __post_init__(self) -> None:
+        limits = self.ctx.settings.limits
+        first = Limits(
+            max_frame_bytes=min(limits.max_frame_bytes, CONNECT_FRAME_LIMIT),
+            max_headers=limits.max_headers,
+            max_header_line=limits.max_header_line,
+        )
+        self.client_parser = FrameParser(first)
+        self.legacy_parser = FrameParser(limits)
+
+    # -- output ---------------------------------------------------------------------
+
+    def take(self) -> list[Command]:
+        """The commands of this handler call, legacy's bytes as one write at the end."""
+        self.flush_legacy()
+        out, self.out = self.out, []
+        return out
+
+    def flush_legacy(self) -> None:
+        pending = self.legacy_out
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            if self.legacy_open:
+                self.out.append(ToLegacy(data))
+
+    def to_legacy(self, data: bytes) -> None:
+        self.legacy_out.append(data)
+
+    def to_client(self, data: bytes) -> None:
+        if self.client_open:
+            self.out.append(ToClient(data))
+
+    def close_legacy(self) -> None:
+        self.flush_legacy()
+        if self.legacy_open:
+            self.legacy_open = False
+            self.out.append(CloseLegacy())
+
+    def emit(self, fact: Fact, **fields: Any) -> None:
+        self.ctx.facts.emit(fact, session=self.id, **fields)
+
+    @property
+    def table(self) -> RouteTable:
+        return self.ctx.routes.table
+
+    # -- Amazon MQ bookkeeping --------------------------------------------------------
+
+    def next_token(self) -> str:
+        self.token_seq += 1
+        return f"{self.id}-{self.token_seq}"
+
+    def add_pending(self, token: str, pending: Pending) -> None:
+        self.pending[token] = pending
+        if not self.confirm_timer:
+            self.confirm_timer = True
+            self.out.append(StartTimer("confirm", self.ctx.settings.confirm_timeout))
+
+    @property
+    def amq_inflight(self) -> int:
+        return len(self.pending)
+
+    def window_full(self) -> bool:
+        return len(self.pending) >= self.ctx.settings.max_inflight
+
+    def receipt_frame(self, receipt_id: str) -> bytes:
+        """A RECEIPT for the client, ended like legacy ends its frames."""
+        return encode_parts("RECEIPT", (("receipt-id", receipt_id),), b"", self.version) + (
+            self.frame_eol
+        )
+
+    def ms_since(self, started: float) -> float:
+        return round((self.clock() - started) * 1000, 3)
