@@ -69,31 +69,36 @@ Token = Frame | Eol | Closed | Missing
 
 
 class Tokenizer:
-    """Bytes in, tokens out; keeps an incomplete frame until the rest arrives."""
+    """Bytes in, tokens out; keeps an incomplete frame until the rest arrives.
+    ``ends[i]`` is the stream offset just past the i-th token."""
 
     def __init__(self) -> None:
         self._buf = b""
         self._after_nul = False
+        self._consumed = 0
+        self.ends: list[int] = []
 
     def feed(self, data: bytes) -> list[Token]:
         self._buf += data
         out: list[Token] = []
         while self._buf:
+            token: Token
             if self._buf.startswith(b"\n") or self._buf.startswith(b"\r\n"):
                 size = 1 if self._buf[0] == 0x0A else 2
-                out.append(Eol(self._buf[:size], self._after_nul))
+                token = Eol(self._buf[:size], self._after_nul)
                 self._after_nul = False
-                self._buf = self._buf[size:]
-                continue
-            if self._buf == b"\r":
+            elif self._buf == b"\r":
                 break
-            parsed = _frame(self._buf)
-            if parsed is None:
-                break
-            frame, size = parsed
-            out.append(frame)
-            self._after_nul = True
+            else:
+                parsed = _frame(self._buf)
+                if parsed is None:
+                    break
+                token, size = parsed
+                self._after_nul = True
+            out.append(token)
             self._buf = self._buf[size:]
+            self._consumed += size
+            self.ends.append(self._consumed)
         return out
 
 
@@ -166,6 +171,7 @@ class WireClient:
         self.framing = framing
         self.heartbeat_ms = heartbeat_ms
         self.sock = socket.create_connection((host, port), timeout=STEP_WAIT)
+        self.port: int = self.sock.getsockname()[1]  # the proxy's peer port for this client
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         self.tokens: list[Token] = []
@@ -173,6 +179,7 @@ class WireClient:
         self.step = 0
         self.written: list[str] = []  # the command of each step's frame, for reports
         self.closed = False  # the peer closed (or we dropped the connection)
+        self.via_legacy = False  # talks to legacy directly in every run
         self._tokenizer = Tokenizer()
         self._segments = data_segments_in(self.sock)
         self._last_beat = time.monotonic()
