@@ -18,6 +18,7 @@ that ends empty-handed is a ``Missing`` token, and the comparison reports it).
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,13 +97,18 @@ class Bed:
         # when a proxy writes them apart (its pieces are then judged in this step only).
         client.expect(
             "CONNECTED and its EOL",
-            lambda tokens: any(isinstance(t, Frame) for t in tokens)
-            and isinstance(tokens[-1], Eol | Closed),
+            lambda tokens: (
+                any(isinstance(t, Frame) for t in tokens) and isinstance(tokens[-1], Eol | Closed)
+            ),
         )
         return client
 
     def dest(self, name: str, kind: str = "queue") -> str:
         return f"/{kind}/tx.{self.token}.{name}"
+
+    @property
+    def transcripts(self) -> dict[str, WireClient]:
+        return self.clients
 
     def check(self, what: str, ok: bool, measured: str = "") -> None:
         """An outcome the conversation judged itself (compared between the runs);
@@ -114,7 +120,7 @@ class Bed:
     def wait_fact(self, event: str, **match: str) -> None:
         """Through the proxy: wait for a fact (a synchronisation point only the proxy has)."""
         if self.proxy is not None:
-            self.proxy.wait_fact(event, **match)
+            self.proxy.wait_fact(event, 1, **match)
 
     def amazonmq_side(self, destination: str) -> None:
         """Through a proxy that reads Amazon MQ for ``destination`` too: wait until Amazon
@@ -231,8 +237,10 @@ def leftovers(bed: Bed, destination: str, expected: list[str]) -> None:
     produce(bed, "sentinel", destination, ["sentinel:end"])
     reader.expect(
         f"sentinel and {len(expected)} leftovers",
-        lambda _: "sentinel:end" in bodies(reader.frames("MESSAGE"))
-        and len(reader.frames("MESSAGE")) > len(expected),
+        lambda _: (
+            "sentinel:end" in bodies(reader.frames("MESSAGE"))
+            and len(reader.frames("MESSAGE")) > len(expected)
+        ),
     )
     left = [b for b in bodies(reader.frames("MESSAGE")) if not b.startswith("sentinel:")]
     bed.check(f"left on the queue: {sorted(expected)}", sorted(left) == sorted(expected))
@@ -388,7 +396,7 @@ def heartbeats(bed: Bed, v: Variant) -> None:
     times = [
         r.at for r in consumer.reads for t in r.tokens if isinstance(t, Eol) and not t.trailing
     ]
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
     typical = gaps[len(gaps) // 2] if gaps else 0.0
     shown = ", ".join(f"{g * 1000:.0f}" for g in gaps)
     bed.check("server heart-beats about every 200 ms", 0.1 <= typical <= 0.5, f"{shown} ms")
@@ -442,7 +450,11 @@ def _cases() -> list[Case]:
     cases = [Case(handshake, Variant(v)) for v in ("1.0", "1.1", "1.2")]
     cases += [Case(handshake, Variant(v, command="STOMP")) for v in ("1.1", "1.2")]
     cases.append(Case(handshake, Variant("1.2", framing=b"\r\n")))
-    for version, modes in (("1.0", ("auto", "client")), ("1.1", ("auto", "client", "client-individual")), ("1.2", ("auto", "client", "client-individual"))):
+    for version, modes in (
+        ("1.0", ("auto", "client")),
+        ("1.1", ("auto", "client", "client-individual")),
+        ("1.2", ("auto", "client", "client-individual")),
+    ):
         cases += [Case(queue, Variant(version, ack=a)) for a in modes]
     cases.append(Case(queue, Variant("1.2", ack="client-individual", framing=b"\r\n")))
     cases.append(Case(queue, Variant("1.1", command="STOMP")))

@@ -20,7 +20,9 @@ listed in docs/transparency.md): nothing else may differ.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from .conversations import Bed
 from .pieces import cuts
@@ -109,19 +111,42 @@ def _short(data: bytes) -> str:
     return repr(data) if len(data) <= 48 else f"{data[:32]!r}..{data[-12:]!r}"
 
 
-def differences(direct: Bed, proxied: Bed, *, split: bool, login: bool) -> list[str]:
-    """What a client of ``proxied`` read that differs from ``direct`` (empty: none).
+class Transcript(Protocol):
+    """What one client read (a raw ``WireClient``, or a client library's recording)."""
 
-    ``login``: judge the pieces of CONNECTED too (the handshake cases do; the others
-    leave that one defect to them, so that each case shows its own)."""
+    @property
+    def tokens(self) -> list[Token]: ...
+
+
+class Run(Protocol):
+    """One run of a conversation (a ``conversations.Bed``, or a client library's)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def checks(self) -> list[tuple[str, bool]]: ...
+
+    @property
+    def measured(self) -> dict[str, str]: ...
+
+    @property
+    def beating(self) -> set[str]: ...
+
+    @property
+    def transcripts(self) -> Mapping[str, Transcript]: ...
+
+
+def differences(direct: Run, proxied: Run, *, split: bool) -> list[str]:
+    """What a client of ``proxied`` read that differs from ``direct`` (empty: none)."""
     found: list[str] = []
     if direct.checks != proxied.checks:
         found.append(
             f"checks: direct {direct.checks} {direct.measured or ''}, "
             f"through the proxy {proxied.checks} {proxied.measured or ''}"
         )
-    for name, client in direct.clients.items():
-        other = proxied.clients.get(name)
+    for name, client in direct.transcripts.items():
+        other = proxied.transcripts.get(name)
         if other is None:
             found.append(f"{name}: never opened through the proxy")
             continue
@@ -141,12 +166,24 @@ def differences(direct: Bed, proxied: Bed, *, split: bool, login: bool) -> list[
                 dm, pm = sorted(dm, key=repr), sorted(pm, key=repr)
             if dm != pm:
                 found.append(_listing(f"{name}: MESSAGEs from {stream}", dm, pm))
-        if proxied.writes is not None and not other.via_legacy:
-            data = b"".join(r.data for r in other.reads)
-            writes = proxied.writes.writes_to(other.port, len(data))
-            for cut in cuts(data, writes, login=login):
-                reads = " | ".join(f"{r.segments} segment(s): {_short(r.data)}" for r in other.reads)
-                found.append(f"{name}: {cut}; as the client read it: {reads}")
+    return found
+
+
+def pieces(proxied: Bed, *, login: bool) -> list[str]:
+    """Where the proxy cut a frame it wrote to a raw client of ``proxied`` (``pieces.py``);
+    CONNECTED only if ``login`` (the handshake cases judge it; the others leave that one
+    defect to them, so that each case shows its own)."""
+    found: list[str] = []
+    if proxied.writes is None:
+        return found
+    for name, client in proxied.clients.items():
+        if client.via_legacy:
+            continue
+        data = b"".join(r.data for r in client.reads)
+        writes = proxied.writes.writes_to(client.port, len(data))
+        for cut in cuts(data, writes, login=login):
+            reads = " | ".join(f"{r.segments} segment(s): {_short(r.data)}" for r in client.reads)
+            found.append(f"{name}: {cut}; as the client read it: {reads}")
     return found
 
 

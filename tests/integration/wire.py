@@ -221,15 +221,15 @@ class WireClient:
         return True
 
     def frames(self, command: str | None = None) -> list[Frame]:
-        return [
-            t for t in self.tokens if isinstance(t, Frame) and command in (None, t.command)
-        ]
+        return [t for t in self.tokens if isinstance(t, Frame) and command in (None, t.command)]
 
     def receipt(self, receipt_id: str) -> bool:
         return self.expect(
             f"RECEIPT {receipt_id}",
             lambda tokens: any(
-                isinstance(t, Frame) and t.command == "RECEIPT" and t.get("receipt-id") == receipt_id
+                isinstance(t, Frame)
+                and t.command == "RECEIPT"
+                and t.get("receipt-id") == receipt_id
                 for t in tokens
             ),
         )
