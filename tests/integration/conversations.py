@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .harness import RunningProxy
+from .modes import ALL_MODES
 from .pieces import WriteLog
 from .wire import Closed, Eol, Frame, Token, WireClient
 
 LOGIN = ("producer", "producer-secret")
-ALL_MODES = ("legacy", "mirror", "split", "cutover")
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class Seen:
         if self.command in ("CLOSED", "MISSING"):
             return f"{self.command} {self.body.decode()}".strip()
         headers = ", ".join(f"{k}:{v}" for k, v in self.headers)
-        eol = f" +{self.eol!r}" if self.eol else " (no EOL)"
+        eol = f" +{self.eol!r}" if self.eol else ""
         return f"{self.command}{{{headers}}} {self.body[:60]!r}{eol}"
 
 
