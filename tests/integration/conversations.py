@@ -93,8 +93,8 @@ class Bed:
             headers.append(("heart-beat", f"{heartbeat[0]},{heartbeat[1]}"))
             self.beating.add(name)
         client.write(command, headers)
-        # CONNECTED and the EOL ActiveMQ sends with it: so the login step holds both even
-        # when a proxy writes them apart (its pieces are then judged in this step only).
+        # CONNECTED and the EOL ActiveMQ sends with it, even when a proxy writes them apart:
+        # the EOL belongs to the login, not to whatever the client reads next.
         client.expect(
             "CONNECTED and its EOL",
             lambda tokens: (

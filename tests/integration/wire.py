@@ -7,20 +7,20 @@ independent reading of the byte stream, so a parser bug in the proxy cannot hide
 What a :class:`WireClient` records, per connection:
 - every token it read, in order: frames (command, header lines as sent, body), EOLs
   (each with its exact bytes, ``trailing`` when it directly follows a frame's NUL, as
-  ActiveMQ ends every frame), end of input, and steps it waited for in vain;
+  ActiveMQ ends every frame), end of input, and waits that ended empty-handed;
 - every ``recv`` as the socket returned it (the chunk), with the number of TCP data
-  segments the kernel had received for it (``TCP_INFO.tcpi_data_segs_in``).
+  segments the kernel had received for it (``TCP_INFO.tcpi_data_segs_in``), and when.
 
-Why segments: two writes by the peer can reach one ``recv`` (the reader was late) or
-two (it was quick); which one happens is timing, so chunks alone cannot show
-reliably that a peer cut a frame from its EOL. On loopback every ``send`` of a peer
-with TCP_NODELAY (the proxy, asyncio's default) is one segment, and the kernel counts
-them whatever the reader's timing. ActiveMQ writes a frame and its trailing EOL in one
-write, so a run whose client receives more segments in a step than the step holds
-units (frames, and EOLs that are not a frame's trailing one) was cut by its peer.
-Invariants: a token is recorded once, in the step (the writes since the client's last
-frame write) in which it completed; the segment count of a read is the kernel's
-counter at the time of the read, so the counts of a step add up exactly.
+The chunks show how the client saw the bytes cut, but two writes of the peer reach one
+``recv`` or two depending on the reader's timing; the segment counts do not depend on
+it (on loopback each ``send`` of a TCP_NODELAY peer is one segment), but they include
+a segment sent again (a tail-loss probe when an ACK was late: the client sets
+TCP_QUICKACK after each read to make that rare). Both are reported; ``pieces.py`` judges
+from the proxy's own writes.
+
+Invariants: a token is recorded once, when it completed; the client never raises
+because of what the peer did (a closed connection is a token), so a conversation always
+runs to its end.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-STEP_WAIT = 1.5  # seconds a step waits for what the direct run showed arrives in ms
+STEP_WAIT = 1.5  # seconds a wait lasts for what the direct run showed arrives in ms
 _TCP_INFO_DATA_SEGS_IN = 152  # offsetof(struct tcp_info, tcpi_data_segs_in), Linux >= 4.6
 
 
@@ -60,7 +60,7 @@ class Closed:
 
 @dataclass(frozen=True, slots=True)
 class Missing:
-    """A step waited for something that did not come within ``STEP_WAIT``."""
+    """A wait for something that did not come within ``STEP_WAIT``."""
 
     waited_for: str
 
@@ -146,7 +146,6 @@ def data_segments_in(sock: socket.socket) -> int:
 class Read:
     data: bytes
     segments: int  # TCP data segments that arrived for this read
-    step: int
     at: float  # monotonic time of the read
     tokens: list[Token] = field(default_factory=list)
 
@@ -176,8 +175,6 @@ class WireClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         self.tokens: list[Token] = []
         self.reads: list[Read] = []
-        self.step = 0
-        self.written: list[str] = []  # the command of each step's frame, for reports
         self.closed = False  # the peer closed (or we dropped the connection)
         self.via_legacy = False  # talks to legacy directly in every run
         self._tokenizer = Tokenizer()
@@ -187,14 +184,12 @@ class WireClient:
     # -- writing --------------------------------------------------------------
 
     def write(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-        """One frame, one ``sendall``; it begins a new step."""
-        self.write_bytes(encode(command, headers, body, self.framing), command)
+        """One frame, one ``sendall``."""
+        self.write_bytes(encode(command, headers, body, self.framing))
 
-    def write_bytes(self, data: bytes, label: str) -> None:
+    def write_bytes(self, data: bytes) -> None:
         """``data`` in one ``sendall``; a connection the peer closed is recorded, not raised
         (the comparison shows it)."""
-        self.step += 1
-        self.written.append(label)
         if self.closed:
             return
         try:
@@ -269,7 +264,7 @@ class WireClient:
             # tail-loss probe send a segment again, and the copy counts as a segment in.
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         segments = data_segments_in(self.sock) if data else self._segments
-        read = Read(data, segments - self._segments, self.step, time.monotonic())
+        read = Read(data, segments - self._segments, time.monotonic())
         self._segments = segments
         if data:
             read.tokens = self._tokenizer.feed(data)
