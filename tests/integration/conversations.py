@@ -64,7 +64,8 @@ class Bed:
     versions: dict[str, str] = field(default_factory=dict)
     checks: list[tuple[str, bool]] = field(default_factory=list)
     measured: dict[str, str] = field(default_factory=dict)
-    # clients whose standalone EOLs are heart-beats (timing): compared by count, not place
+    # clients whose standalone EOLs are heart-beats: where they fall is timing, so they are
+    # left out of the comparison (the heartbeats conversation checks their pace itself)
     beating: set[str] = field(default_factory=set)
 
     def open(
@@ -146,7 +147,7 @@ def send(
     transaction: str | None = None,
 ) -> None:
     # The split routes read their key from this header: which broker each message goes
-    # to is then a function of its body, the same on every run (see test_transparency).
+    # to is then a function of its body, the same on every run (see modes.py).
     headers = [("destination", destination), ("split-key", body)]
     if transaction is not None:
         headers.append(("transaction", transaction))
