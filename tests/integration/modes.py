@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .brokers import BrokerInfo
+from .faults import Relay
 from .harness import RunningProxy, routes_yaml, start_proxy
 from .pieces import WriteLog
 
@@ -47,8 +48,12 @@ class ProxyPool:
         self._folder = folder
         self._running: dict[tuple[str, Settings], RunningProxy] = {}
         self.writes: dict[int, WriteLog] = {}  # proxy port -> its writes to clients
+        self._relays: list[Relay] = []
 
     def get(self, mode: str, settings: Settings = ()) -> RunningProxy:
+        """The proxy for ``mode``; ``settings`` are ProxySettings fields, and
+        ``amazonmq_latency``: seconds a relay adds to each chunk between the proxy and
+        Amazon MQ, each way (a far region, or a busy broker)."""
         key = (mode, settings)
         if key not in self._running:
             name = f"{mode}{len(self._running)}"
@@ -56,9 +61,18 @@ class ProxyPool:
                 f"  - {{name: {kind}, match: {{prefix: /{kind}/tx.}}, {_ROUTE[mode]}}}\n"
                 for kind in ("queue", "topic")
             )
-            routes_file = self._folder / f"{name}.yaml"
-            routes_file.write_text(routes_yaml(self._legacy, self._amazonmq, routes))
             options: dict[str, Any] = {"backlog_check_interval": _QUIET, **dict(settings)}
+            amazonmq_port = None
+            latency = options.pop("amazonmq_latency", None)
+            if latency is not None:
+                relay = Relay(self._amazonmq.port).start()
+                relay.slow(latency)
+                self._relays.append(relay)
+                amazonmq_port = relay.port
+            routes_file = self._folder / f"{name}.yaml"
+            routes_file.write_text(
+                routes_yaml(self._legacy, self._amazonmq, routes, amazonmq_port=amazonmq_port)
+            )
             proxy = start_proxy(routes_file, self._folder / f"{name}.jsonl", **options)
             self.writes[proxy.port] = proxy.server.ctx.tap = WriteLog()
             self._running[key] = proxy
@@ -67,6 +81,8 @@ class ProxyPool:
     def stop(self) -> None:
         for proxy in self._running.values():
             proxy.stop()
+        for relay in self._relays:
+            relay.close()
 
 
 class SideBySide(Generic[T]):
