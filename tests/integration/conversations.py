@@ -18,7 +18,6 @@ that ends empty-handed is a ``Missing`` token, and the comparison reports it).
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,18 +117,21 @@ class Bed:
         if measured:
             self.measured[what] = measured
 
-    def wait_fact(self, event: str, **match: str) -> None:
-        """Through the proxy: wait for a fact (a synchronisation point only the proxy has)."""
+    def wait_fact(self, event: str, count: int = 1, **match: str) -> None:
+        """Through the proxy: wait for ``count`` facts (a synchronisation point only the
+        proxy has)."""
         if self.proxy is not None:
-            self.proxy.wait_fact(event, 1, **match)
+            self.proxy.wait_fact(event, count, **match)
 
-    def amazonmq_side(self, destination: str) -> None:
+    def amazonmq_side(self, destination: str, subscriptions: int = 1) -> None:
         """Through a proxy that reads Amazon MQ for ``destination`` too: wait until Amazon
         MQ confirmed that side of the subscription. The client's RECEIPT does not say so
         (issue #20.9, which the ``topic`` case pins); other cases wait, to test their own
         point on every run."""
         if self.mode in ("split", "cutover"):
-            self.wait_fact("consumer_subscribed", broker="amazonmq", destination=destination)
+            self.wait_fact(
+                "consumer_subscribed", subscriptions, broker="amazonmq", destination=destination
+            )
 
     def close(self) -> None:
         for client in self.clients.values():
@@ -325,7 +327,7 @@ def topic(bed: Bed, v: Variant) -> None:
     away (``Case.settings``): a subscription that needs a new connection there takes a
     few round trips, the producer's message one."""
     producer = bed.open("p", v.version)
-    send(producer, bed.dest("warm"), "w:0", receipt="w0")
+    send(producer, bed.dest("warm", "topic"), "w:0", receipt="w0")  # nobody reads it: gone
     producer.receipt("w0")
     consumer = bed.open("c", v.version)
     subscribe(consumer, bed.dest("t", "topic"), "t", "auto", "sub")
@@ -395,14 +397,14 @@ def heartbeats(bed: Bed, v: Variant) -> None:
     produce(bed, "p", q, ["p:0"])
     consumer.messages(1)
     beats = 3
+    connected = consumer.reads[0].at
     consumer.expect(f"{beats} heart-beats", lambda tokens: _standalone_eols(tokens) >= beats)
     times = [
         r.at for r in consumer.reads for t in r.tokens if isinstance(t, Eol) and not t.trailing
     ]
-    gaps = sorted(b - a for a, b in itertools.pairwise(times))
-    typical = gaps[len(gaps) // 2] if gaps else 0.0
-    shown = ", ".join(f"{g * 1000:.0f}" for g in gaps)
-    bed.check("server heart-beats about every 200 ms", 0.1 <= typical <= 0.5, f"{shown} ms")
+    # The pace from CONNECTED to the third beat: beats a late read gets together still count.
+    pace = (times[beats - 1] - connected) / beats if len(times) >= beats else 0.0
+    bed.check("server heart-beats about every 200 ms", 0.1 <= pace <= 0.5, f"{pace * 1000:.0f} ms")
     disconnect(consumer)
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-STEP_WAIT = 1.5  # seconds a wait lasts for what the direct run showed arrives in ms
+STEP_WAIT = 5.0  # seconds a wait lasts for what the direct run showed arrives in ms
 _TCP_INFO_DATA_SEGS_IN = 152  # offsetof(struct tcp_info, tcpi_data_segs_in), Linux >= 4.6
 
 
