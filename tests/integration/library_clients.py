@@ -79,6 +79,9 @@ class Recording(stomp.ConnectionListener):  # type: ignore[misc]
             self.tokens.append(Missing(what))
             return False
 
+    def missing(self, what: str) -> None:
+        self._add(Missing(what))
+
     def receipt(self, receipt_id: str) -> bool:
         return self.wait(
             f"RECEIPT {receipt_id}",
@@ -161,7 +164,7 @@ class App:
                 while len(self.polled.message_list) <= taken:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        self.tokens.append(Missing(f"{count} MESSAGE frames (polled)"))
+                        self.recording.missing(f"{count} MESSAGE frames (polled)")
                         return taken
                     condition.wait(left)
             headers, _ = self.polled.message_list[taken]
