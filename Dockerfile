@@ -2,6 +2,7 @@
 # strangler: the STOMP sidecar proxy (see README.md). Small, non-root, pinned.
 #
 #   docker build -t strangler:0.1.0 .
+#   docker build --build-arg EXTRAS=fast,capture -t strangler:0.1.0-capture .   # + run --capture
 #   docker run --rm -v "$PWD/deploy/compose:/etc/strangler:ro" -p 127.0.0.1:61613:61613 \
 #       -p 127.0.0.1:9090:9090 strangler:0.1.0
 #
@@ -10,18 +11,30 @@
 # Kubernetes subPath) pins the old inode, so an edit replaced by rename is never seen.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# The extras shipped: `fast` (uvloop) always; add `capture` (mitmproxy, for `run --capture`
+# and `replay`/`plan` of flow files: 41 more packages, about 100 MB) when this image captures.
+# Each choice has its lock, requirements/EXTRAS.txt (`,` -> `-`), written by scripts/lock.sh.
+ARG EXTRAS=fast
 
-# --- build: the strangler wheel plus wheels for all its dependencies and uvloop --------------
+# --- build: the strangler wheel plus the locked wheels of all its dependencies --------------
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Only what the wheel needs (.dockerignore keeps the rest of the tree out of the context).
+# Only what the wheels need (.dockerignore keeps the rest of the tree out of the context).
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY strangler ./strangler
-RUN pip wheel --wheel-dir /wheels ".[fast]"
+# Every dependency exactly as locked, each file checked against the lock's hashes: two
+# builds of one commit ship the same packages. Then strangler's own wheel, without deps.
+RUN lock="requirements/$(echo "${EXTRAS}" | tr , -).txt" \
+ && { test -f "$lock" || { echo "no lock $lock for EXTRAS=${EXTRAS}" >&2; exit 1; }; } \
+ && pip wheel --wheel-dir /wheels --require-hashes --no-deps -r "$lock" \
+ && pip wheel --wheel-dir /wheels --no-deps .
 
 # --- runtime ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
+ARG EXTRAS
 LABEL org.opencontainers.image.title="strangler" \
       org.opencontainers.image.description="STOMP sidecar proxy moving producers from ActiveMQ to Amazon MQ" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -37,9 +50,9 @@ RUN groupadd --system --gid 10001 strangler \
  && mkdir -p /etc/strangler
 
 # Installed from the build stage's wheels through a bind mount: no wheel files, no compiler
-# and no pip cache end up in a layer. uvloop comes with the [fast] extra.
+# and no pip cache end up in a layer; --no-index: nothing but the locked wheels can be used.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "strangler[fast]" \
+    pip install --no-index --find-links=/wheels "strangler[${EXTRAS}]" \
  && strangler --version
 
 USER 10001:10001

@@ -2,6 +2,14 @@
 # The quickstart: start the two local brokers, run the proxy with the example routes.yaml,
 # send a few messages per route through it, and show the facts it wrote. Stops the proxy
 # at the end (the brokers keep running; `scripts/brokers.sh stop` stops them).
+#
+# Ports, to run beside anything else (defaults in brackets):
+#   STRANGLER_LEGACY_PORT      the legacy broker              [61611]
+#   STRANGLER_AMAZONMQ_PORT    the Amazon MQ stand-in (TLS)   [61614]
+#   STRANGLER_DEMO_PORT        the proxy, for producers       [61613]
+#   STRANGLER_DEMO_ADMIN_PORT  the proxy's admin HTTP         [9090]
+# e.g. STRANGLER_LEGACY_PORT=62611 STRANGLER_AMAZONMQ_PORT=62614 STRANGLER_DEMO_PORT=62613 \
+#      STRANGLER_DEMO_ADMIN_PORT=62090 bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,9 +21,17 @@ bash scripts/brokers.sh start
 eval "$(bash scripts/brokers.sh env)"
 
 port="${STRANGLER_DEMO_PORT:-61613}"
+admin="${STRANGLER_DEMO_ADMIN_PORT:-9090}"
 facts="$(mktemp -t strangler-facts.XXXXXX.jsonl)"
-.venv/bin/strangler validate routes.yaml
-.venv/bin/strangler run --routes routes.yaml --listen "127.0.0.1:${port}" --facts "$facts" \
+# The example routes.yaml names the default ports: a copy names the brokers started above.
+routes="$(mktemp -t strangler-routes.XXXXXX.yaml)"
+sed -e "s#stomp://127.0.0.1:61611#${STRANGLER_LEGACY_URL}#" \
+    -e "s#stomp+ssl://127.0.0.1:61614#${STRANGLER_AMAZONMQ_URL}#" \
+    -e "s#ca_file: .brokers/amazonmq/ca.pem#ca_file: ${STRANGLER_AMAZONMQ_CA}#" \
+    routes.yaml >"$routes"
+.venv/bin/strangler validate --routes "$routes"
+.venv/bin/strangler run --routes "$routes" --listen "127.0.0.1:${port}" \
+  --admin "127.0.0.1:${admin}" --facts "$facts" \
   2> >(sed 's/^/[proxy] /' >&2) &
 proxy=$!
 trap 'kill "$proxy" 2>/dev/null || true; wait "$proxy" 2>/dev/null || true' EXIT
@@ -26,6 +42,7 @@ done
 
 .venv/bin/python scripts/demo_producer.py "127.0.0.1:${port}" 4
 kill -TERM "$proxy"; wait "$proxy" || true
+rm -f "$routes"
 trap - EXIT
 
 echo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install strangler with its test tools in .venv, start the two local ActiveMQ brokers
-# (installing Debian's activemq package when missing), then lint, type-check and test.
+# (installing Debian's activemq package when missing, and prometheus for the rollout
+# tests), then lint, type-check and test.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k mirror`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,12 @@ cd "$(dirname "$0")/.."
 if ! command -v java >/dev/null 2>&1; then
   echo "test.sh: installing a Java runtime for ActiveMQ" >&2
   apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null
+fi
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  # tests/integration/test_rollout.py runs a real Prometheus on loopback, and
+  # deploy/observability's alerting rules are checked and unit-tested with promtool.
+  echo "test.sh: installing Debian's prometheus package (prometheus, promtool)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
@@ -20,8 +27,25 @@ bash scripts/brokers.sh start
 .venv/bin/ruff check strangler tests
 .venv/bin/ruff format --check strangler tests
 .venv/bin/mypy strangler
+# The layer and no-cycle contracts in pyproject.toml ([tool.importlinter]).
+.venv/bin/lint-imports --no-cache
 # Tests and bench are type-checked too; tests/integration alone, as its conftest.py and
 # tests/unit/aws/conftest.py would otherwise be two modules named "conftest".
 .venv/bin/mypy --strict bench tests/unit
 .venv/bin/mypy --strict tests/integration
+
+# The image's dependency locks (requirements/*.txt) match pyproject.toml (uv, dev extra).
+bash scripts/lock.sh --check
+# checkov over the Terraform module and the Kubernetes manifests, in its own
+# venv (it pins an older boto3 and replaces python-hcl2's `hcl2` module). Every finding is
+# fixed or skipped where it is, with the reason written beside it.
+if [ ! -x .venv-checkov/bin/checkov ]; then
+  .venv/bin/uv venv -q --python python3 .venv-checkov
+  .venv/bin/uv pip install -q --python .venv-checkov/bin/python "checkov==3.3.30"
+fi
+.venv-checkov/bin/checkov --skip-download --quiet --compact \
+  --framework terraform kubernetes -d infra/terraform -d deploy
+if command -v terraform >/dev/null 2>&1; then
+  TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1 terraform fmt -check -diff -recursive infra/terraform
+fi
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,8 +1,11 @@
-"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify``.
+"""Command line: ``strangler run | validate | doctor | status | plan | replay | drain | verify
+| rollout | audit``.
 
 ``validate`` never touches the network (Envoy's ``--mode validate``): it loads
-routes.yaml, prints what each route does, and exits 0 (valid) or 1 (invalid,
-with file:line: reason on stderr).
+routes.yaml, reads every file it names (CA certificates, credentials files) as a
+connect would, prints what each route does, and exits 0 (valid) or 1 (invalid,
+with file:line: reason on stderr; with ``--strict``, warnings too). Exit codes
+and the ``--routes`` option are the same for every command (``conventions``).
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ from collections.abc import Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .conventions import ExitCode, add_routes_option, routes_path
 from .drain import commands as drain_commands
 from .facts import Fact, FactSink
+from .ledger import commands as ledger_commands
 from .proxy import ProxyContext, ProxyServer, ProxySettings, RoutesHolder, RoutesReloader
 from .replay import commands as replay_commands
+from .rollout import commands as rollout_commands
 from .routes import RoutesError, RouteTable, load_routes
 from .stomp import Limits
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2
+EXIT_OK = ExitCode.OK
+EXIT_INVALID = ExitCode.FAILED  # validate: the file is invalid
+EXIT_USAGE = ExitCode.CONFIG
 
 
 def _version() -> str:
@@ -65,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the proxy",
         description="Listen for producers and route each SEND as routes.yaml says.",
     )
-    run.add_argument("--routes", required=True, help="path to routes.yaml")
+    add_routes_option(run)
     run.add_argument(
         "--listen",
         type=_listen,
@@ -158,47 +164,76 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor",
         help="check the brokers in routes.yaml are reachable, verified and accept the login",
     )
-    doctor.add_argument("--routes", required=True, help="path to routes.yaml")
+    add_routes_option(doctor)
+    drain_commands.add_legacy_login_options(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
 
     validate = commands.add_parser(
         "validate",
         help="check a routes.yaml without connecting anywhere (exit 0 valid, 1 invalid)",
     )
-    validate.add_argument("routes", help="path to routes.yaml")
+    add_routes_option(validate, positional=True)
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat warnings as errors (exit 1): for CI pipelines that check routes changes",
+    )
+    validate.add_argument(
+        "--skip-files",
+        action="store_true",
+        help="do not read the CA and credentials files routes.yaml names (e.g. in a CI "
+        "pipeline that checks routes.yaml without them)",
+    )
     replay_commands.add_plan_command(commands)
     replay_commands.add_replay_command(commands)
     drain_commands.add_drain_command(commands)
     drain_commands.add_verify_command(commands)
+    rollout_commands.add_rollout_command(commands)
+    ledger_commands.add_audit_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "validate":
-        return _validate(args.routes)
+        return _validate(
+            routes_path(parser, args), strict=args.strict, check_files=not args.skip_files
+        )
     if args.command == "run":
         return _run(args)
     if args.command == "doctor":
         from .doctor import doctor
 
-        return doctor(args.routes, as_json=args.json)
+        return doctor(args)
     if args.command == "status":
         from .admin.client import print_status
 
         return print_status(args.admin, as_json=args.json)
-    if args.command in ("plan", "replay", "drain", "verify"):
+    if args.command in ("plan", "replay", "drain", "verify", "rollout", "audit"):
         return int(args.handler(args))
     return EXIT_USAGE
 
 
-def _validate(path: str) -> int:
+def _validate(path: str, *, strict: bool, check_files: bool) -> int:
     try:
         table = load_routes(path)
     except RoutesError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        # A file that cannot be read was not checked: a usage error, not an answer.
+        return EXIT_USAGE if exc.unreadable else EXIT_INVALID
+    if check_files:
+        from .upstream.named_files import check_named_files
+
+        bad = [check for check in check_named_files(table) if check.problem is not None]
+        for check in bad:
+            print(f"invalid: {table.source}: {check}", file=sys.stderr)
+        if bad:
+            return EXIT_INVALID
     print(_describe(table))
+    if strict and table.warnings:
+        print(f"invalid: {len(table.warnings)} warning(s), and --strict", file=sys.stderr)
+        return EXIT_INVALID
     return EXIT_OK
 
 
@@ -220,18 +255,21 @@ def _run(args: argparse.Namespace) -> int:
         table = load_routes(args.routes)
     except RoutesError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     limits = Limits(max_frame_bytes=args.max_frame_bytes)
     try:
         tls = _server_tls(args.tls_cert, args.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        print(f"strangler: cannot load --tls-cert/--tls-key: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    except TlsFilesError as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         capture = replay_commands.open_capture(args, table, limits)
     except OSError as exc:
         print(f"strangler: cannot write the capture file: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
+    except replay_commands.CaptureUnavailable as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     facts = FactSink(path=args.facts) if args.facts else FactSink(sys.stdout)
     settings = ProxySettings(
         listen_host=args.listen[0],
@@ -256,19 +294,51 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"strangler: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr
         )
-        return EXIT_INVALID
+        return EXIT_USAGE
     finally:
         facts.close()
         replay_commands.close_capture(capture)  # after the proxy stopped: sessions closed
     return EXIT_OK
 
 
+class TlsFilesError(Exception):
+    """--tls-cert / --tls-key cannot be used; the message says which and why."""
+
+
 def _server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     if cert is None:
+        if key is not None:
+            raise TlsFilesError("--tls-key needs --tls-cert (the certificate chain it belongs to)")
         return None
+    texts = {}
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    texts[flag] = f.read()
+            except OSError as exc:
+                raise TlsFilesError(f"{flag} {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in texts["--tls-cert"]:
+        raise TlsFilesError(f"--tls-cert {cert}: no PEM certificate in it")
+    if key is None and b"PRIVATE KEY-----" not in texts["--tls-cert"]:
+        raise TlsFilesError(
+            f"--tls-cert {cert} holds no private key: give its key file with --tls-key FILE"
+        )
+    if key is not None and b"PRIVATE KEY-----" not in texts["--tls-key"]:
+        raise TlsFilesError(f"--tls-key {key}: no PEM private key in it")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TlsFilesError(
+                f"--tls-key {key or cert} is not the private key of --tls-cert {cert}"
+            ) from None
+        raise TlsFilesError(
+            f"--tls-cert {cert} / --tls-key {key or cert}: cannot be loaded ({exc.reason or exc}; "
+            "an encrypted key is not supported)"
+        ) from None
     return context
 
 
@@ -289,6 +359,7 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
     ctx.facts.writer_listeners.append(metrics.on_fact)
     reloader = RoutesReloader(ctx, args.routes)
     stopping = asyncio.Event()
+    listening = asyncio.Event()  # /readyz: not ready before the proxy listens
     admin = None
     if args.admin is not None:
         admin_host, admin_port = args.admin
@@ -299,17 +370,28 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
             admin_host,
             admin_port,
             alive=lambda: not stopping.is_set(),
+            listening=listening.is_set,
         )
         await admin.start()
     await server.start()
+    listening.set()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stopping.set)
+
+    reloads: set[asyncio.Task[bool]] = set()  # referenced until done (the loop keeps weak refs)
+
+    def on_sighup() -> None:
+        # logrotate's postrotate may send either: the facts file is opened again by name.
+        ctx.facts.reopen()
+        task = asyncio.create_task(reloader.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP"))
-        )
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        loop.add_signal_handler(signal.SIGUSR1, ctx.facts.reopen)
     if not args.no_watch:
         reloader.start_watching()
     host, port = server.address

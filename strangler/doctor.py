@@ -1,20 +1,31 @@
 """``strangler doctor``: preflight checks an operator runs before (and while) routing.
 
 Each check answers OK, WARN or FAIL with one line saying why; the exit code is
-1 when anything failed. Checks talk to the brokers exactly as the proxy would
-(same TLS verification, same credentials source, same discovery), but send
-nothing: the Amazon MQ check logs in and DISCONNECTs, the legacy check only
-sees that STOMP answers (producers log in to legacy with their own logins).
+1 when anything failed, 2 when routes.yaml itself is invalid (nothing else could be
+checked). Checks talk to the brokers exactly as the proxy would (same TLS verification,
+same credentials source, same discovery), but send nothing: the Amazon MQ check logs in
+and DISCONNECTs. Producers log in to legacy with their own logins, so for the proxy legacy
+only has to answer STOMP; ``drain`` and ``verify`` log in to legacy themselves, so the
+login they would use (``--legacy-login``/``STRANGLER_LEGACY_LOGIN`` and its passcode, else
+routes.yaml's ``credentials`` of legacy) is checked too: refused is a FAIL; no login
+configured and the anonymous one refused is a WARN naming the variables to set.
 With ``client_credentials``, every mapped producer's Amazon MQ login is checked too.
+Every file routes.yaml names (CA certificates, credentials files) is read and parsed first.
+No check ends in a traceback: anything unforeseen is a failed check with its reason.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
+from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass
 
+from .conventions import ExitCode
+from .drain.brokers import LOGIN_ENV, PASSCODE_ENV, TargetError, legacy_login
 from .routes import (
     BrokerConfig,
     BrokerEndpoint,
@@ -25,8 +36,9 @@ from .routes import (
     load_routes,
 )
 from .stomp import Frame
-from .upstream import BrokerUnavailable, open_stream
+from .upstream import BrokerUnavailable, open_stream, resolve_credentials
 from .upstream.discovery import resolve_endpoints
+from .upstream.named_files import check_named_files
 from .upstream.transport import exchange_connect
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -59,18 +71,83 @@ async def _stomp_answer(
             await writer.wait_closed()
 
 
-async def _check_legacy(table: RouteTable) -> list[Check]:
+@dataclass(frozen=True, slots=True)
+class LegacyLogin:
+    """The login drain and verify would use on legacy, and where it comes from."""
+
+    login: tuple[str, str] | None
+    source: str  # "STRANGLER_LEGACY_LOGIN", "--legacy-login", routes.yaml's source, or ""
+    problem: str | None = None  # set when it cannot even be read
+
+
+def legacy_login_for(
+    table: RouteTable,
+    login: str | None = None,
+    passcode_file: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> LegacyLogin:
+    if login is not None:
+        source = "--legacy-login"
+    elif environ.get(LOGIN_ENV) is not None:
+        source = LOGIN_ENV
+    else:
+        credentials = table.brokers["legacy"].credentials
+        source = f"routes.yaml ({credentials.describe()})" if credentials else ""
+    try:
+        return LegacyLogin(legacy_login(table, login, passcode_file, environ), source)
+    except TargetError as exc:
+        return LegacyLogin(None, source, str(exc))
+
+
+_SET_LEGACY_LOGIN = (
+    f"drain and verify need one: set {LOGIN_ENV} and {PASSCODE_ENV} (or --legacy-login and "
+    "--legacy-passcode-file), or credentials under brokers.legacy in routes.yaml"
+)
+
+
+async def _check_legacy(table: RouteTable, tools: LegacyLogin) -> list[Check]:
     config = table.brokers["legacy"]
     checks = []
+    if tools.problem is not None:
+        checks.append(Check("legacy login (drain, verify)", FAIL, tools.problem))
     for endpoint in config.endpoints:
         try:
             answer = await _stomp_answer("legacy", config, endpoint, None)
         except BrokerUnavailable as exc:
             checks.append(Check(f"legacy {endpoint}", FAIL, exc.reason))
             continue
-        what = "CONNECTED" if answer.command == "CONNECTED" else "an ERROR to an anonymous login"
+        anonymous = answer.command == "CONNECTED"
+        what = "CONNECTED" if anonymous else "an ERROR to an anonymous login"
         checks.append(Check(f"legacy {endpoint}", OK, f"STOMP answers ({what})"))
+        if tools.problem is None:
+            checks.append(await _check_legacy_login(config, endpoint, tools, anonymous))
     return checks
+
+
+async def _check_legacy_login(
+    config: BrokerConfig, endpoint: BrokerEndpoint, tools: LegacyLogin, anonymous: bool
+) -> Check:
+    """The login drain and verify would use (no login at all: what the anonymous one got)."""
+    name = f"legacy login (drain, verify) {endpoint}"
+    if tools.login is None:
+        if anonymous:
+            return Check(name, OK, "none configured; legacy accepts an anonymous login")
+        return Check(
+            name, WARN, f"none configured and legacy refuses an anonymous one: {_SET_LEGACY_LOGIN}"
+        )
+    user = tools.login[0]
+    try:
+        answer = await _stomp_answer("legacy", config, endpoint, tools.login)
+    except BrokerUnavailable as exc:
+        return Check(name, FAIL, exc.reason)
+    if answer.command == "CONNECTED":
+        return Check(name, OK, f"login accepted as {user!r} (from {tools.source})")
+    refused = answer.get("message") or answer.command
+    return Check(
+        name,
+        FAIL,
+        f"login {user!r} (from {tools.source}) refused: {refused}; fix it, or {_SET_LEGACY_LOGIN}",
+    )
 
 
 async def _check_amazonmq(table: RouteTable) -> list[Check]:
@@ -110,7 +187,7 @@ async def _check_login(
 ) -> list[Check]:
     """Resolve ``credentials`` and log in with them on every endpoint (``name`` labels it)."""
     try:
-        login = await asyncio.to_thread(credentials.resolve) if credentials else None
+        login = await asyncio.to_thread(resolve_credentials, credentials) if credentials else None
     except Exception as exc:  # credential errors carry an operator-facing reason
         return [Check(f"{name} credentials", FAIL, str(exc))]
     found = f"found ({credentials.describe()})" if credentials and login else "none set"
@@ -159,24 +236,48 @@ async def _check_login(
     return checks
 
 
-async def run_checks(path: str) -> list[Check]:
+def _check_files(table: RouteTable) -> list[Check]:
+    return [
+        Check(check.field, FAIL, check.problem)
+        if check.problem is not None
+        else Check(check.field, OK, f"{check.path}: readable, parses")
+        for check in check_named_files(table)
+    ]
+
+
+async def _guarded(name: str, checks: Awaitable[list[Check]]) -> list[Check]:
+    """The checks, or one failed check naming an exception nobody foresaw: never a traceback."""
+    try:
+        return await checks
+    except Exception as exc:
+        return [Check(name, FAIL, f"unexpected error: {type(exc).__name__}: {exc}")]
+
+
+async def run_checks(
+    path: str, login: str | None = None, passcode_file: str | None = None
+) -> list[Check]:
     try:
         table = load_routes(path)
     except RoutesError as exc:
         return [Check("routes", FAIL, str(exc))]
     checks = [Check("routes", OK, f"{table.source}: valid, version {table.version}")]
     checks += [Check("routes", WARN, warning) for warning in table.warnings]
-    checks += await _check_legacy(table)
+    checks += _check_files(table)
+    checks += await _guarded(
+        "legacy", _check_legacy(table, legacy_login_for(table, login, passcode_file))
+    )
     if table.needs_amazonmq or "amazonmq" in table.brokers:
-        checks += await _check_amazonmq(table)
+        checks += await _guarded("amazonmq", _check_amazonmq(table))
     return checks
 
 
-def doctor(path: str, *, as_json: bool) -> int:
-    checks = asyncio.run(run_checks(path))
-    if as_json:
+def doctor(args: argparse.Namespace) -> int:
+    checks = asyncio.run(run_checks(args.routes, args.legacy_login, args.legacy_passcode_file))
+    if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:
         for check in checks:
             print(f"{check.status.upper():4}  {check.name}: {check.detail}")
-    return 1 if any(c.status == FAIL for c in checks) else 0
+    if checks[0].name == "routes" and checks[0].status == FAIL:
+        return ExitCode.CONFIG  # nothing else was checked
+    return ExitCode.FAILED if any(c.status == FAIL for c in checks) else ExitCode.OK

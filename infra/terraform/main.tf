@@ -10,6 +10,9 @@ locals {
   # STOMP messages are non-persistent unless the producer sends persistent:true; forcing
   # persistence makes the broker's RECEIPT (which strangler passes on) mean "on disk".
   broker_plugins = var.force_persistent ? "<plugins><forcePersistencyModeBrokerPlugin persistenceFlag=\"true\"/></plugins>" : ""
+  # IRSA (iam.tf): the OIDC provider's ARN ends with its issuer
+  # (oidc.eks.REGION.amazonaws.com/id/ID), the prefix of the web identity token's claim keys.
+  oidc_issuer = var.eks_oidc_provider_arn == null ? "" : element(split("oidc-provider/", var.eks_oidc_provider_arn), 1)
   # Picked by scheme, never by position: Amazon MQ lists ssl, amqp, stomp, mqtt and wss.
   stomp_endpoints = flatten([
     for instance in aws_mq_broker.this.instances : [

@@ -48,3 +48,8 @@ output "routes_yaml" {
         secret_id: ${aws_secretsmanager_secret.broker.arn}
   YAML
 }
+
+output "strangler_role_arn" {
+  description = "With eks_oidc_provider_arn: the sidecar's IAM role, for deploy/kubernetes/serviceaccount.yaml's eks.amazonaws.com/role-arn annotation (null otherwise)."
+  value       = one(aws_iam_role.strangler[*].arn)
+}

@@ -151,3 +151,26 @@ variable "secret_name" {
   type        = string
   default     = null
 }
+
+variable "eks_oidc_provider_arn" {
+  description = "EKS only: the cluster's IAM OIDC provider ARN. Set, the module creates the sidecar's IRSA role (output strangler_role_arn, for deploy/kubernetes/serviceaccount.yaml); null: attach strangler_iam_policy_json to a role of your own."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.eks_oidc_provider_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+", var.eks_oidc_provider_arn))
+    error_message = "eks_oidc_provider_arn: arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID."
+  }
+}
+
+variable "kubernetes_namespace" {
+  description = "Namespace of the sidecar's ServiceAccount (with eks_oidc_provider_arn)."
+  type        = string
+  default     = "default"
+}
+
+variable "kubernetes_service_account" {
+  description = "Name of the sidecar's ServiceAccount (with eks_oidc_provider_arn); deploy/kubernetes names it strangler."
+  type        = string
+  default     = "strangler"
+}

@@ -16,6 +16,20 @@ def fetch_status(address: tuple[str, int], timeout: float = 5.0) -> dict[str, An
     return data
 
 
+_COLUMNS = (
+    ("legacy", "legacy"),
+    ("amazonmq", "amazonmq"),
+    ("fell back", "fallbacks"),
+    ("rejected", "rejects"),
+    ("mirror fail", "mirror_failures"),
+    ("in doubt", "in_doubt"),
+)
+
+
+def _pair(route: dict[str, Any], key: str) -> str:
+    return f"{route['last_1m'][key]:.0f} / {route['last_5m'][key]:.0f}"
+
+
 def render(status: dict[str, Any]) -> str:
     lines = [
         f"routes version {status['routes_version']} from {status['source']}"
@@ -26,18 +40,43 @@ def render(status: dict[str, Any]) -> str:
             or "not contacted yet"
         ),
         "",
-        f"{'route':24} {'mode':8} {'legacy 1m':>10} {'amazonmq 1m':>12} {'legacy 5m':>10}"
-        f" {'amazonmq 5m':>12} {'mirror fail':>11} {'fallbacks':>9} {'rejects':>7}",
+        f"{'route':20} {'mode':8}"
+        + "".join(f" {title:>11}" for title, _ in _COLUMNS)
+        + f" {'unresolved':>10}",
+        f"{'':20} {'':8}" + f" {'1m / 5m':>11}" * len(_COLUMNS) + f" {'now':>10}",
     ]
     for route in status["routes"]:
-        m1, m5, total = route["last_1m"], route["last_5m"], route["total"]
         lines.append(
-            f"{route['route'][:24]:24} {route['mode']:8} {m1['legacy']:>10.0f}"
-            f" {m1['amazonmq']:>12.0f} {m5['legacy']:>10.0f} {m5['amazonmq']:>12.0f}"
-            f" {total['mirror_failures']:>11.0f} {total['fallbacks']:>9.0f}"
-            f" {total['rejects']:>7.0f}"
+            f"{route['route'][:20]:20} {route['mode']:8}"
+            + "".join(f" {_pair(route, key):>11}" for _, key in _COLUMNS)
+            + f" {route.get('unresolved', 0):>10.0f}"
         )
+        if route.get("rollout"):
+            lines.append(f"  {describe_rollout(route['rollout'])}")
+    lines += [
+        "",
+        "legacy, amazonmq: messages that broker confirmed (legacy: or took, for a SEND without",
+        "a receipt); a fallback counts on legacy. in doubt: written to Amazon MQ, never",
+        "answered (possibly stored there too). unresolved: outcomes still awaited.",
+    ]
     return "\n".join(lines)
+
+
+def describe_rollout(rollout: dict[str, Any]) -> str:
+    """``rollout: step 2/5 at 5% (rolling), next 25% at 2025-...Z, gates permitting; last
+    gates: fallback_ratio=0.0012``"""
+    text = (
+        f"rollout: step {rollout['step']}/{rollout['steps_total']} at {rollout['weight']:g}%"
+        f" ({rollout['phase']})"
+    )
+    if rollout["next_weight"] is not None:
+        at = rollout["next_step_at"] or "the controller's next pass"
+        text += f", next {rollout['next_weight']:g}% at {at}, gates permitting"
+    gates = rollout["last_gates"]
+    if gates:
+        values = ", ".join(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in gates.items())
+        text += f"; last gates: {values}"
+    return text
 
 
 def print_status(address: tuple[str, int], *, as_json: bool) -> int:

@@ -1,30 +1,28 @@
 """Admin HTTP on its own port (loopback by default): /healthz, /readyz,
 /metrics, /routes, /status.
 
-A deliberately tiny HTTP/1.1 responder on asyncio streams (GET only, one
+A deliberately tiny HTTP/1.1 responder on asyncio streams (GET and HEAD, one
 request per connection): the admin surface must not pull a web framework into
 a sidecar, and it must keep answering while producers load the data path.
+What /readyz means: ``readiness.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..proxy import ProxyContext
-from ..routes import OnFailure, RouteTable
-from ..upstream import BrokerUnavailable, open_stream
-from ..upstream.discovery import resolve_endpoints
+from ..routes import RouteTable
 from .metrics import ProxyMetrics
+from .readiness import Readiness
 from .status import StatusWindow
 
-_READY_CACHE_SECONDS = 2.0
+_PATHS = b"try /healthz /readyz /readyz?verbose /metrics /routes /status\n"
 
 
 def routes_document(table: RouteTable) -> dict[str, Any]:
@@ -62,14 +60,11 @@ def routes_document(table: RouteTable) -> dict[str, Any]:
                 "target_destination": r.target_destination,
                 "dry_run": r.dry_run,
                 "line": r.line,
+                "rollout": None if r.rollout is None else r.rollout.document(r.weight or 0.0),
             }
             for r in table.routes
         ],
     }
-
-
-def _rejects_on_failure(table: RouteTable) -> bool:
-    return any(r.on_failure is OnFailure.REJECT and not r.dry_run for r in table.routes)
 
 
 def _source(creds: object | None) -> dict[str, Any] | None:
@@ -93,6 +88,7 @@ class AdminServer:
         host: str,
         port: int,
         alive: Callable[[], bool] = lambda: True,
+        listening: Callable[[], bool] = lambda: True,
     ) -> None:
         self._ctx = ctx
         self._metrics = metrics
@@ -100,9 +96,9 @@ class AdminServer:
         self._host = host
         self._port = port
         self._alive = alive
+        self.readiness = Readiness(ctx, listening=listening, stopping=lambda: not alive())
         self._server: asyncio.Server | None = None
         self._sampler: asyncio.Task[None] | None = None
-        self._ready: tuple[float, bool, dict[str, str]] = (0.0, False, {})
 
     @property
     def address(self) -> tuple[str, int]:
@@ -125,67 +121,33 @@ class AdminServer:
             await asyncio.sleep(self._status.interval)
             self._status.sample()
 
-    async def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Legacy reachable and, when a live route rejects on failure, Amazon MQ too (cached 2 s).
-
-        The body always reports every broker a route uses, gating or not.
-        """
-        checked, ok, detail = self._ready
-        if time.monotonic() - checked < _READY_CACHE_SECONDS:
-            return ok, detail
-        table = self._ctx.routes.table
-        detail = {"legacy": await self._probe(table, "legacy")}
-        if table.needs_amazonmq:
-            detail["amazonmq"] = await self._probe(table, "amazonmq")
-        # Producers are only refused when Amazon MQ is down if a live route rejects on
-        # failure; mirror and fall-back routes keep working, so they don't gate readiness.
-        gating = ["legacy"] + (["amazonmq"] if _rejects_on_failure(table) else [])
-        ok = all(detail[name] == "reachable" for name in gating)
-        self._ready = (time.monotonic(), ok, detail)
-        return ok, detail
-
-    async def _probe(self, table: RouteTable, name: str) -> str:
-        configured = table.brokers.get(name)
-        if configured is None:
-            return "not configured"
-        try:
-            broker = await resolve_endpoints(configured)
-        except BrokerUnavailable as exc:
-            return exc.reason
-        reason = "no endpoint"
-        for endpoint in broker.endpoints:
-            try:
-                _, writer = await open_stream(name, endpoint, broker.ca_file, timeout=2.0)
-            except BrokerUnavailable as exc:
-                reason = exc.reason
-                continue
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            return "reachable"
-        return reason
-
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(10):
                 request = await reader.readuntil(b"\r\n\r\n")
             method, _, rest = request.decode("latin-1").partition(" ")
-            path = rest.partition(" ")[0].partition("?")[0]
-            status, content_type, body = await self._route(method, path)
+            path, _, query = rest.partition(" ")[0].partition("?")
+            # HEAD: GET's status and headers, no body (load balancers and monitors use it).
+            get = "GET" if method == "HEAD" else method
+            status, content_type, body = await self._route(get, path, query)
             head = (
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n"
             )
-            writer.write(head.encode("latin-1") + body)
+            if get != method:
+                body = b""
+            elif status.startswith("405"):
+                head += "Allow: GET, HEAD\r\n"
+            writer.write((head + "\r\n").encode("latin-1") + body)
             await writer.drain()
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
+    async def _route(self, method: str, path: str, query: str = "") -> tuple[str, str, bytes]:
         if method != "GET":
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+            return "405 Method Not Allowed", "text/plain", b"GET and HEAD only\n"
         if path == "/healthz":
             alive = self._alive()
             return (
@@ -194,8 +156,9 @@ class AdminServer:
                 (b"ok\n" if alive else b"stopping\n"),
             )
         if path == "/readyz":
-            ok, detail = await self.readiness()
-            body = json.dumps({"ready": ok, "brokers": detail}).encode() + b"\n"
+            verbose = "verbose" in (p.partition("=")[0] for p in query.split("&"))
+            ok, document = await self.readiness.check(verbose=verbose)
+            body = json.dumps(document).encode() + b"\n"
             return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
         if path in ("/metrics", "/status"):
             # Counters follow the fact writer: let it catch up with what was emitted.
@@ -208,4 +171,4 @@ class AdminServer:
         if path == "/status":
             body = json.dumps(self._status.report(), indent=2).encode()
             return "200 OK", "application/json", body + b"\n"
-        return "404 Not Found", "text/plain", b"try /healthz /readyz /metrics /routes /status\n"
+        return "404 Not Found", "text/plain", _PATHS

@@ -1,8 +1,12 @@
-"""The operator's view during a cutover: per route, what moved recently.
+"""The operator's view during a cutover: per route, where messages ended up recently.
 
 A sampler snapshots the counters every ``interval`` seconds into a ring of
 fixed size, so "the last minute" and "the last five minutes" are differences
 between two snapshots: constant memory, nothing added to the data path.
+
+The numbers are the metrics' (``ProxyMetrics``), so they follow the same rule:
+a message counts on the broker that confirmed it (or on legacy once forwarded,
+without a receipt); a fallback counts on legacy, never on Amazon MQ.
 """
 
 from __future__ import annotations
@@ -14,21 +18,30 @@ from typing import Any
 from prometheus_client import Counter
 
 from ..proxy import ProxyContext
+from ..routes import AMAZONMQ, DEFAULT_RULE, LEGACY
 from .metrics import ProxyMetrics
 
-Totals = dict[tuple[str, str], float]  # (metric, route[/broker]) -> value
+Totals = dict[tuple[str, str], float]  # (what, route[/broker]) -> value
+
+# What each route shows, per window: the counter and its key in the report.
+_COUNTED = (
+    ("routed", "routed"),
+    ("messages", "messages"),
+    ("fallbacks", "fallbacks"),
+    ("rejects", "rejects"),
+    ("mirror_failures", "mirror_failures"),
+    ("in_doubt", "in_doubt"),
+)
 
 
-def _counter_values(counter: Counter, name: str) -> Totals:
-    totals: Totals = {}
-    for family in counter.collect():
+def _values(metric: Counter, name: str, totals: Totals) -> None:
+    for family in metric.collect():
         for sample in family.samples:
-            if not sample.name.endswith("_total"):
+            if family.type == "counter" and not sample.name.endswith("_total"):
                 continue
             labels = sample.labels
             key = "/".join(labels[k] for k in ("route", "broker") if k in labels)
-            totals[(name, key)] = sample.value
-    return totals
+            totals[(name, key)] = totals.get((name, key), 0.0) + sample.value
 
 
 class StatusWindow:
@@ -43,12 +56,9 @@ class StatusWindow:
         self.sample()
 
     def totals(self) -> Totals:
-        m = self._metrics
         totals: Totals = {}
-        totals.update(_counter_values(m.messages, "messages"))
-        totals.update(_counter_values(m.mirror_failures, "mirror_failures"))
-        totals.update(_counter_values(m.fallbacks, "fallbacks"))
-        totals.update(_counter_values(m.rejects, "rejects"))
+        for attribute, name in _COUNTED:
+            _values(getattr(self._metrics, attribute), name, totals)
         return totals
 
     def sample(self) -> None:
@@ -69,18 +79,34 @@ class StatusWindow:
     def report(self) -> dict[str, Any]:
         table = self._ctx.routes.table
         now = self.totals()
-        last_1m, last_5m = self._since(60, now), self._since(300, now)
+        windows = (
+            ("total", now),
+            ("last_1m", self._since(60, now)),
+            ("last_5m", self._since(300, now)),
+        )
+        unresolved = dict(self._metrics.unresolved)
         routes: list[dict[str, Any]] = []
-        names = [(r.name, str(r.mode)) for r in table.routes] + [("default", "legacy")]
+        names = [(r.name, str(r.mode)) for r in table.routes] + [(DEFAULT_RULE, "legacy")]
+        rollouts = {r.name: r.rollout.document(r.weight or 0.0) for r in table.routes if r.rollout}
         for name, mode in names:
-            entry: dict[str, Any] = {"route": name, "mode": mode}
-            for label, values in (("total", now), ("last_1m", last_1m), ("last_5m", last_5m)):
+            entry: dict[str, Any] = {
+                "route": name,
+                "mode": mode,
+                "unresolved": float(unresolved.get(name, 0)),
+            }
+            if name in rollouts:
+                entry["rollout"] = rollouts[name]
+            for label, values in windows:
                 entry[label] = {
-                    "legacy": values.get(("messages", f"{name}/legacy"), 0.0),
-                    "amazonmq": values.get(("messages", f"{name}/amazonmq"), 0.0),
-                    "mirror_failures": values.get(("mirror_failures", name), 0.0),
+                    "routed": values.get(("routed", name), 0.0),
+                    LEGACY: values.get(("messages", f"{name}/{LEGACY}"), 0.0),
+                    AMAZONMQ: values.get(("messages", f"{name}/{AMAZONMQ}"), 0.0),
                     "fallbacks": values.get(("fallbacks", name), 0.0),
                     "rejects": values.get(("rejects", name), 0.0),
+                    "mirror_failures": values.get(("mirror_failures", name), 0.0),
+                    "in_doubt": sum(
+                        values.get(("in_doubt", f"{name}/{b}"), 0.0) for b in (LEGACY, AMAZONMQ)
+                    ),
                 }
             routes.append(entry)
         return {

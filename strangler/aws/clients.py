@@ -4,7 +4,7 @@ Invariants:
 - One client per (service, region), created under a lock from its own
   ``boto3.session.Session`` (sessions are not thread-safe; clients are), then shared by
   every thread: building a client parses the service model, ~0.1-0.5 s of CPU, which
-  ``Credentials.resolve`` would otherwise pay on every broker connection. Credentials from
+  ``resolve_credentials`` would otherwise pay on every broker connection. Credentials from
   roles and SSO refresh inside the client, so sharing it does not pin them.
 - A call fails within about a minute (3 attempts, 5 s connect, 10 s read) instead of
   botocore's defaults of several minutes, so a discovery running on a schedule never piles

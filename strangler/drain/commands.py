@@ -3,9 +3,11 @@
 Facts go to stdout (or ``--facts FILE``), as with ``strangler run``; what a person reads
 (the report, the progress line) goes to stderr.
 
-Exit codes: 0 done (drain: complete, or ``--max`` reached, with consumed = confirmed =
-moved; verify: both sides match), 1 a failure or mismatch, 2 a usage or configuration
-error (routes.yaml, the route's mode, credentials, a journal in use), 130 interrupted.
+Exit codes (``strangler.conventions``): 0 done (drain: complete, or ``--max`` reached, with
+consumed = confirmed = moved; verify: both sides match), 1 a failure or mismatch (a broker
+lost or unreachable), 2 a usage or configuration error (routes.yaml, the route's mode,
+credentials missing or refused by a broker, a journal in use, an unreadable
+``--proxy-facts``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Final
 
+from ..conventions import ExitCode, add_routes_option
 from ..facts import Fact, FactSink
-from ..replay.client import PublishError
+from ..replay.client import LoginRefused, PublishError
 from ..replay.commands import positive_count, positive_number
 from ..replay.publish import Progress, open_broker
 from ..routes import AMAZONMQ, LEGACY, RoutesError, RouteTable, load_routes
 from .backlog import Backlog, browse
 from .brokers import (
+    LOGIN_ENV,
     PASSCODE_ENV,
     Connection,
     Target,
@@ -37,10 +41,17 @@ from .brokers import (
 from .journal import Journal, JournalError, default_path
 from .mover import Drain, DrainResult, DrainSettings
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
+EXIT_OK: Final = ExitCode.OK
+EXIT_FAILED: Final = ExitCode.FAILED
+EXIT_USAGE: Final = ExitCode.CONFIG
+EXIT_INTERRUPTED: Final = ExitCode.INTERRUPTED
+# What to do when a broker refuses the login these commands use.
+LOGIN_HINTS: Final = {
+    LEGACY: f"log in to legacy with --legacy-login USER or {LOGIN_ENV}, and the passcode in "
+    f"{PASSCODE_ENV} or --legacy-passcode-file (or credentials under brokers.legacy in "
+    "routes.yaml); `strangler doctor` checks them",
+    AMAZONMQ: "check brokers.amazonmq's credentials in routes.yaml; `strangler doctor` checks them",
+}
 DEFAULTS: Final = DrainSettings()
 
 
@@ -56,12 +67,22 @@ class _RefusePasscode(argparse.Action):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("destination", metavar="DESTINATION", help="the legacy queue, /queue/NAME")
-    parser.add_argument(
-        "--routes", default="routes.yaml", help="brokers and routes (default %(default)s)"
-    )
+    add_routes_option(parser)
     parser.add_argument(
         "--facts", metavar="FILE", help="append facts (JSON lines) to FILE instead of stdout"
     )
+    add_legacy_login_options(parser)
+    parser.add_argument(
+        "--timeout",
+        type=positive_number,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up when a broker owes an answer for this long (default %(default)s)",
+    )
+
+
+def add_legacy_login_options(parser: argparse.ArgumentParser) -> None:
+    """How drain and verify log in to legacy (``doctor`` checks the same login)."""
     parser.add_argument(
         "--legacy-login",
         metavar="USER",
@@ -73,13 +94,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--legacy-passcode-file", metavar="FILE", help="the legacy passcode: FILE's first line"
     )
     parser.add_argument("--legacy-passcode", action=_RefusePasscode, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--timeout",
-        type=positive_number,
-        default=30.0,
-        metavar="SECONDS",
-        help="give up when a broker owes an answer for this long (default %(default)s)",
-    )
 
 
 def add_drain_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,6 +167,15 @@ def add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     verify.add_argument(
         "--examples", type=int, default=5, metavar="N", help="ids listed per kind (default 5)"
     )
+    verify.add_argument(
+        "--proxy-facts",
+        action="append",
+        metavar="FILE",
+        help="the facts of the proxies that routed DESTINATION (repeatable; rotated and .gz "
+        "files too; - reads stdin): explain each difference where they can (a failed copy, "
+        "a copy lost with a killed proxy, a duplicate in doubt); an explained duplicate is "
+        "not a mismatch",
+    )
     verify.set_defaults(handler=run_verify)
 
 
@@ -216,6 +239,16 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _broker_failed(purpose: str, exc: PublishError) -> int:
+    """Report a broker error: a refused login is configuration (2), the rest a failure (1)."""
+    if isinstance(exc, LoginRefused):
+        hint = next((h for name, h in LOGIN_HINTS.items() if str(exc).startswith(name)), "")
+        _say(f"strangler {purpose}: {exc}" + (f"\n  {hint}" if hint else ""))
+        return EXIT_USAGE
+    _say(f"strangler {purpose}: {exc}")
+    return EXIT_FAILED
+
+
 # -- drain --------------------------------------------------------------------------------------
 
 
@@ -249,8 +282,7 @@ def _dry_run(setup: _Setup, facts: FactSink, route: str) -> int:
         legacy = setup.browse(LEGACY, target.destination)
         amazonmq = setup.browse(AMAZONMQ, target.amazonmq_destination)
     except PublishError as exc:
-        _say(f"strangler drain: {exc}")
-        return EXIT_FAILED
+        return _broker_failed("drain", exc)
     already = sum(1 for key in legacy.keys if key in amazonmq.keys)
     facts.emit(
         Fact.DRAIN_PLANNED,
@@ -307,8 +339,7 @@ def _drain(
             legacy.close()
             raise
     except PublishError as exc:
-        _say(f"strangler drain: {exc}")
-        return EXIT_FAILED
+        return _broker_failed("drain", exc)
     facts.emit(
         Fact.DRAIN_STARTED,
         **target.described,
@@ -337,7 +368,7 @@ def _drain(
         journal,
         facts,
         settings,
-        progress=Progress(backlog, every=2.0, label=f"drain {target.destination}", noun="moved"),
+        progress=Progress(backlog, label=f"drain {target.destination}", noun="moved"),
         stop=stop,
     )
     with _on_sigterm(stop.set):
@@ -404,16 +435,30 @@ def _render(result: DrainResult, settings: DrainSettings, journal: Journal) -> s
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from ..ledger import InputError
+    from ..ledger.copies import read_copies
     from .verify import verify
 
     setup = _setup(args, "verify")
     if setup is None:
         return EXIT_USAGE
+    proxy_facts = None
+    if args.proxy_facts:
+        try:
+            proxy_facts = read_copies(args.proxy_facts, setup.target.rule)
+        except InputError as exc:
+            _say(f"strangler verify: {exc}")
+            return EXIT_USAGE
     with _facts(args) as facts:
         try:
-            result = verify(setup.target, setup.browse, facts, allow_extra=args.allow_extra)
+            result = verify(
+                setup.target,
+                setup.browse,
+                facts,
+                allow_extra=args.allow_extra,
+                proxy_facts=proxy_facts,
+            )
         except PublishError as exc:
-            _say(f"strangler verify: {exc}")
-            return EXIT_FAILED
+            return _broker_failed("verify", exc)
     _say(result.render(args.examples))
     return EXIT_OK if result.matches else EXIT_FAILED

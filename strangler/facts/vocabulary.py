@@ -16,6 +16,7 @@ class Fact(StrEnum):
     ROUTES_LOADED = "routes_loaded"
     ROUTES_APPLIED = "routes_applied"
     ROUTES_REJECTED = "routes_rejected"
+    ROUTES_UNCHANGED = "routes_unchanged"  # a reload found the same content (trigger, version)
     CLIENT_CONNECTED = "client_connected"
     CLIENT_REFUSED = "client_refused"
     CLIENT_DISCONNECTED = "client_disconnected"
@@ -49,3 +50,9 @@ class Fact(StrEnum):
     DRAIN_DUPLICATE_POSSIBLE = "drain_duplicate_possible"  # an earlier drain may have sent it
     DRAIN_FINISHED = "drain_finished"  # the final count check
     VERIFY_FINISHED = "verify_finished"
+    # `strangler rollout` (strangler/rollout/): one per rolling route and pass, with the
+    # gate values that decided it.
+    ROLLOUT_ADVANCED = "rollout_advanced"  # the weight went up a step (file written)
+    ROLLOUT_HELD = "rollout_held"  # nothing written: waiting, not enough data, hold on breach
+    ROLLOUT_ROLLED_BACK = "rollout_rolled_back"  # a gate breached: weight 0, rollout stopped
+    ROLLOUT_COMPLETED = "rollout_completed"  # the last step passed (promoted to cutover or not)

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from ..routes import BrokerEndpoint
 from ..upstream import BrokerUnavailable, describe_os_error
+from ..upstream.errors import CaFileError
 from ..upstream.transport import client_tls_context
 
 DataHandler = Callable[[bytes], None]
@@ -35,13 +36,17 @@ def _ignore_end(reason: str | None) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, on_open: Callable[[Connection], None] | None = None) -> None:
         self._on_open = on_open
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # connection_made
         self.on_data: DataHandler = _ignore_data
         self.on_end: EndHandler = _ignore_end
-        self.on_writable: Callable[[], None] = lambda: None
+        self.on_writable: Callable[[], None] = _nothing
         self.writing_paused = False
         self.ended = False
         self._reading_paused = False
@@ -94,6 +99,11 @@ class Connection(asyncio.Protocol):
         if self._pending_end is not False:
             ended, self._pending_end = self._pending_end, False
             on_end(ended)  # type: ignore[arg-type]  # str | None once set
+
+    def detach(self) -> None:
+        """Forget the driver (whatever arrives from now on is dropped)."""
+        self.on_data, self.on_end = _ignore_data, _ignore_end
+        self.on_writable = _nothing
 
     def _end(self, reason: str | None) -> None:
         if self.ended:
@@ -149,6 +159,9 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     try:
         tls = client_tls_context(ca_file) if endpoint.tls else None
+    except CaFileError as exc:
+        raise BrokerUnavailable(broker, f"{endpoint}: {exc}") from None
+    try:
         async with asyncio.timeout(timeout):
             _, connection = await loop.create_connection(
                 Connection,
@@ -157,7 +170,7 @@ async def open_connection(
                 ssl=tls,
                 server_hostname=endpoint.host if tls else None,
             )
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise BrokerUnavailable(broker, f"{endpoint}: {describe_os_error(exc)}") from exc
     no_delay(connection)
     return connection

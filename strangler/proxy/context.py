@@ -11,7 +11,7 @@ from ..facts import FactSink
 from ..routes import RouteTable
 from ..stomp import DEFAULT_LIMITS, Limits
 from ..upstream import BrokerHealth
-from .core.traces import TraceIds
+from .traces import TraceIds
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,7 @@ class SessionDriver:
         self._performing = False
         self._events: deque[tuple[Callable[..., list[Command]], tuple[object, ...], str]] = deque()
         self.done = asyncio.Event()
+        self.closing: set[asyncio.Task[None]] = set()  # Amazon MQ links saying goodbye
 
     # -- start ------------------------------------------------------------------------
 
@@ -254,8 +255,7 @@ class SessionDriver:
         elif isinstance(command, CloseAmazonMQ):
             link, self._link = self._link, None
             if link is not None:
-                task = asyncio.ensure_future(link.close(graceful=command.graceful))
-                task.add_done_callback(_retrieve)
+                self._close_link(link, graceful=command.graceful)
         elif isinstance(command, CloseLegacy):
             legacy = self._legacy
             if legacy is not None:
@@ -287,9 +287,9 @@ class SessionDriver:
 
     def _to_client(self, data: bytes) -> None:
         client = self._client
-        client.write(data)
         if self.ctx.tap is not None:
             self.ctx.tap.to_client(self.id, data)
+        client.write(data)
         if client.writing_paused and not self._client_full:
             self._client_full = True
             if self._legacy is not None:
@@ -380,6 +380,7 @@ class SessionDriver:
                 connect_timeout=settings.connect_timeout,
                 # Shared, mapped from the legacy login, or refused (client_credentials).
                 login=config.login_for(state.login),
+                session=self.id,
             )
             link.on_outcome = self._outcome
             link.on_message = self._message
@@ -412,11 +413,21 @@ class SessionDriver:
                 self._legacy.close()
         link, self._link = self._link, None
         if link is not None:
-            task = asyncio.ensure_future(link.close(graceful=False))
-            task.add_done_callback(_retrieve)
+            self._close_link(link, graceful=False)
         if self.ctx.tap is not None:
             self.ctx.tap.closed(self.id)
+        # Break the cycles through the connections' callbacks: the session's memory goes
+        # back at once instead of at the next run of the cycle collector.
+        for connection in (self._client, self._legacy):
+            if connection is not None:
+                connection.detach()
         self.done.set()
+
+    def _close_link(self, link: BrokerLink, *, graceful: bool) -> None:
+        task = asyncio.ensure_future(link.close(graceful=graceful))
+        task.add_done_callback(_retrieve)
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
 
     def abort(self, reason: str) -> None:
         """Close now, whatever is pending (after the shutdown grace)."""

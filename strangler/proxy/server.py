@@ -116,8 +116,13 @@ class ProxyServer:
         for session in sessions:
             if not session.done.is_set():
                 session.abort("proxy shutting down: grace period over")
+        closing = [task for session in sessions for task in session.closing]
+        if closing:
+            await asyncio.wait(closing, timeout=2.0)
         if self._probe is not None:
             self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
         self.ctx.facts.emit(Fact.PROXY_STOPPED, sessions_closed=len(sessions))

@@ -21,8 +21,13 @@ Invariants (memory and disk are bounded, and every loss is counted):
   that would exceed it is dropped and *the rest of that session* is dropped too (counted
   in ``dropped_bytes``; the flow is marked ``truncated``): a stream with a hole in the
   middle would be misparsed, a stream cut short is only incomplete.
-- ``headers_only``: frames are kept, bodies emptied (``redact``). The redaction runs in
-  the writer thread, so the event loop never parses twice.
+- Producers' passcodes never reach the file unless ``keep_passcodes``: the value of every
+  CONNECT/STOMP ``passcode`` header is emptied, every other byte kept
+  (``redact.WithoutPasscodes``).
+- ``headers_only``: frames are kept, bodies (and passcodes) emptied (``redact``). The
+  redaction runs in the writer thread, so the event loop never parses twice.
+- The file is created readable by its owner only (0600), FILE.1's successor too: it holds
+  producers' messages.
 - The file never grows past ``max_bytes``: a flow that would cross it first renames FILE
   to FILE.1 (replacing an older FILE.1) and starts a new FILE, so at most about twice
   ``max_bytes`` is on disk. A single flow is never split across files (a flow larger
@@ -43,7 +48,7 @@ from typing import Any, BinaryIO, Final
 
 from ..facts.handoff import Handoff
 from ..stomp import DEFAULT_LIMITS, Limits
-from .redact import HeadersOnly
+from .redact import HeadersOnly, WithoutPasscodes
 
 MIB: Final = 1024 * 1024
 DEFAULT_MAX_BYTES: Final = 256 * MIB
@@ -153,6 +158,7 @@ class FlowCapture:
         path: str | os.PathLike[str],
         *,
         headers_only: bool = False,
+        keep_passcodes: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
         flush_bytes: int | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
@@ -165,6 +171,7 @@ class FlowCapture:
             raise ValueError("max_bytes must be at least 1024")
         self.path = os.fspath(path)
         self.headers_only = headers_only
+        self.keep_passcodes = keep_passcodes
         self._max_bytes = max_bytes
         # A quarter of the file bound: a partial flow never forces a rotation on its own.
         self._flush_bytes = flush_bytes or min(DEFAULT_FLUSH_BYTES, max(max_bytes // 4, 1))
@@ -174,7 +181,7 @@ class FlowCapture:
         self._limits = limits
         self._interval = interval
         # Opened now, in the caller's thread, so a bad path fails at startup (OSError).
-        self._file: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 closed in close()
+        self._file: BinaryIO | None = _open_private(self.path)
         self._size = self._file.tell()
         self._sessions: dict[str, _Open] = {}
         self._queue: collections.deque[_Part] = collections.deque()
@@ -188,7 +195,9 @@ class FlowCapture:
         self._rotations = 0
         self._write_errors = 0
         self._last_error: str | None = None
-        self._redactors: dict[str, HeadersOnly] = {}  # writer thread only
+        # Writer thread only, per capture id (a session's parts share one).
+        self._redactors: dict[str, HeadersOnly] = {}
+        self._passcode_redactors: dict[str, WithoutPasscodes] = {}
         self._handoff = Handoff()  # parts handed to the writer thread, and parts done
         self._closing = False
         self._closed = False
@@ -331,11 +340,15 @@ class FlowCapture:
             "part": part.part,
             "final": part.final,
             "headers_only": self.headers_only,
+            "passcodes_kept": self.keep_passcodes,
         }
+        failure = None
         if self.headers_only:
             chunks, failure = self._redact(part)
-            if failure is not None:
-                meta["redaction_failed"] = failure
+        elif not self.keep_passcodes:
+            chunks, failure = self._without_passcodes(part)
+        if failure is not None:
+            meta["redaction_failed"] = failure
         if part.truncated:
             meta["truncated"] = True
             meta["dropped_bytes"] = part.dropped
@@ -368,6 +381,23 @@ class FlowCapture:
             del self._redactors[part.capture_id]
         return out, redactor.failed
 
+    def _without_passcodes(self, part: _Part) -> tuple[list[_Chunk], str | None]:
+        redactor = self._passcode_redactors.get(part.capture_id)
+        if redactor is None:
+            redactor = WithoutPasscodes(self._limits)
+            self._passcode_redactors[part.capture_id] = redactor
+        out: list[_Chunk] = []
+        for from_client, data, ts in part.chunks:
+            kept = redactor.feed(data) if from_client else data
+            if kept:
+                out.append((from_client, kept, ts))
+        if part.final:
+            del self._passcode_redactors[part.capture_id]
+            tail = redactor.finish()
+            if tail:
+                out.append((True, tail, part.chunks[-1][2] if part.chunks else time.time()))
+        return out, redactor.failed
+
     def _write_blob(self, blob: bytes) -> None:
         if self._file is not None and self._size and self._size + len(blob) > self._max_bytes:
             self._file.close()
@@ -375,9 +405,15 @@ class FlowCapture:
             os.replace(self.path, self.path + ".1")
             self._rotations += 1
         if self._file is None:
-            self._file = open(self.path, "ab")  # noqa: SIM115 closed in close()
+            self._file = _open_private(self.path)
             self._size = self._file.tell()
         self._file.write(blob)
         self._file.flush()
         self._size += len(blob)
         self._written += len(blob)
+
+
+def _open_private(path: str) -> BinaryIO:
+    """``path`` for appending, created 0600 when new: captures hold producers' messages."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "ab")

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 from ..routes import BrokerEndpoint
 from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
+from ..upstream.errors import CaFileError
+from ..upstream.transport import client_tls_context
 
 _VERSION = "1.2"
 _READ_SIZE = 65536
@@ -31,6 +33,10 @@ _LIMITS = Limits(max_frame_bytes=64 * 1024 * 1024)
 
 class PublishError(Exception):
     """Replay cannot go on: a broker refused, closed or did not answer."""
+
+
+class LoginRefused(PublishError):
+    """Every endpoint that answered refused the login: a configuration error (exit 2)."""
 
 
 class BrokerClient:
@@ -58,12 +64,16 @@ class BrokerClient:
         timeout: float,
     ) -> socket.socket:
         problems: list[str] = []
+        refused = 0
         for endpoint in endpoints:
             try:
+                # The proxy's own builder: the same verification, the same ca_file errors.
+                context = client_tls_context(ca_file) if endpoint.tls else None
+            except CaFileError as exc:
+                raise PublishError(f"{self.name}: {exc}") from None
+            try:
                 sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
-                if endpoint.tls:
-                    context = ssl.create_default_context(cafile=ca_file)
-                    context.minimum_version = ssl.TLSVersion.TLSv1_2
+                if context is not None:
                     sock = context.wrap_socket(sock, server_hostname=endpoint.host)
             except (OSError, ssl.SSLError) as exc:
                 problems.append(f"{endpoint}: {exc}")
@@ -74,9 +84,14 @@ class BrokerClient:
             except PublishError as exc:
                 sock.close()
                 problems.append(str(exc))
+                refused += isinstance(exc, LoginRefused)
                 continue
             return sock
-        raise PublishError(f"{self.name}: cannot connect: {'; '.join(problems) or 'no endpoint'}")
+        detail = "; ".join(problems) or "no endpoint"
+        if refused:
+            who = f"the login {login[0]!r}" if login is not None else "a connection without login"
+            raise LoginRefused(f"{self.name} refused {who}: {detail}")
+        raise PublishError(f"{self.name}: cannot connect: {detail}")
 
     def _handshake(
         self, endpoint: BrokerEndpoint, login: tuple[str, str] | None, timeout: float
@@ -100,7 +115,7 @@ class BrokerClient:
         answer = frames[0]
         if answer.command != "CONNECTED":
             reason = answer.get("message") or answer.command
-            raise PublishError(f"{self.name}: {endpoint}: login refused: {reason}")
+            raise LoginRefused(f"{self.name}: {endpoint}: {reason}")
         self.server = answer.get("server")
 
     def send(self, raw: bytes) -> None:

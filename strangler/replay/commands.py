@@ -4,8 +4,10 @@
 ``args.handler``. Only argparse and light modules are imported at module level: mitmproxy
 loads when a command actually reads or writes a flow file.
 
-Exit codes: 0 done (``plan``: no change), 1 invalid input or failure, 2 usage
-(``plan``: something changes), 130 interrupted (``replay``).
+Exit codes (``strangler.conventions``): 0 done (``plan``: no change), 1 a failure
+(``replay``: a broker error; ``plan``: a routes file is invalid), 2 usage or configuration
+(``replay``: an invalid routes.yaml, an unreadable capture or state file, a refused login,
+mitmproxy missing), 3 ``plan``: something changes, 130 interrupted (``replay``).
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
+from ..conventions import ExitCode, add_routes_option
 from ..routes import RoutesError, RouteTable, load_routes
 from ..stomp import DEFAULT_LIMITS, Limits
+from .extra import CaptureUnavailable, require_mitmproxy
 
 if TYPE_CHECKING:
     from .capture import FlowCapture
     from .sources import MessageSource
 
-EXIT_OK: Final = 0
-EXIT_INVALID: Final = 1
-EXIT_CHANGES: Final = 2
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
+EXIT_OK: Final = ExitCode.OK
+EXIT_INVALID: Final = ExitCode.FAILED  # plan: a routes file is invalid; replay: a broker error
+EXIT_CHANGES: Final = ExitCode.CHANGES
+EXIT_USAGE: Final = ExitCode.CONFIG
+EXIT_INTERRUPTED: Final = ExitCode.INTERRUPTED
+__all__ = ["CaptureUnavailable"]  # for cli: `run --capture` without the extra
 
 _SIZE: Final = re.compile(r"(\d+)\s*([KMG]i?B?)?", re.IGNORECASE)
 _UNITS: Final = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -69,7 +74,14 @@ def add_capture_options(run: argparse.ArgumentParser) -> None:
         "--capture",
         metavar="FILE",
         help="record every producer connection as a TCP flow in FILE (mitmproxy's flow "
-        "format: open it with mitmproxy/mitmweb -r, or `strangler replay`); off by default",
+        "format: open it with mitmproxy/mitmweb -r, or `strangler replay`), created readable "
+        "by its owner only (0600), producers' passcodes emptied; off by default",
+    )
+    run.add_argument(
+        "--capture-passcodes",
+        action="store_true",
+        help="keep producers' CONNECT passcodes in the capture (off: emptied), e.g. so that "
+        "`strangler replay` logs in to legacy as the captured producer did",
     )
     run.add_argument(
         "--capture-headers-only",
@@ -90,15 +102,18 @@ def add_capture_options(run: argparse.ArgumentParser) -> None:
 def open_capture(
     args: argparse.Namespace, table: RouteTable, limits: Limits = DEFAULT_LIMITS
 ) -> FlowCapture | None:
-    """The tap for ``strangler run``, or None without ``--capture`` (raises OSError)."""
+    """The tap for ``strangler run``, or None without ``--capture`` (raises OSError, or
+    CaptureUnavailable without mitmproxy: the writer thread would fail on every flow)."""
     if not getattr(args, "capture", None):
         return None
+    require_mitmproxy("--capture (it writes mitmproxy's flow format)")
     from .capture import FlowCapture
 
     legacy = table.brokers["legacy"].endpoints[0]
     return FlowCapture(
         args.capture,
         headers_only=args.capture_headers_only,
+        keep_passcodes=args.capture_passcodes,
         max_bytes=args.capture_max_bytes,
         server=(legacy.host, legacy.port),
         listen=(args.listen[0], args.listen[1]),
@@ -132,7 +147,7 @@ def add_replay_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     replay.add_argument(
         "capture", nargs="+", metavar="CAPTURE", help="flow or facts file(s), oldest first"
     )
-    replay.add_argument("--routes", required=True, help="the routes.yaml to decide with")
+    add_routes_option(replay)
     replay.add_argument(
         "--dry-run", action="store_true", help="only report what the routes decide; send nothing"
     )
@@ -140,6 +155,15 @@ def add_replay_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--against",
         metavar="OLD",
         help="(--dry-run) also decide with OLD routes and list the messages decided differently",
+    )
+    replay.add_argument(
+        "--facts",
+        action="append",
+        metavar="FILE",
+        help="(--dry-run) the facts of the run the capture recorded (repeatable; rotated and "
+        ".gz files too): decide each captured SEND under the trace id the live proxy gave "
+        "it (split routes without a sticky header then decide as they did live) and report "
+        "how many decisions agree",
     )
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.add_argument(
@@ -189,6 +213,11 @@ def _load(path: str) -> RouteTable | None:
         return None
 
 
+def _unreadable(*paths: str) -> bool:
+    """Whether one of ``paths`` cannot be read at all (usage, 2), not merely invalid (1)."""
+    return any(not os.access(path, os.R_OK) or os.path.isdir(path) for path in paths)
+
+
 def _source(paths: list[str]) -> MessageSource | None:
     from .sources import MessageSource, SourceError
 
@@ -210,25 +239,65 @@ def run_replay(args: argparse.Namespace) -> int:
     table = _load(args.routes)
     against = _load(args.against) if args.against else None
     if table is None or (args.against and against is None):
-        return EXIT_INVALID
+        return EXIT_USAGE
     if against is not None and not args.dry_run:
         print("strangler: --against needs --dry-run", file=sys.stderr)
         return EXIT_USAGE
     source = _source(args.capture)
     if source is None:
-        return EXIT_INVALID
+        return EXIT_USAGE
+    if args.facts and not args.dry_run:
+        print("strangler: --facts needs --dry-run", file=sys.stderr)
+        return EXIT_USAGE
     if not args.dry_run:
         return _publish(args, table, source)
+    if args.facts:
+        return _dry_run_live(args, table, against, source)
     try:
         report = Report(table, against, examples=args.examples).add_all(source)
     except SourceError as exc:
         print(f"strangler: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     if args.json:
         _print_json(report.as_dict(source.stats))
     else:
         files = ", ".join(args.capture)
         print(report.render(source.stats, title=f"replay --dry-run of {files}"))
+    return EXIT_OK
+
+
+def _dry_run_live(
+    args: argparse.Namespace, table: RouteTable, against: RouteTable | None, source: MessageSource
+) -> int:
+    """``--dry-run --facts``: each SEND keyed by its live trace id; the agreement figure."""
+    from ..ledger import InputError
+    from .live import Agreement, LiveDecisions
+    from .report import Report
+    from .sources import SourceError
+
+    try:
+        live = LiveDecisions(args.facts)
+    except InputError as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    report = Report(table, against, examples=args.examples)
+    agreement = Agreement(examples=args.examples)
+    try:
+        for message in source:
+            found = live.find(message)
+            decision = report.add(agreement.keyed(message, found))
+            if found is not None:
+                agreement.compare(found, decision, table.version)
+    except SourceError as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        _print_json({**report.as_dict(source.stats), "live": agreement.as_dict(live.files)})
+    else:
+        files = ", ".join(args.capture)
+        print(report.render(source.stats, title=f"replay --dry-run of {files}"))
+        print()
+        print("\n".join(agreement.render(live.files)))
     return EXIT_OK
 
 
@@ -242,19 +311,19 @@ def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource)
             "strangler: facts files hold no message bodies; use them with --dry-run",
             file=sys.stderr,
         )
-        return EXIT_INVALID
+        return EXIT_USAGE
     try:
         total = sum(1 for _ in source)  # a counting pass: streamed, nothing kept
     except SourceError as exc:
         print(f"strangler: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     if source.stats.headers_only:
         print(
             "strangler: the capture was taken with --capture-headers-only (no bodies); "
             "it can only be used with --dry-run",
             file=sys.stderr,
         )
-        return EXIT_INVALID
+        return EXIT_USAGE
     for error in source.stats.errors:
         print(f"strangler: warning: {error}", file=sys.stderr)
     state_path = args.state or f"{args.capture[0]}.replay-state.json"
@@ -263,7 +332,7 @@ def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource)
         digest = fingerprint(args.capture)
     except (PublishError, OSError) as exc:
         print(f"strangler: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     if state is None:
         state = ReplayState(
             capture=[os.path.abspath(p) for p in args.capture],
@@ -277,7 +346,7 @@ def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource)
             f"({', '.join(state.capture)}); remove it or pass --state",
             file=sys.stderr,
         )
-        return EXIT_INVALID
+        return EXIT_USAGE
     elif state.routes_version != table.version:
         print(
             f"strangler: note: routes changed since {state_path} was written "
@@ -315,7 +384,7 @@ def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource)
         )
     if result.error is not None:
         print(f"strangler: replay stopped: {result.error}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE if result.login_refused else EXIT_INVALID
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 
 
@@ -325,7 +394,7 @@ def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource)
 def add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = commands.add_parser(
         "plan",
-        help="what changing OLD routes to NEW would do (exit 0 no change, 2 changes, 1 invalid)",
+        help="what changing OLD routes to NEW would do (exit 0 no change, 3 changes, 1 invalid)",
         description=(
             "Compare two routes files without connecting anywhere: routes added, removed "
             "and changed; destinations that change broker; with --capture, how many "
@@ -354,17 +423,17 @@ def run_plan(args: argparse.Namespace) -> int:
 
     old, new = _load(args.old), _load(args.new)
     if old is None or new is None:
-        return EXIT_INVALID
+        return EXIT_USAGE if _unreadable(args.old, args.new) else EXIT_INVALID
     plan = make_plan(old, new)
     if args.capture:
         source = _source(args.capture)
         if source is None:
-            return EXIT_INVALID
+            return EXIT_USAGE
         try:
             plan.messages = Report(new, old, examples=args.examples).add_all(source)
         except SourceError as exc:
             print(f"strangler: {exc}", file=sys.stderr)
-            return EXIT_INVALID
+            return EXIT_USAGE
         plan.stats = source.stats
     if args.json:
         _print_json(plan.as_dict())

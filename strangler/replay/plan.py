@@ -10,7 +10,7 @@ Three layers, each from the one before it:
 
 Invariants:
 - Pure apart from reading the given files; no broker is contacted.
-- ``changed`` is False exactly when all three layers are empty (exit code 0; else 2).
+- ``changed`` is False exactly when all three layers are empty (exit code 0; else 3).
 - A destination "changes broker" when its routing profile differs: targets (or split
   weight and key), Amazon MQ destination name, or dry-run; a rule rename alone does not.
 """

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import threading
@@ -36,7 +37,9 @@ from typing import Any, Final, Protocol, TextIO
 
 from ..routes import AMAZONMQ, LEGACY, BrokerConfig, RouteTable
 from ..stomp import Frame, Headers, encode_parts
-from .client import BrokerClient, PublishError
+from ..upstream.credentials import resolve_credentials
+from ..upstream.errors import CredentialsError
+from .client import BrokerClient, LoginRefused, PublishError
 from .report import Report, decide_message
 from .sources import CapturedMessage
 
@@ -116,12 +119,25 @@ def fingerprint(paths: Sequence[str]) -> str:
 
 # -- progress -------------------------------------------------------------------------------
 
+PROGRESS_EVERY: Final = 2.0  # seconds between progress lines off a terminal
+RATE_WINDOW: Final = 10.0  # seconds the "current" rate mostly reflects
+
+
+def _duration(seconds: float) -> str:
+    """``H:MM:SS`` (hours as many as it takes)."""
+    whole = int(seconds + 0.5)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
 
 class Progress:
-    """A one-line progress display on a terminal; a line every ``every`` seconds otherwise.
+    """A progress line for long work (``replay``, ``drain``): the count, the current rate
+    and the time left at that rate, on the same cadence for both: rewritten in place twice
+    a second on a terminal, a new line every ``PROGRESS_EVERY`` seconds otherwise (logs).
 
-    ``total`` may be an estimate (drain counts its backlog before moving it): past it, the
-    line shows the count without a percentage. ``note`` adds a caller's detail.
+    The rate is the recent one (weighted over about ``RATE_WINDOW`` seconds), so a rate
+    limit, a slow broker or a burst shows within seconds. ``total`` may be an estimate
+    (drain counts its backlog before moving it): past it, the line shows the count without
+    a percentage or a time left. ``note`` adds a caller's detail.
     """
 
     def __init__(
@@ -129,35 +145,44 @@ class Progress:
         total: int,
         stream: TextIO | None = None,
         *,
-        every: float = 10.0,
+        every: float | None = None,
         label: str = "replay",
         noun: str = "confirmed",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = total
+        self.clock = clock
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
-        self.every = 0.5 if self.tty else every
+        self.every = every if every is not None else (0.5 if self.tty else PROGRESS_EVERY)
         self.label = label
         self.noun = noun
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.last = self.started
         self.first: int | None = None
+        self.rate: float | None = None  # messages/s, recent
+        self._sampled = (self.started, 0)
         self.shown = False
 
     def update(self, confirmed: int, *, force: bool = False, note: str = "") -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.first is None:
             self.first = confirmed
+            self._sampled = (self.started, confirmed)
         if not force and now - self.last < self.every:
             return
         self.last = now
-        rate = (confirmed - self.first) / max(now - self.started, 1e-9)
+        self._sample(now, confirmed)
+        rate = self.rate or 0.0
         if confirmed <= self.total:
             percent = 100.0 * confirmed / self.total if self.total else 100.0
             done = f"{confirmed}/{self.total} {self.noun} ({percent:.1f}%)"
+            left = self.total - confirmed
+            eta = "0:00:00" if not left else _duration(left / rate) if rate > 0 else "unknown"
+            done += f", {rate:.0f} msg/s, ETA {eta}"
         else:
-            done = f"{confirmed} {self.noun} (counted {self.total} before)"
-        text = f"{self.label}: {done}, {rate:.0f} msg/s{note}"
+            done = f"{confirmed} {self.noun} (counted {self.total} before), {rate:.0f} msg/s"
+        text = f"{self.label}: {done}{note}"
         if self.tty:
             self.stream.write(f"\r{text}\033[K")
         else:
@@ -165,9 +190,23 @@ class Progress:
         self.stream.flush()
         self.shown = True
 
+    def _sample(self, now: float, count: int) -> None:
+        """Fold the rate since the last sample into the recent rate."""
+        then, before = self._sampled
+        elapsed = now - then
+        if elapsed <= 0:
+            return
+        rate = (count - before) / elapsed
+        if self.rate is None:
+            self.rate = rate
+        else:
+            weight = 1.0 - math.exp(-elapsed / RATE_WINDOW)
+            self.rate += weight * (rate - self.rate)
+        self._sampled = (now, count)
+
     def finish(self, confirmed: int, *, note: str = "") -> None:
         """A last line with the totals (when any line was due), then ``close``."""
-        if self.shown or time.monotonic() - self.started >= self.every:
+        if self.shown or self.clock() - self.started >= self.every:
             self.update(confirmed, force=True, note=note)
         self.close()
 
@@ -188,6 +227,7 @@ class PublishResult:
     sent: int  # messages sent in this run
     report: Report
     error: str | None = None
+    login_refused: bool = False  # the error is a broker refusing the login (exit 2)
     interrupted: bool = False
 
     @property
@@ -306,6 +346,7 @@ class Publisher:
                 self._pump(self.timeout)
         except PublishError as exc:
             result.error = str(exc)
+            result.login_refused = isinstance(exc, LoginRefused)
             self._settle()
         except KeyboardInterrupt:
             result.interrupted = True
@@ -436,7 +477,7 @@ def broker_opener(
     """Connect to a routes.yaml broker: its endpoints, TLS/CA and credentials.
 
     Credentials come from ``credentials`` in routes.yaml (env vars, file or Secrets
-    Manager, via ``Credentials.resolve``). Legacy has none there usually (producers log in
+    Manager, via ``resolve_credentials``). Legacy has none there usually (producers log in
     themselves): replay then logs in as the captured producer did (its CONNECT's
     login/passcode), else without a login.
     """
@@ -455,10 +496,8 @@ def broker_login(
     config = table.brokers.get(name)
     if config is None or config.credentials is None:
         return fallback
-    from ..routes import CredentialsError
-
     try:
-        return config.credentials.resolve()
+        return resolve_credentials(config.credentials)
     except CredentialsError as exc:
         raise PublishError(f"{name}: credentials: {exc}") from None
 

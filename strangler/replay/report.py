@@ -161,7 +161,11 @@ class Report:
         decision = decide_message(self.table, message)
         label = targets_label(decision.targets)
         self.messages += 1
-        if message.trace_id is None and message.header(self.table.trace_header) is None:
+        if (
+            message.trace_id is None
+            and message.live_trace_id is None
+            and message.header(self.table.trace_header) is None
+        ):
             self.stable_keys += 1
         self.routes[decision.rule].counts.add(label)
         row = self.destinations.get(message.destination)

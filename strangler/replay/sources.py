@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from ..stomp import Frame, FrameParser, Headers, Limits, ProtocolError
+from .extra import INSTALL, mitmproxy_installed
 
 Kind = Literal["flows", "facts"]
 
@@ -50,6 +51,15 @@ class SourceError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySession:
+    """The live proxy session a captured flow recorded (``FlowCapture`` metadata)."""
+
+    session: str  # the proxy's session id (``s1``...), as its facts name it
+    peer: str  # the producer's address, host:port, as ``client_connected`` gives it
+    opened_at: float  # when the proxy accepted the connection (unix time)
+
+
+@dataclass(frozen=True, slots=True)
 class CapturedMessage:
     """One SEND as the producer sent it (capture) or as the proxy recorded it (facts).
 
@@ -63,6 +73,11 @@ class CapturedMessage:
     headers: Headers = ()
     body: bytes | None = None
     trace_id: str | None = None  # what the facts recorded
+    # Captures by ``strangler run --capture``: the proxy session, and the SEND's position
+    # among that session's SENDs (0, 1, ...): its message_routed fact is the same one.
+    proxy_session: ProxySession | None = None
+    send_index: int | None = None
+    live_trace_id: str | None = None  # the trace id the live proxy gave it (``live``)
 
     def header(self, name: str) -> str | None:
         """The first value of ``name`` (STOMP 1.2: the first occurrence wins)."""
@@ -79,10 +94,13 @@ class CapturedMessage:
     def key(self, trace_header: str) -> str:
         """The message key the live proxy decides with: the trace id.
 
-        The trace header's value when the producer set one (the proxy keeps it), else the
+        The trace id the live proxy gave it, when its facts were joined (``live``); else
+        the trace header's value when the producer set one (the proxy kept it), else the
         recorded trace id (facts), else ``stable_id`` (the proxy would have made a random
         one; a stable one keeps reports reproducible).
         """
+        if self.live_trace_id is not None:
+            return self.live_trace_id
         value = self.header(trace_header) if self.headers else None
         if value is not None:
             return value
@@ -161,6 +179,12 @@ class MessageSource:
         self.paths = list(paths)
         self.limits = limits
         self.kinds = [detect_kind(path) for path in self.paths]
+        flows = [p for p, kind in zip(self.paths, self.kinds, strict=True) if kind != "facts"]
+        if flows and not mitmproxy_installed():
+            raise SourceError(
+                f"{flows[0]}: reading a mitmproxy flow file needs mitmproxy, "
+                f"which is not installed: {INSTALL}"
+            )
         self.stats = SourceStats()
 
     def __iter__(self) -> Iterator[CapturedMessage]:
@@ -209,9 +233,17 @@ def _read_facts(path: str, stats: SourceStats) -> Iterator[CapturedMessage]:
 class _Session:
     """Parser state of one producer connection, possibly spread over several flows."""
 
-    def __init__(self, origin: str, limits: Limits, stats: SourceStats) -> None:
+    def __init__(
+        self,
+        origin: str,
+        limits: Limits,
+        stats: SourceStats,
+        proxy_session: ProxySession | None = None,
+    ) -> None:
         self.origin = origin
         self.stats = stats
+        self.proxy_session = proxy_session
+        self.sends = 0  # SENDs with a destination: each one a message_routed, live
         self.client = FrameParser(limits)
         self.server: FrameParser | None = FrameParser(limits)  # None once CONNECTED was seen
         self.frames = 0
@@ -269,7 +301,10 @@ class _Session:
                 destination,
                 frame.headers,
                 None if self.headers_only else frame.body,
+                proxy_session=self.proxy_session,
+                send_index=self.sends,
             )
+            self.sends += 1
             tx = frame.get("transaction")
             if tx is not None and tx in self.transactions:
                 self.transactions[tx].append(message)
@@ -345,7 +380,9 @@ class _Sessions:
                     "(rotated away?); its later parts are skipped"
                 )
                 return
-            session = self.open[capture_id] = _Session(capture_id, self.limits, self.stats)
+            session = self.open[capture_id] = _Session(
+                capture_id, self.limits, self.stats, _proxy_session(flow, meta)
+            )
             self.stats.sessions += 1
         if meta.get("headers_only"):
             session.headers_only = self.stats.headers_only = True
@@ -367,3 +404,12 @@ class _Sessions:
         for session in self.open.values():
             session.finish()
         self.open.clear()
+
+
+def _proxy_session(flow: Any, meta: dict[str, Any]) -> ProxySession | None:
+    session = meta.get("session")
+    if not isinstance(session, str):
+        return None
+    peer = flow.client_conn.peername
+    address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+    return ProxySession(session, address, float(flow.client_conn.timestamp_start or 0.0))

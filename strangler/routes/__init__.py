@@ -1,14 +1,13 @@
 """Declarative routing of STOMP destinations between the legacy broker and Amazon MQ.
 
-Pure: no sockets, no asyncio; the only I/O is reading routes.yaml (``load_routes``) and,
-when the proxy asks, a credentials file or Secrets Manager secret (``Credentials.resolve``,
-which imports boto3 lazily).
+Pure: no sockets, no asyncio, no secrets; the only I/O is reading routes.yaml
+(``load_routes``). Credentials are only named here; ``strangler.upstream`` reads them.
 """
 
 from .client_credentials import ClientCredentials, SessionLogin, Unmapped, session_login
 from .credentials import Credentials, secret_arn_region
 from .decide import ConsumerDecision, decide, decide_send, decide_subscribe, split_bucket
-from .errors import CredentialsError, RoutesError
+from .errors import RoutesError
 from .loader import load_routes, parse_routes
 from .model import (
     AMAZONMQ,
@@ -42,7 +41,6 @@ __all__ = [
     "ClientCredentials",
     "ConsumerDecision",
     "Credentials",
-    "CredentialsError",
     "Decision",
     "MatchKind",
     "Mode",

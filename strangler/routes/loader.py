@@ -1,7 +1,9 @@
 """routes.yaml -> RouteTable, rejecting anything not exactly understood.
 
 Invariants:
-- The only I/O in the package is ``load_routes`` reading the routes file. Secrets are never
+- The only I/O in the package is ``load_routes`` reading the routes file: a regular file of
+  at most ``MAX_ROUTES_BYTES``, opened without blocking (a FIFO or ``/dev/zero`` in its
+  place is refused, never waited on nor read without end). Secrets are never
   read here (``Credentials`` only names env vars, a file or a Secrets Manager secret) and
   ``ca_file`` is not opened: the proxy checks those when it connects.
 - YAML is composed with ``yaml.SafeLoader`` into nodes and walked by hand, so every error
@@ -24,6 +26,9 @@ Invariants:
 - Credentials ``secret_id`` (Secrets Manager) takes its region from ``region:``, else the
   secret's ARN, else the broker's ``region:``, else the AWS SDK default; a ``region:``
   contradicting the ARN is an error.
+- A ``rollout:`` plan is only read on split routes (legacy and mirror routes keep it,
+  ignored with a warning, like ``weight``); a gate's ``route:`` must name a route of the
+  same file. ``rollout.state`` is what ``strangler rollout`` wrote, checked as strictly.
 """
 
 from __future__ import annotations
@@ -33,15 +38,19 @@ import hashlib
 import math
 import os
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from datetime import datetime
+from enum import StrEnum
+from typing import Final, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..regular_files import UnreadableFile, read_regular_file
 from .client_credentials import ClientCredentials, Unmapped
 from .credentials import Credentials, secret_arn_region
 from .errors import RoutesError
@@ -60,6 +69,19 @@ from .model import (
     Mode,
     OnFailure,
     Route,
+)
+from .rollout import (
+    GATE_NAME,
+    QUERY_PLACEHOLDERS,
+    Duration,
+    Gate,
+    GateMetric,
+    OnBreach,
+    Phase,
+    RolloutPlan,
+    RolloutState,
+    parse_duration,
+    parse_time,
 )
 from .table import RouteTable
 
@@ -89,7 +111,11 @@ _ROUTE_KEYS: Final = (
     "sticky_header",
     "on_failure",
     "dry_run",
+    "rollout",
 )
+_ROLLOUT_KEYS: Final = ("steps", "every", "gates", "on_breach", "promote", "state")
+_GATE_KEYS: Final = ("name", "metric", "query", "max", "min", "window", "min_messages", "route")
+_STATE_KEYS: Final = ("phase", "since", "gates")
 
 _SCHEMES: Final = ("stomp", "stomp+ssl")
 _ROUTE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
@@ -124,22 +150,77 @@ _FORBIDDEN: Final[dict[tuple[str, Mode], str]] = {
     ("on_failure", Mode.LEGACY): "legacy routes never send to Amazon MQ",
     ("on_failure", Mode.MIRROR): "mirror failures never affect the client",
     ("target_destination", Mode.LEGACY): "legacy routes never send to Amazon MQ",
+    ("rollout", Mode.LEGACY): "only split routes step their weight",
+    ("rollout", Mode.MIRROR): "only split routes step their weight",
+    ("rollout", Mode.CUTOVER): "only split routes step their weight",
 }
 
-_NULL_TAG: Final = "tag:yaml.org,2002:null"
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-_MAP_TAG: Final = "tag:yaml.org,2002:map"
-_SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+_YAML_TAG: Final = "tag:yaml.org,2002:"
+_NULL_TAG: Final = _YAML_TAG + "null"
+_MERGE_TAG: Final = _YAML_TAG + "merge"
+_MAP_TAG: Final = _YAML_TAG + "map"
+_SEQ_TAG: Final = _YAML_TAG + "seq"
+# A routes file with thousands of routes is a few hundred KiB.
+MAX_ROUTES_BYTES: Final = 1 << 20
+# The tags the safe loader gives plain YAML; any other (!!python/..., !custom) is refused.
+_SCALAR_TAGS: Final = frozenset(
+    _YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary", "merge")
+)
+# Keys that would hold a secret in the file itself; routes.yaml names where secrets are.
+_SECRET_KEYS: Final = frozenset(
+    {"password", "passcode", "passwd", "pass", "secret", "username", "user", "login", "token"}
+)
+_NO_SECRETS: Final = (
+    "secrets never go in this file: name environment variables (username_env, "
+    "password_env), a file (file: PATH) or a Secrets Manager secret (secret_id: NAME)"
+)
+# PyYAML's indentation problems, as a person would put them (the original follows).
+_YAML_PROBLEMS: Final = (
+    (
+        "expected <block end>, but found '<block mapping start>'",
+        "this line is indented more than the keys before it{context}; the keys of one "
+        "mapping must start in the same column",
+    ),
+    (
+        "expected <block end>, but found '<block sequence start>'",
+        "this list item is indented differently from the lines before it{context}",
+    ),
+    (
+        "expected <block end>, but found '-'",
+        "this list item is indented differently from the lines before it{context}",
+    ),
+    (
+        "did not find expected key",
+        "this line is not indented like the keys of its mapping{context}",
+    ),
+    (
+        "did not find expected '-' indicator",
+        "this line is not indented like the items of its list{context}",
+    ),
+    (
+        "mapping values are not allowed here",
+        "unexpected ':' (a key indented under a value on the line above, or a value with "
+        "': ' in it: quote the value)",
+    ),
+    (
+        "could not find expected ':'",
+        "a line inside a mapping that is not 'key: value'{context} (a missing ':', or a "
+        "value continued on the next line: quote it)",
+    ),
+)
 
 
 def load_routes(path: str | os.PathLike[str]) -> RouteTable:
     """Read and validate a routes file; raise ``RoutesError`` on any problem."""
     source = os.fspath(path)
     try:
-        with open(source, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise RoutesError(source, None, f"cannot read routes file: {e.strerror or e}") from e
+        data = read_regular_file(source, MAX_ROUTES_BYTES)
+    except UnreadableFile as e:
+        raise RoutesError(
+            source, None, f"cannot read routes file: {e.reason}", unreadable=True
+        ) from None
     return parse_routes(data, source)
 
 
@@ -205,13 +286,9 @@ class _Reader:
             return yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
-            # PyYAML phrases some problems as the second half of a sentence ("but found ...").
-            problem = (e.problem or "").removeprefix("but ")
-            reason = f"YAML syntax error: {problem or e.context or 'invalid YAML'}"
-            if e.context and e.context_mark is not None and problem:
-                reason += f" ({e.context} at line {e.context_mark.line + 1})"
             line = mark.line + 1 if mark is not None else None
             column = mark.column + 1 if mark is not None else None
+            reason = _yaml_problem(e, text.splitlines()[line - 1 : line] if line else [])
             raise RoutesError(self.source, line, reason, column=column) from None
         except yaml.YAMLError as e:
             # ReaderError (e.g. control characters) has an offset, not a line.
@@ -580,13 +657,25 @@ class _Reader:
             return ()  # `routes:` with nothing under it: same as an empty list
         items = self.sequence(node, "routes")
         names: dict[str, int] = {}
-        return tuple(
-            self.route(item, index, dry_run, has_amazonmq, names)
+        # Gates may measure a route further down the file: checked once all are named.
+        measured: list[tuple[str, Node, str]] = []
+        routes = tuple(
+            self.route(item, index, dry_run, has_amazonmq, names, measured)
             for index, item in enumerate(items)
         )
+        for name, name_node, path in measured:
+            if name not in names:
+                self.fail(name_node, f"{path}: no route named {name!r} in this file")
+        return routes
 
     def route(
-        self, node: Node, index: int, dry_run: bool, has_amazonmq: bool, names: dict[str, int]
+        self,
+        node: Node,
+        index: int,
+        dry_run: bool,
+        has_amazonmq: bool,
+        names: dict[str, int],
+        measured: list[tuple[str, Node, str]],
     ) -> Route:
         path = f"routes[{index}]"
         fields = self.mapping(node, path, _ROUTE_KEYS)
@@ -616,6 +705,7 @@ class _Reader:
         names[name] = _line(name_node)
 
         match_kind, pattern = self.match(need("match"), f"{path}.match")
+        self.warn_unprefixed(fields["match"].value, f"{path}.match.{match_kind}", pattern)
 
         mode_node = need("mode")
         mode_text = self.string(mode_node, f"{path}.mode")
@@ -672,10 +762,17 @@ class _Reader:
             target_destination = self.destination(
                 fields["target_destination"].value, f"{path}.target_destination"
             )
+            self.warn_unprefixed(
+                fields["target_destination"].value, f"{path}.target_destination", target_destination
+            )
 
         route_dry_run = dry_run
         if "dry_run" in fields:
             route_dry_run = self.boolean(fields["dry_run"].value, f"{path}.dry_run")
+
+        rollout = None
+        if "rollout" in fields and "rollout" not in ignored:
+            rollout = self.rollout(fields["rollout"], f"{path}.rollout", measured)
 
         return Route(
             name=name,
@@ -688,6 +785,7 @@ class _Reader:
             target_destination=target_destination,
             dry_run=route_dry_run,
             line=_line(node),
+            rollout=rollout,
         )
 
     def match(self, node: Node, path: str) -> tuple[MatchKind, str]:
@@ -708,6 +806,232 @@ class _Reader:
             )
         kind = next(k for k in MATCH_KINDS if k == kinds[0])  # narrows str to MatchKind
         return kind, self.destination(fields[kind].value, f"{path}.{kind}")
+
+    # -- rollout ----------------------------------------------------------------------------
+
+    def rollout(
+        self, owner: _Field, path: str, measured: list[tuple[str, Node, str]]
+    ) -> RolloutPlan:
+        fields = self.mapping(owner.value, path, _ROLLOUT_KEYS)
+        for key, why in (
+            ("steps", "the weights to step through, e.g. [1, 5, 25, 50, 100]"),
+            ("every", "how long each step runs before the next, e.g. 10m"),
+            ("gates", "at least one gate (a rollout that cannot see trouble never rolls back)"),
+        ):
+            if key not in fields:
+                self.fail(owner.key, f"{path}.{key}: required ({why})")
+        steps = self.steps(fields["steps"].value, f"{path}.steps")
+        every = self.duration(fields["every"].value, f"{path}.every")
+        on_breach = OnBreach.ROLLBACK
+        if "on_breach" in fields:
+            on_breach = self.choice(fields["on_breach"].value, f"{path}.on_breach", OnBreach)
+        promote = False
+        if "promote" in fields:
+            promote_node = fields["promote"].value
+            promote = self.boolean(promote_node, f"{path}.promote")
+            if promote and steps[-1] != 100.0:
+                self.fail(
+                    promote_node,
+                    f"{path}.promote: a route is promoted to cutover only from 100%; "
+                    f"the last step is {steps[-1]:g}",
+                )
+        gates = self.gates(fields["gates"].value, f"{path}.gates", measured)
+        state = None
+        if "state" in fields:
+            state = self.rollout_state(fields["state"].value, f"{path}.state")
+        return RolloutPlan(
+            steps=steps,
+            every=every,
+            gates=gates,
+            on_breach=on_breach,
+            promote=promote,
+            state=state,
+        )
+
+    def steps(self, node: Node, path: str) -> tuple[float, ...]:
+        items = self.sequence(node, path)
+        if not items:
+            self.fail(node, f"{path}: must list at least one weight")
+        steps: list[float] = []
+        for index, item in enumerate(items):
+            step = self.weight(item, f"{path}[{index}]")
+            if steps and step <= steps[-1]:
+                self.fail(
+                    item,
+                    f"{path}[{index}]: {step:g} does not go up from the step before it "
+                    f"({steps[-1]:g}); steps must be strictly ascending",
+                )
+            steps.append(step)
+        return tuple(steps)
+
+    def gates(
+        self, node: Node, path: str, measured: list[tuple[str, Node, str]]
+    ) -> tuple[Gate, ...]:
+        items = self.sequence(node, path)
+        if not items:
+            self.fail(
+                node,
+                f"{path}: at least one gate (a rollout that cannot see trouble never rolls back)",
+            )
+        seen: dict[str, int] = {}
+        gates: list[Gate] = []
+        for index, item in enumerate(items):
+            gate, name_node = self.gate(item, f"{path}[{index}]", measured)
+            if gate.name in seen:
+                self.fail(
+                    name_node,
+                    f"{path}[{index}].name: duplicate gate name {gate.name!r} "
+                    f"(first at line {seen[gate.name]}); name one of them",
+                )
+            seen[gate.name] = _line(name_node)
+            gates.append(gate)
+        return tuple(gates)
+
+    def gate(
+        self, node: Node, path: str, measured: list[tuple[str, Node, str]]
+    ) -> tuple[Gate, Node]:
+        fields = self.mapping(node, path, _GATE_KEYS)
+        given = [key for key in ("metric", "query") if key in fields]
+        if not given:
+            self.fail(
+                node,
+                f"{path}: needs 'metric' (one of {', '.join(m.value for m in GateMetric)}) "
+                "or 'query' (PromQL)",
+            )
+        if len(given) > 1:
+            self.fail(fields["query"].key, f"{path}: has both 'metric' and 'query'; use one")
+        metric = None
+        query = None
+        if "metric" in fields:
+            metric = self.choice(fields["metric"].value, f"{path}.metric", GateMetric)
+            name_node = fields["metric"].value
+            name = str(metric)
+        else:
+            query = self.query(fields["query"].value, f"{path}.query")
+            if "name" not in fields:
+                self.fail(node, f"{path}.name: required for a query gate (it names its value)")
+            name_node = fields["query"].value
+            name = ""
+        if "name" in fields:
+            name_node = fields["name"].value
+            name = self.string(name_node, f"{path}.name")
+            if not GATE_NAME.fullmatch(name):
+                self.fail(
+                    name_node,
+                    f"{path}.name: {name!r} may only contain letters, digits, '_', '.' and '-'",
+                )
+        bounds = [key for key in ("max", "min") if key in fields]
+        if not bounds:
+            self.fail(node, f"{path}: needs 'max' (breach above) or 'min' (breach below)")
+        if len(bounds) > 1:
+            self.fail(fields["min"].key, f"{path}: has both 'max' and 'min'; use one")
+        bound = float(self.number(fields[bounds[0]].value, f"{path}.{bounds[0]}"))
+        for key, why in (
+            ("window", "the time the gate looks back over, e.g. 5m"),
+            ("min_messages", "below this many messages in the window: not enough data"),
+        ):
+            if key not in fields:
+                self.fail(node, f"{path}.{key}: required ({why})")
+        window = self.duration(fields["window"].value, f"{path}.window")
+        min_node = fields["min_messages"].value
+        min_messages = float(self.number(min_node, f"{path}.min_messages"))
+        if min_messages < 0:
+            self.fail(min_node, f"{path}.min_messages: must not be negative")
+        route = None
+        if "route" in fields:
+            route_node = fields["route"].value
+            route = self.string(route_node, f"{path}.route")
+            measured.append((route, route_node, f"{path}.route"))
+        gate = Gate(
+            name=name,
+            window=window,
+            min_messages=min_messages,
+            metric=metric,
+            query=query,
+            max=bound if bounds[0] == "max" else None,
+            min=bound if bounds[0] == "min" else None,
+            route=route,
+        )
+        return gate, name_node
+
+    def query(self, node: Node, path: str) -> str:
+        value = self.string(node, path)
+        if not value.strip():
+            self.fail(node, f"{path}: must not be empty")
+        template = string.Template(value)
+        unknown = [n for n in template.get_identifiers() if n not in QUERY_PLACEHOLDERS]
+        if unknown or not template.is_valid():
+            self.fail(
+                node,
+                f"{path}: may only use ${', $'.join(QUERY_PLACEHOLDERS)} "
+                f"(and $$ for a literal $); found {'$' + unknown[0] if unknown else 'a stray $'}",
+            )
+        return value
+
+    def rollout_state(self, node: Node, path: str) -> RolloutState:
+        fields = self.mapping(node, path, _STATE_KEYS)
+        phase = Phase.ROLLING
+        if "phase" in fields:
+            phase = self.choice(fields["phase"].value, f"{path}.phase", Phase)
+        since = None
+        if "since" in fields:
+            since = self.timestamp(fields["since"].value, f"{path}.since")
+        values: list[tuple[str, float | None]] = []
+        if "gates" in fields:
+            gates_node = fields["gates"].value
+            if not isinstance(gates_node, MappingNode):
+                self.fail(gates_node, f"{path}.gates: must be a mapping of gate name to value")
+            self.plain(gates_node, f"{path}.gates", _MAP_TAG)
+            for key_node, value_node in gates_node.value:
+                key = self.scalar(key_node, f"{path}.gates", "a gate name")
+                if not isinstance(key, str) or not GATE_NAME.fullmatch(key):
+                    self.fail(key_node, f"{path}.gates: {key!r} is not a gate name")
+                value = self.scalar(value_node, f"{path}.gates.{key}", "a number or null")
+                if value is not None:
+                    value = float(self.number(value_node, f"{path}.gates.{key}"))
+                values.append((key, value))
+        return RolloutState(phase=phase, since=since, gates=tuple(values))
+
+    def timestamp(self, node: Node, path: str) -> datetime:
+        value = self.scalar(node, path, "a timestamp")
+        moment = value if isinstance(value, datetime) else None
+        if isinstance(value, str):
+            moment = parse_time(value)
+        if moment is None or moment.tzinfo is None:
+            self.fail(
+                node,
+                f"{path}: must be an ISO 8601 timestamp with a timezone, "
+                'e.g. "2025-05-01T10:00:00Z"',
+            )
+        return moment
+
+    def duration(self, node: Node, path: str) -> Duration:
+        value = self.scalar(node, path, "a duration")
+        duration = parse_duration(value) if isinstance(value, str) else None
+        if duration is None or duration.seconds <= 0:
+            self.fail(
+                node,
+                f"{path}: must be a duration like 30s, 10m or 1h "
+                "(a whole number and one of ms, s, m, h, d; above 0)",
+            )
+        return duration
+
+    def choice(self, node: Node, path: str, kind: type[_Choice]) -> _Choice:
+        text = self.string(node, path)
+        try:
+            return kind(text)
+        except ValueError:
+            self.fail(node, f"{path}: {text!r} is not one of {', '.join(k.value for k in kind)}")
+
+    def warn_unprefixed(self, node: Node, path: str, pattern: str) -> None:
+        """Destinations are /queue/NAME or /topic/NAME; a bare name is valid but suspicious."""
+        if pattern.startswith(("/", "*")):
+            return
+        self.warnings.append(
+            f"{self.source}:{_line(node)}: {path}: {pattern!r} does not start with /queue/ or "
+            f"/topic/: producers usually send /queue/{pattern.lstrip('/')}, which this would "
+            "not match (ActiveMQ takes a bare name for a queue of that name)"
+        )
 
     def weight(self, node: Node, path: str) -> float:
         value = self.number(node, path)
@@ -738,7 +1062,7 @@ class _Reader:
     ) -> dict[str, _Field]:
         where = path or "top level"
         if not isinstance(node, MappingNode):
-            described = self.describe(node)
+            described = self.describe(node, where)
             self.fail(node, f"{where}: must be a mapping, got {described}")
         self.plain(node, where, _MAP_TAG)
         fields: dict[str, _Field] = {}
@@ -749,6 +1073,8 @@ class _Reader:
             if not isinstance(key, str):
                 self.fail(key_node, f"{where}: keys must be strings, got {_describe(key)}")
             if key not in allowed:
+                if key.lower() in _SECRET_KEYS:
+                    self.fail(key_node, f"{where}: '{key}': {_NO_SECRETS}")
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
                 self.fail(key_node, f"{where}: unknown {noun} '{key}' ({hint})")
@@ -760,21 +1086,33 @@ class _Reader:
 
     def sequence(self, node: Node, path: str) -> list[Node]:
         if not isinstance(node, SequenceNode):
-            self.fail(node, f"{path}: must be a list, got {self.describe(node)}")
+            self.fail(node, f"{path}: must be a list, got {self.describe(node, path)}")
         self.plain(node, path, _SEQ_TAG)
         return list(node.value)
 
     def plain(self, node: Node, path: str, tag: str) -> None:
         # Collections are walked, never constructed, so a tag would be silently ignored.
         if node.tag != tag:
-            self.fail(node, f"{path}: YAML tag {node.tag!r} is not supported")
+            self.refuse_tag(node, path)
 
-    def describe(self, node: Node) -> str:
+    def refuse_tag(self, node: Node, path: str) -> NoReturn:
+        self.fail(
+            node,
+            f"{path or 'value'}: YAML tag {_tag_text(node.tag)!r} is refused: routes.yaml is "
+            "read with YAML's safe loader, and tags that build objects (!!python/...) or "
+            "custom tags are not allowed",
+        )
+
+    def describe(self, node: Node, path: str = "") -> str:
         if isinstance(node, ScalarNode):
-            return _describe(self.scalar(node, "", "a value"))
+            return _describe(self.scalar(node, path, "a value"))
+        if node.tag not in (_MAP_TAG, _SEQ_TAG):
+            self.refuse_tag(node, path)
         return _shape(node)
 
     def scalar(self, node: Node, path: str, expected: str) -> object:
+        if node.tag not in _SCALAR_TAGS and node.tag not in (_MAP_TAG, _SEQ_TAG):
+            self.refuse_tag(node, path)
         if not isinstance(node, ScalarNode):
             self.fail(node, f"{path or 'value'}: must be {expected}, got {_shape(node)}")
         try:
@@ -812,3 +1150,29 @@ class _Reader:
         if not math.isfinite(value):
             self.fail(node, f"{path}: must be a finite number")
         return value
+
+
+def _tag_text(tag: str) -> str:
+    """A tag as it was written: ``!!python/object:x`` rather than its expanded URI."""
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError, lines: list[str]) -> str:
+    """PyYAML's syntax error as a reason a person can act on (its own words in brackets)."""
+    # PyYAML phrases some problems as the second half of a sentence ("but found ...").
+    problem = (error.problem or "").removeprefix("but ")
+    original = problem or error.context or "invalid YAML"
+    context = ""
+    if error.context and error.context_mark is not None and problem:
+        context = f" (the block that starts at line {error.context_mark.line + 1})"
+    line = lines[0] if lines else ""
+    if "\t" in line[: len(line) - len(line.lstrip())] or "'\\t'" in original:
+        return (
+            "YAML syntax error: a tab character: YAML indents with spaces only; replace the "
+            f"tab with spaces [YAML: {original}]"
+        )
+    full = f"{error.context}, {problem}" if error.context and problem else original
+    for raw, friendly in _YAML_PROBLEMS:
+        if raw in full or raw in original:
+            return f"YAML syntax error: {friendly.format(context=context)} [YAML: {original}]"
+    return f"YAML syntax error: {original}{context}"

@@ -22,6 +22,7 @@ from typing import Final, Literal
 
 from .client_credentials import ClientCredentials, SessionLogin, session_login
 from .credentials import Credentials
+from .rollout import RolloutPlan
 
 LEGACY: Final = "legacy"
 AMAZONMQ: Final = "amazonmq"
@@ -125,6 +126,7 @@ class Route:
     target_destination: str | None = None  # never for legacy
     dry_run: bool = False  # effective value (route override, else table default)
     line: int = 0  # 1-based line in the routes file; 0 when built in code
+    rollout: RolloutPlan | None = None  # split only: steps its weight up (strangler rollout)
 
     def __post_init__(self) -> None:
         if self.match_kind not in MATCH_KINDS:
@@ -133,6 +135,8 @@ class Route:
             raise ValueError(f"Route {self.name}: weight is required for split and only split")
         if self.weight is not None and not 0.0 <= self.weight <= 100.0:
             raise ValueError(f"Route {self.name}: weight {self.weight} outside 0..100")
+        if self.rollout is not None and self.mode is not Mode.SPLIT:
+            raise ValueError(f"Route {self.name}: only split routes have a rollout plan")
 
     def describe(self) -> str:
         """What the route does, in one line for people: ``split 10% by JMSXGroupID ...``."""
@@ -147,6 +151,8 @@ class Route:
             text += f" -> {self.target_destination}"
         if self.dry_run:
             text += " (dry-run)"
+        if self.rollout is not None:
+            text += f", {self.rollout.describe()}"
         return text
 
 

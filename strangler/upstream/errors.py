@@ -9,6 +9,31 @@ from __future__ import annotations
 import ssl
 
 
+class CredentialsError(Exception):
+    """Broker credentials could not be resolved (missing env var, unreadable or bad file).
+
+    Raised at connect time, not at load time: routes.yaml only names where secrets live.
+    """
+
+    reason: str
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class CaFileError(Exception):
+    """A broker's ``ca_file`` cannot serve as its TLS trust: missing, unreadable, not PEM."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"ca_file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class BrokerUnavailable(Exception):
     def __init__(self, broker: str, reason: str) -> None:
         super().__init__(f"{broker}: {reason}")

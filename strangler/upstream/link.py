@@ -44,6 +44,7 @@ from ..facts import Fact
 from ..routes import BrokerConfig, SessionLogin
 from ..stomp import Frame, FrameParser, Limits, ProtocolError
 from ..stomp.connection import negotiate_heartbeat, parse_heartbeat
+from .credentials import resolve_credentials
 from .discovery import resolve_endpoints
 from .errors import BrokerUnavailable, describe_os_error
 from .health import BrokerHealth
@@ -85,8 +86,10 @@ class BrokerLink:
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
         login: SessionLogin | None = None,
+        session: str | None = None,
     ) -> None:
         self.broker = broker
+        self._session = session  # the producer session this link serves, for its facts
         self._config = config
         # None: the config's own credentials (the proxy's), read again on every connect.
         self._login = login
@@ -246,7 +249,9 @@ class BrokerLink:
             # Read on every connect (a file or Secrets Manager), so a rotation is picked up.
             credentials = config.credentials if self._login is None else self._login.credentials
             username, password = (
-                await asyncio.to_thread(credentials.resolve) if credentials else ("", "")
+                await asyncio.to_thread(resolve_credentials, credentials)
+                if credentials
+                else ("", "")
             )
         except Exception as exc:  # credentials errors carry an operator-facing reason
             self._connecting = None
@@ -292,6 +297,7 @@ class BrokerLink:
                 if waiting.label is not None:
                     self._health.facts.emit(
                         Fact.MESSAGE_RESENT,
+                        session=self._session,
                         trace_id=waiting.label,
                         broker=self.broker,
                         endpoint=endpoint,

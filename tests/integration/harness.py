@@ -28,6 +28,7 @@ from strangler.proxy import (
     RoutesHolder,
     RoutesReloader,
 )
+from strangler.proxy.context import TrafficTap
 from strangler.routes import load_routes
 from strangler.stomp import Frame, FrameParser
 
@@ -97,8 +98,11 @@ class RunningProxy:
                 found.append(fact)
         return found
 
-    def wait_fact(self, event: str, count: int = 1, **match: Any) -> list[dict[str, Any]]:
-        """Wait until ``count`` matching facts were emitted, then read them from the file."""
+    def wait_fact(
+        self, event: str, count: int = 1, *, within: float = WAIT, **match: Any
+    ) -> list[dict[str, Any]]:
+        """Wait (up to ``within`` seconds) until ``count`` matching facts were emitted,
+        then read them from the file."""
 
         def enough() -> bool:
             seen = [
@@ -109,7 +113,7 @@ class RunningProxy:
             return len(seen) >= count
 
         with self.changed:
-            self.changed.wait_for(enough, WAIT)
+            self.changed.wait_for(enough, within)
         return self.facts(event, **match)
 
     def _on_fact(self, name: str, fields: Any) -> None:
@@ -122,6 +126,9 @@ class RunningProxy:
         return future.result(timeout=WAIT)
 
     def stop(self) -> None:
+        """Stop as SIGTERM does (a grace period for in-flight frames); idempotent."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
         asyncio.run_coroutine_threadsafe(self.reloader.stop(), self.loop).result(timeout=30)
         future = asyncio.run_coroutine_threadsafe(self.server.stop(grace=5.0), self.loop)
         future.result(timeout=30)
@@ -131,7 +138,12 @@ class RunningProxy:
 
 
 def start_proxy(
-    routes_file: Path, facts_path: Path, *, watch: bool = False, **settings: Any
+    routes_file: Path,
+    facts_path: Path,
+    *,
+    watch: bool = False,
+    tap: TrafficTap | None = None,
+    **settings: Any,
 ) -> RunningProxy:
     table = load_routes(routes_file)
     sink = FactSink(path=facts_path, interval=0.01)
@@ -139,6 +151,7 @@ def start_proxy(
         ProxySettings(listen_host="127.0.0.1", listen_port=0, **settings),
         RoutesHolder(table),
         sink,
+        tap=tap,
     )
     server = ProxyServer(ctx)
     reloader = RoutesReloader(ctx, routes_file)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_doctor_fails_on_an_invalid_routes_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, checks = _doctor(_write(tmp_path, "brokers: {legacy: {url: ftp://x:1}}\n"), capsys)
-    assert code == 1 and "routes.yaml:1" in checks["routes:fail"]
+    assert code == 2 and "routes.yaml:1" in checks["routes:fail"]  # nothing else was checked
 
 
 def test_doctor_fails_when_legacy_is_unreachable(
@@ -94,3 +95,53 @@ def test_doctor_fails_when_credentials_are_missing(
     monkeypatch.delenv("STRANGLER_TEST_AMQ_PASSWORD")
     code, checks = _doctor(_write(tmp_path, routes_yaml(legacy, amazonmq, ROUTE)), capsys)
     assert code == 1 and "STRANGLER_TEST_AMQ_PASSWORD" in checks["amazonmq:fail"]
+
+
+def _legacy_login_check(path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code = main(["doctor", "--routes", str(path), "--json", *argv])
+    checks = json.loads(capsys.readouterr().out)
+    found = [c for c in checks if c["name"].startswith("legacy login (drain, verify)")]
+    assert len(found) == 1, checks
+    return code, found[0]
+
+
+def test_doctor_checks_the_legacy_login_drain_and_verify_use(
+    tmp_path: Path,
+    legacy: BrokerInfo,
+    amazonmq: BrokerInfo,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = _write(tmp_path, routes_yaml(legacy, amazonmq, ROUTE))
+    monkeypatch.delenv("STRANGLER_LEGACY_LOGIN", raising=False)
+    monkeypatch.delenv("STRANGLER_LEGACY_PASSCODE", raising=False)
+    # None configured, and legacy refuses anonymous logins: drain would fail; the proxy not.
+    code, check = _legacy_login_check(path, capsys)
+    assert code == 0 and check["status"] == "warn"
+    assert "STRANGLER_LEGACY_LOGIN" in check["detail"]
+    assert "STRANGLER_LEGACY_PASSCODE" in check["detail"]
+
+    monkeypatch.setenv("STRANGLER_LEGACY_LOGIN", legacy.username)
+    monkeypatch.setenv("STRANGLER_LEGACY_PASSCODE", "not-the-passcode")
+    code, check = _legacy_login_check(path, capsys)
+    assert code == 1 and check["status"] == "fail"
+    assert f"login {legacy.username!r} (from STRANGLER_LEGACY_LOGIN) refused" in check["detail"]
+    assert "not-the-passcode" not in check["detail"]
+
+    monkeypatch.setenv("STRANGLER_LEGACY_PASSCODE", legacy.password)
+    code, check = _legacy_login_check(path, capsys)
+    assert code == 0 and check["status"] == "ok"
+    assert check["detail"] == f"login accepted as {legacy.username!r} (from STRANGLER_LEGACY_LOGIN)"
+
+    passcode = tmp_path / "passcode"
+    passcode.write_text("wrong\n")
+    monkeypatch.delenv("STRANGLER_LEGACY_LOGIN")
+    code, check = _legacy_login_check(
+        path, capsys, "--legacy-login", legacy.username, "--legacy-passcode-file", str(passcode)
+    )
+    assert code == 1 and "(from --legacy-login) refused" in check["detail"]
+
+    monkeypatch.setenv("STRANGLER_LEGACY_LOGIN", legacy.username)
+    monkeypatch.delenv("STRANGLER_LEGACY_PASSCODE")
+    code, check = _legacy_login_check(path, capsys)
+    assert code == 1 and "has no passcode: set STRANGLER_LEGACY_PASSCODE" in check["detail"]

@@ -383,6 +383,39 @@ def test_drain_refuses_a_mirror_route_and_a_missing_passcode(
     assert "has no passcode" in capsys.readouterr().err
 
 
+def test_a_login_legacy_refuses_is_a_configuration_error_naming_the_variables(
+    tmp_path: Path,
+    legacy: BrokerInfo,
+    amazonmq: BrokerInfo,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dest = unique_queue("drain-login")
+    routes = cutover_routes(tmp_path, legacy, amazonmq, dest, dest)
+    traces = backlog(legacy, dest, 2)
+    monkeypatch.delenv("STRANGLER_LEGACY_LOGIN")
+    monkeypatch.delenv("STRANGLER_LEGACY_PASSCODE")
+    mirrored = tmp_path / "mirror.yaml"
+    mirrored.write_text(
+        routes_yaml(
+            legacy, amazonmq, f"  - {{name: m, match: {{exact: '{dest}'}}, mode: mirror}}\n"
+        )
+    )
+    verify = ["verify", dest, "--routes", str(mirrored)]
+    for command in (drain_args(dest, routes, tmp_path), verify):
+        assert run(*command) == 2  # not 1: nothing was tried, the configuration is wrong
+        err = capsys.readouterr().err
+        assert "legacy refused a connection without login" in err
+        assert "STRANGLER_LEGACY_LOGIN" in err and "STRANGLER_LEGACY_PASSCODE" in err
+    monkeypatch.setenv("STRANGLER_LEGACY_LOGIN", legacy.username)
+    monkeypatch.setenv("STRANGLER_LEGACY_PASSCODE", "not-the-passcode")
+    assert run(*drain_args(dest, routes, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert f"legacy refused the login {legacy.username!r}" in err
+    assert "not-the-passcode" not in err
+    assert by_trace(drain(legacy, dest)) == Counter(traces)
+
+
 def test_verify_reports_missing_extra_and_duplicated_trace_ids(
     tmp_path: Path,
     make_proxy: ProxyFactory,

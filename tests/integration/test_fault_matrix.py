@@ -66,6 +66,9 @@ RETRY = 0.2  # the producer's pause before reconnecting
 RECEIPT_TIMEOUT = 15.0  # no receipt, no ERROR, connection open this long: a silent drop
 DEADLINE = 90.0  # a producer gives up after this long
 HEARTBEAT_MS = 1000  # proxy <-> Amazon MQ: a stalled link is noticed after ~3 s
+HUNG_HEARTBEAT_MS = 30_000  # amq_hung: heart-beats far too slow to notice a hang
+HUNG_DEADLINE = 2.0  # amq_hung: the proxy's confirm_timeout
+SIGTERM_SLOW = 0.3  # proxy_sigterm: seconds each chunk to and from Amazon MQ is held
 
 TRACE = "strangler-trace-id"
 AMQ_USER_ENV = "STRANGLER_FM_AMQ_USER"
@@ -94,7 +97,29 @@ FAULTS: dict[str, str] = {
     "legacy_stall": f"the network to legacy stops forwarding for {LEGACY_STALL:g} s (relay)",
     "proxy_killed": "the proxy (a `strangler run` process) SIGKILLed mid-stream and started"
     " again on the same port; the producer reconnects and resends what had no receipt",
+    "amq_hung": f"Amazon MQ stops answering (the network stalls, connections kept) where"
+    f" heart-beats ({HUNG_HEARTBEAT_MS // 1000} s) would notice late: the proxy's"
+    f" confirmation deadline (`confirm_timeout: {HUNG_DEADLINE:g}`) settles what is in"
+    " flight, in doubt (`possibly_stored`), then the stall ends (relay)",
+    "proxy_sigterm": "the proxy (`strangler run`) gets SIGTERM under full load, with Amazon MQ"
+    f" slowed ({SIGTERM_SLOW:g} s a chunk) so frames are in flight, then is started again",
+    "padded_destination": "no fault: the producer names the queue with a space before it and"
+    " a tab after it (ActiveMQ trims them: the route must still apply)",
+    "composite_destination": "no fault: the producer names the queue twice as an ActiveMQ"
+    " composite, `q,q ` (one queue: the route must still apply; `q, q` would be two, the"
+    " second named `/queue/q` literally, and the proxy refuses it when their routes differ)",
 }
+# The modes a fault runs in (every mode when not listed).
+FAULT_MODES: dict[str, tuple[str, ...]] = {
+    "amq_hung": ("mirror", "split-legacy", "cutover-legacy", "cutover-reject"),
+    "proxy_sigterm": ("mirror", "cutover-legacy", "cutover-reject"),
+}
+# Faults that name the queue in another form than the one drained.
+SEND_FORM: dict[str, Callable[[str], str]] = {
+    "padded_destination": lambda dest: f" {dest}\t",
+    "composite_destination": lambda dest: f"{dest},{dest} ",
+}
+NO_FAULT = ("none", "padded_destination", "composite_destination")
 
 # Cells known to fail a check because of a proxy bug: cell id -> reason (xfail, strict).
 # The matrix found both (fixed in strangler/upstream/link.py: a cancelled reader no
@@ -105,7 +130,7 @@ KNOWN_BUGS: dict[str, str] = {}
 def _cells() -> list[Any]:
     cells = []
     for fault in FAULTS:
-        for mode in MODES:
+        for mode in FAULT_MODES.get(fault, tuple(MODES)):
             cell = f"{mode}-{fault}"
             marks = []
             if cell in KNOWN_BUGS:
@@ -156,6 +181,7 @@ def _routes(
     amazonmq_port: int,
     ca_file: str,
     match: str = "exact",
+    heartbeat_ms: int = HEARTBEAT_MS,
 ) -> str:
     return (
         "brokers:\n"
@@ -167,7 +193,7 @@ def _routes(
         "    credentials:\n"
         f"      username_env: {AMQ_USER_ENV}\n"
         f"      password_env: {AMQ_PASSWORD_ENV}\n"
-        f"    heartbeat_ms: {HEARTBEAT_MS}\n"
+        f"    heartbeat_ms: {heartbeat_ms}\n"
         "routes:\n"
         f"  - {{name: cell, match: {{{match}: '{dest}'}}, {MODES[mode]}}}\n"
     )
@@ -182,6 +208,7 @@ def _write_routes(
     to_legacy: Relay | None = None,
     to_amazonmq: Relay | None = None,
     match: str = "exact",
+    heartbeat_ms: int = HEARTBEAT_MS,
 ) -> Path:
     """``tmp_path/routes.yaml`` for one route, reaching each broker through its relay
     when there is one."""
@@ -194,6 +221,7 @@ def _write_routes(
             amazonmq_port=to_amazonmq.port if to_amazonmq else bed.amazonmq.port,
             ca_file=str(bed.amazonmq.ca_file),
             match=match,
+            heartbeat_ms=heartbeat_ms,
         )
     )
     return routes_file
@@ -211,8 +239,10 @@ class Proxy(Protocol):
 
 
 class InProcessProxy:
-    def __init__(self, routes_file: Path, facts_path: Path, *, watch: bool = False) -> None:
-        self.running: RunningProxy = start_proxy(routes_file, facts_path, watch=watch)
+    def __init__(
+        self, routes_file: Path, facts_path: Path, *, watch: bool = False, **settings: Any
+    ) -> None:
+        self.running: RunningProxy = start_proxy(routes_file, facts_path, watch=watch, **settings)
         self.stopped = False
         self.address = (self.running.host, self.running.port)
 
@@ -281,6 +311,12 @@ class CliProxy:
         process = self.instances[-1][0]
         process.send_signal(signal.SIGKILL)
         process.wait(30)
+
+    def terminate(self) -> int:
+        """SIGTERM, as an orchestrator stops a pod; the exit status once it ended."""
+        process = self.instances[-1][0]
+        process.send_signal(signal.SIGTERM)
+        return process.wait(60)
 
     def facts(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -592,6 +628,14 @@ def _break(cell: Cell) -> None:
         assert isinstance(cell.proxy, CliProxy)
         cell.conn_at_kill = cell.producer.conn_no
         cell.proxy.kill()
+    elif fault == "amq_hung":
+        assert cell.relay_amazonmq is not None
+        cell.relay_amazonmq.stall()
+    elif fault == "proxy_sigterm":
+        assert isinstance(cell.proxy, CliProxy) and cell.relay_amazonmq is not None
+        cell.relay_amazonmq.slow(SIGTERM_SLOW)
+        cell.producer.wait(lambda p: len(p.inflight) >= 3, HOLD)  # full load: frames in flight
+        cell.proxy.terminate()
 
 
 def _login_refused_seen(cell: Cell) -> bool:
@@ -615,11 +659,13 @@ def _hold(cell: Cell) -> bool:
         return True
     if fault in ("legacy_killed", "legacy_restarted"):
         return _wait_until(lambda: cell.seen("broker_unavailable", broker=LEGACY), HOLD)
-    if fault == "proxy_killed":
+    if fault in ("proxy_killed", "proxy_sigterm"):
         return bool(producer.wait(lambda p: p.lost > 0, HOLD))
+    if fault == "amq_hung":  # the deadline drops the hung link: Amazon MQ reported down
+        return _wait_until(amazonmq_down, HOLD)
     if fault == "amq_slow":
         return _wait_until(lambda: producer.receipted_since(cell.injected_at) >= DURING, HOLD)
-    if fault == "none" or not cell.uses_amazonmq:
+    if fault in NO_FAULT or not cell.uses_amazonmq:
         return _wait_until(enough, HOLD)
     if fault == "amq_stall":  # the producer's window is stuck meanwhile: heal once noticed
         return _wait_until(amazonmq_down, HOLD)
@@ -634,7 +680,7 @@ def _heal(cell: Cell) -> None:
         brokers.start_one(bed.amazonmq.name, "tls", bed.amazonmq.port)
     elif fault == "amq_login_refused":
         os.environ[AMQ_PASSWORD_ENV] = bed.amazonmq.password
-    elif fault in ("amq_slow", "amq_stall"):
+    elif fault in ("amq_slow", "amq_stall", "amq_hung"):
         assert cell.relay_amazonmq is not None
         cell.relay_amazonmq.pass_through()
     elif fault in ("legacy_killed", "legacy_restarted", "legacy_killed_at_commit"):
@@ -644,8 +690,10 @@ def _heal(cell: Cell) -> None:
     elif fault == "legacy_stall":
         assert cell.relay_legacy is not None
         cell.relay_legacy.pass_through()
-    elif fault == "proxy_killed":
+    elif fault in ("proxy_killed", "proxy_sigterm"):
         assert isinstance(cell.proxy, CliProxy)
+        if cell.relay_amazonmq is not None:
+            cell.relay_amazonmq.pass_through()
         cell.proxy.start()
 
 
@@ -682,6 +730,7 @@ class Row:
     facts: str = ""
     seconds: float = 0.0
     facts_lost: int = 0  # copies whose facts died with a SIGKILLed proxy
+    explained: Counter[str] = field(default_factory=Counter)  # duplicates, by the fact why
     violations: list[str] = field(default_factory=list)  # the promise (checks 1-3)
     story: list[str] = field(default_factory=list)  # what the facts should say (check 4)
     expected_failure: str | None = None
@@ -748,7 +797,10 @@ def _summarise(facts: list[dict[str, Any]], fault: str) -> str:
         slowest = _slowest_confirm(facts, broker)
         if slowest is not None:
             parts.append(f"{names[broker]} confirm ≤{slowest / 1000:.1f} s")
-    if fault == "proxy_killed":
+    doubt = sum(1 for f in facts if f.get("possibly_stored"))
+    if doubt:
+        parts.append(f"in doubt {doubt}")
+    if fault in ("proxy_killed", "proxy_sigterm"):
         parts.append(f"proxy_started {sum(1 for f in facts if f['event'] == 'proxy_started')}")
     return ", ".join(parts) or "—"
 
@@ -811,7 +863,9 @@ def _render(report: Report, seconds: float) -> str:
         "resent); *in flight*: attempts sent and unanswered when the fault hit;",
         "*receipted*: messages the producer got a RECEIPT for; *legacy*, *Amazon MQ*:",
         "copies drained from each broker; *dups*: copies beyond one per broker a message",
-        "belongs on (a non-mirror message on both brokers counts one); *ERRORs*: ERROR",
+        "belongs on (a non-mirror message on both brokers counts one), with the fact that",
+        "explains each (`message_resent`, an outcome marked `possibly_stored`, a",
+        "`message_fell_back`, or an attempt the producer resent); *ERRORs*: ERROR",
         "frames the producer received (a refused reconnect counts); *reconn.*: producer",
         "reconnections that succeeded; *facts*: the fault-related facts the proxy wrote",
         "(`xN`: N times; *confirm ≤*: the slowest confirmation by that broker); *time*: the",
@@ -840,9 +894,11 @@ def _render(report: Report, seconds: float) -> str:
             if row is None:
                 continue
             sent = f"{row.sent}" + (f" ({row.attempts})" if row.attempts != row.sent else "")
+            why = ", ".join(f"{n} {fact}" for fact, n in sorted(row.explained.items()))
+            dups = f"{row.duplicates}" + (f" ({why})" if why else "")
             out.append(
                 f"| `{fault}` | `{mode}` | {sent} | {row.inflight} | {row.receipted} "
-                f"| {row.on_legacy} | {row.on_amazonmq} | {row.duplicates} | {row.errors} "
+                f"| {row.on_legacy} | {row.on_amazonmq} | {dups} | {row.errors} "
                 f"| {row.reconnects} | {row.facts} | {row.seconds:.1f} s | {row.promise} "
                 f"| {row.told} |"
             )
@@ -1090,6 +1146,7 @@ def _analyse(
 
     fell_back, resent = traces_of("message_fell_back"), traces_of("message_resent")
     rejected = traces_of("message_rejected")
+    doubted = {str(f.get("trace_id")) for f in facts if f.get("possibly_stored")}
 
     row.sent = len(p.messages)
     row.inflight = cell.inflight_at_fault
@@ -1164,10 +1221,17 @@ def _analyse(
         if not mirror and all(copies.values()):
             extra += 1
         row.duplicates += extra
-        explained = any(a.outcome != "receipt" for a in msg.attempts) or any(
-            a.trace in resent or a.trace in fell_back for a in msg.attempts
-        )
-        if extra and not explained:
+        if not extra:
+            continue
+        if any(a.trace in resent for a in msg.attempts):
+            row.explained["message_resent"] += extra
+        elif any(a.trace in doubted for a in msg.attempts):
+            row.explained["possibly_stored"] += extra
+        elif any(a.trace in fell_back for a in msg.attempts):
+            row.explained["message_fell_back"] += extra
+        elif any(a.outcome != "receipt" for a in msg.attempts):
+            row.explained["producer resent"] += extra
+        else:
             v.append(f"{msg.id} has {extra} extra copies, all attempts receipted, no fact")
     for error in p.errors:
         receipt = error["receipt-id"]
@@ -1193,7 +1257,13 @@ def _story(cell: Cell, facts: list[dict[str, Any]], p: Producer) -> Iterator[str
         )
 
     failures = ("message_fell_back", "message_rejected", "message_mirror_failed")
-    if fault == "none" or (fault.startswith("amq_") and not cell.uses_amazonmq):
+    if fault in SEND_FORM:
+        strays = [f for f in facts if f["event"] == "message_routed" and f.get("rule") != "cell"]
+        if strays:
+            yield f"{len(strays)} messages escaped the route, e.g. {strays[0].get('destination')!r}"
+        if not any(f.get("destinations") for f in facts if f["event"] == "message_routed"):
+            yield "no message_routed names the destination the broker used"
+    if fault in NO_FAULT or (fault.startswith("amq_") and not cell.uses_amazonmq):
         for event in (*failures, "message_resent", "broker_unavailable", "client_refused"):
             if count(event):
                 yield f"unexpected {event} x{count(event)}"
@@ -1227,6 +1297,27 @@ def _story(cell: Cell, facts: list[dict[str, Any]], p: Producer) -> Iterator[str
                 yield "reject mode, yet the producer got no ERROR"
         elif p.errors or p.lost:
             yield f"producer saw {len(p.errors)} ERRORs and {p.lost} lost connections"
+    if fault == "amq_hung":
+        if not count("broker_unavailable", broker=AMAZONMQ):
+            yield "no broker_unavailable for amazonmq (the deadline did not drop the hung link)"
+        expected = {
+            "mirror": "message_mirror_failed",
+            "split-legacy": "message_fell_back",
+            "cutover-legacy": "message_fell_back",
+            "cutover-reject": "message_rejected",
+        }[mode]
+        if not count(expected, possibly_stored=True):
+            yield f"no {expected} marked possibly_stored (written, never answered)"
+        deadline = f"within {HUNG_DEADLINE:g} seconds"
+        if not any(deadline in str(f.get("reason", "")) for f in facts if f["event"] in failures):
+            yield f"no failure gives the deadline ('{deadline}') as its reason"
+    if fault == "proxy_sigterm":
+        if count("proxy_started") != 2 or not count("proxy_stopped"):
+            yield "expected a proxy_stopped and two proxy_started"
+        if mode.endswith("-legacy") and count("message_rejected"):
+            yield f"on_failure: legacy, yet message_rejected x{count('message_rejected')}"
+        if not p.lost:
+            yield "the producer's connection survived the shutdown"
     if fault == "amq_stall":
         if not count("message_resent"):
             yield "no message_resent after the stalled link was replaced"
@@ -1274,7 +1365,9 @@ def _story(cell: Cell, facts: list[dict[str, Any]], p: Producer) -> Iterator[str
     bad = [
         f
         for f in facts
-        if f["event"] in failures and f.get("trace_id") in last and fault != "proxy_killed"
+        if f["event"] in failures
+        and f.get("trace_id") in last
+        and fault not in ("proxy_killed", "proxy_sigterm")
     ]
     if bad:
         yield f"{len(bad)} failures after recovery, e.g. {bad[0]['event']}: {bad[0].get('reason')}"
@@ -1299,9 +1392,11 @@ def test_fault_matrix(
         mode,
         fault,
         legacy_relay=fault == "legacy_stall",
-        amazonmq_relay=fault in ("amq_slow", "amq_login_refused", "amq_stall"),
+        amazonmq_relay=fault
+        in ("amq_slow", "amq_login_refused", "amq_stall", "amq_hung", "proxy_sigterm"),
     )
-    producer = Producer(proxy.address, dest, bed.legacy.username, bed.legacy.password)
+    send_to = SEND_FORM.get(fault, str)(dest)
+    producer = Producer(proxy.address, send_to, bed.legacy.username, bed.legacy.password)
     cell = Cell(mode, fault, bed, proxy, producer, relay_legacy, relay_amazonmq)
     stopped = False
     try:
@@ -1504,13 +1599,21 @@ def _open_cell(
     relay_legacy = Relay(bed.legacy.port).start() if legacy_relay else None
     relay_amazonmq = Relay(bed.amazonmq.port).start() if amazonmq_relay else None
     routes_file = _write_routes(
-        bed, tmp_path, dest, mode, to_legacy=relay_legacy, to_amazonmq=relay_amazonmq
+        bed,
+        tmp_path,
+        dest,
+        mode,
+        to_legacy=relay_legacy,
+        to_amazonmq=relay_amazonmq,
+        heartbeat_ms=HUNG_HEARTBEAT_MS if fault == "amq_hung" else HEARTBEAT_MS,
     )
-    proxy: Proxy = (
-        CliProxy(routes_file, tmp_path)
-        if fault == "proxy_killed"
-        else InProcessProxy(routes_file, tmp_path / "facts.jsonl")
-    )
+    proxy: Proxy
+    if fault in ("proxy_killed", "proxy_sigterm"):
+        proxy = CliProxy(routes_file, tmp_path)
+    elif fault == "amq_hung":
+        proxy = InProcessProxy(routes_file, tmp_path / "facts.jsonl", confirm_timeout=HUNG_DEADLINE)
+    else:
+        proxy = InProcessProxy(routes_file, tmp_path / "facts.jsonl")
     return relay_legacy, relay_amazonmq, proxy
 
 

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,16 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def _poll(read: Callable[[], str | None], timeout: float = WAIT) -> str:
+    """What ``read`` returns once it returns something (a scrape until a condition holds;
+    the proxy runs in another process, so there is no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while (found := read()) is None:
+        assert time.monotonic() < deadline, "the condition never held"
+        threading.Event().wait(0.05)  # the interval between two scrapes
+    return found
+
+
 def _facts(path: Path, event: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -214,16 +226,20 @@ def test_metrics_count_what_was_sent_and_admin_endpoints_answer(
 ) -> None:
     _, dest, _, port, admin, _ = cli_proxy
     assert _get(admin, "/healthz") == (200, b"ok\n")
-    status, body = _get(admin, "/readyz")
+    status, body = _get(admin, "/readyz?verbose")
     assert status == 200 and json.loads(body)["brokers"] == {
         "legacy": "reachable",
         "amazonmq": "reachable",
     }
     client = connect("127.0.0.1", port, legacy.username, legacy.password)
     assert client.wait_receipts([client.send(dest, f"m{i}") for i in range(25)])
-    client.close()
-    status, metrics = _get(admin, "/metrics")
-    text = metrics.decode()
+    client.close()  # legacy's receipts: the mirror copies may still be on their way
+
+    def settled() -> str | None:
+        text = _get(admin, "/metrics")[1].decode()
+        return text if _metric(text, "strangler_unresolved_messages", route="moving") == 0 else None
+
+    text = _poll(settled)
     assert _metric(text, "strangler_messages_total", route="moving", broker="legacy") == 25
     assert _metric(text, "strangler_messages_total", route="moving", broker="amazonmq") == 25
     assert _metric(text, "strangler_confirmed_total", route="moving", broker="legacy") == 25
@@ -277,6 +293,53 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(
     assert _facts(facts, "routes_applied")[0]["trigger"] == "SIGHUP"
     assert _facts(facts, "proxy_stopped")
     client.close()
+
+
+def _until(predicate: Any) -> Any:
+    """``predicate()`` once it is true (a file the proxy writes), else its last value."""
+    for _ in range(int(WAIT / 0.02)):
+        if value := predicate():
+            return value
+        threading.Event().wait(0.02)
+    return predicate()
+
+
+def test_the_facts_file_is_reopened_on_sigusr1_and_sighup_after_logrotate_moved_it(
+    tmp_path: Path, legacy: BrokerInfo, amazonmq: BrokerInfo
+) -> None:
+    # Before: the proxy kept writing to the moved file (and SIGUSR1 killed it).
+    dest = unique_queue("rotate")
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "mirror")))
+    facts = tmp_path / "facts.jsonl"
+    port = free_port()
+    process = _run_cli(routes_file, port, free_port(), facts)
+    try:
+        assert _until(lambda: _facts(facts, "routes_loaded"))
+        facts.rename(tmp_path / "facts.jsonl.1")  # logrotate's move
+        process.send_signal(signal.SIGUSR1)  # its postrotate
+        assert _until(facts.exists), "SIGUSR1 did not open a new facts file"
+        client = connect("127.0.0.1", port, legacy.username, legacy.password)
+        assert _until(lambda: _facts(facts, "client_connected"))
+        assert _facts(tmp_path / "facts.jsonl.1", "client_connected") == []
+
+        facts.rename(tmp_path / "facts.jsonl.2")
+        process.send_signal(signal.SIGHUP)  # reopens too, and checks the routes
+        assert _until(lambda: _facts(facts, "routes_unchanged"))
+        assert _facts(tmp_path / "facts.jsonl.2", "routes_unchanged") == []
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(WAIT) == 0
+        assert _facts(facts, "proxy_stopped")
+        # The watcher saw the facts files come and go beside routes.yaml: no reload.
+        rotated = [tmp_path / "facts.jsonl.1", tmp_path / "facts.jsonl.2", facts]
+        assert [f for path in rotated for f in _facts(path, "routes_unchanged")] == [
+            {**_facts(facts, "routes_unchanged")[0], "trigger": "SIGHUP"}
+        ]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_sigterm_with_messages_in_flight_loses_none_that_were_receipted(

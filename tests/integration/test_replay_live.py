@@ -75,7 +75,9 @@ def test_capture_dry_run_and_resumable_replay(
     )
     routes_file = str(tmp_path / "routes0.yaml")  # what make_proxy wrote
     flows = tmp_path / "live.flows"
-    tap = FlowCapture(flows, server=(legacy.host, legacy.port))
+    # Passcodes kept (`--capture-passcodes`): the replay below logs in to legacy as the
+    # captured producer did.
+    tap = FlowCapture(flows, server=(legacy.host, legacy.port), keep_passcodes=True)
     proxy.server.ctx.tap = tap  # before any client connects
 
     # Two producer connections (STOMP 1.2 and 1.1), receipts on every SEND.
@@ -226,3 +228,106 @@ def test_a_plain_mitmdump_capture_replays(
     (row,) = [r for r in report["by_route"] if r["rule"] == "half"]
     assert row["total"] == 15 and row["legacy"] and row["amazonmq"]
     assert not report["source"]["errors"]
+
+
+def test_replay_keyed_by_the_live_trace_ids_agrees_with_every_live_decision(
+    make_proxy: ProxyFactory,
+    legacy: BrokerInfo,
+    amazonmq: BrokerInfo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every mode, split without a sticky header included, producers sending no trace id
+    (so the live proxy made one at random): replayed under the facts' trace ids, 100%."""
+    q = {
+        name: unique_queue(f"keyed-{name}")
+        for name in ("legacy", "mirror", "sticky", "keyless", "cutover", "dry", "other")
+    }
+    proxy = make_proxy(
+        f"  - {{name: pinned, match: {{exact: '{q['legacy']}'}}, mode: legacy}}\n"
+        f"  - {{name: mirrored, match: {{exact: '{q['mirror']}'}}, mode: mirror}}\n"
+        f"  - {{name: grouped, match: {{exact: '{q['sticky']}'}}, mode: split, weight: 50,"
+        " sticky_header: customer-id, on_failure: legacy}\n"
+        f"  - {{name: keyless, match: {{exact: '{q['keyless']}'}}, mode: split, weight: 50,"
+        " on_failure: legacy}\n"
+        f"  - {{name: moved, match: {{exact: '{q['cutover']}'}}, mode: cutover,"
+        " on_failure: legacy}\n"
+        f"  - {{name: rehearsed, match: {{exact: '{q['dry']}'}}, mode: cutover,"
+        " on_failure: legacy, dry_run: true}\n"
+    )
+    routes_file = str(tmp_path / "routes0.yaml")
+    flows = tmp_path / "live.flows"
+    tap = FlowCapture(flows, server=(legacy.host, legacy.port))
+    proxy.server.ctx.tap = tap
+    sent = 0
+    for version in ("1.2", "1.1"):
+        client = connect(proxy.host, proxy.port, legacy.username, legacy.password, version=version)
+        receipts = []
+        for i in range(20):
+            for name, dest in q.items():
+                headers = {"customer-id": f"c{i % 7}"} if name == "sticky" else None
+                receipts.append(client.send(dest, f"{name} {i}", headers=headers))
+                sent += 1
+        client.conn.begin(transaction="tx-1")  # SENDs of a transaction come out at COMMIT
+        for i in range(3):
+            client.send(q["keyless"], f"tx {i}", receipt=False, transaction="tx-1")
+            sent += 1
+        client.conn.commit(transaction="tx-1")
+        assert client.wait_receipts(receipts)
+        client.close()
+    assert len(proxy.wait_fact("client_disconnected", 2)) == 2
+    tap.close()
+    live_traces = {f["trace_id"] for f in proxy.facts("message_routed")}
+    assert len(live_traces) == sent
+    keyless = proxy.facts("message_routed", rule="keyless")
+    assert {f["targets"][0] for f in keyless} == {"legacy", "amazonmq"}  # both halves
+
+    report = run_json(
+        capsys,
+        "replay",
+        str(flows),
+        "--routes",
+        routes_file,
+        "--dry-run",
+        "--facts",
+        str(proxy.facts_path),
+        "--json",
+    )
+    live = report["live"]
+    assert live["captured"] == sent and live["joined"] == sent
+    assert live["agreed"] == sent and live["agreement_percent"] == 100.0, live["differ_examples"]
+    assert report["notes"] == [] or all("stable id" not in n for n in report["notes"])
+
+    # Without the facts, the keyless split is decided by made-up keys: it disagrees.
+    loose = run_json(capsys, "replay", str(flows), "--routes", routes_file, "--dry-run", "--json")
+    (row,) = [r for r in loose["by_route"] if r["rule"] == "keyless"]
+    (live_row,) = [r for r in report["by_route"] if r["rule"] == "keyless"]
+    live_split = Counter(f["targets"][0] for f in keyless)
+    assert (live_row["legacy"], live_row["amazonmq"]) == (
+        live_split["legacy"],
+        live_split["amazonmq"],
+    )
+    assert any("stable id" in note for note in loose["notes"])
+    assert row["total"] == live_row["total"]
+
+    # A routes file changed since (the keyless split at 100%): the figure shows it.
+    changed = tmp_path / "changed.yaml"
+    old_split = f"name: keyless, match: {{exact: '{q['keyless']}'}}, mode: split, weight: 50"
+    assert old_split in Path(routes_file).read_text()
+    changed.write_text(
+        Path(routes_file).read_text().replace(old_split, old_split.replace("50", "100"))
+    )
+    moved = run_json(
+        capsys,
+        "replay",
+        str(flows),
+        "--routes",
+        str(changed),
+        "--dry-run",
+        "--facts",
+        str(proxy.facts_path),
+        "--json",
+    )["live"]
+    assert moved["joined"] == sent
+    assert moved["agreed"] == sent - live_split["legacy"]
+    assert all(d["destination"] == q["keyless"] for d in moved["differ_examples"])

@@ -22,6 +22,7 @@ from ...routes import Decision, Mode, OnFailure
 from ...routes.decide import decide_send
 from ...stomp import Frame, error_frame, insert_header
 from ...stomp.activemq import broker_value
+from ..traces import new_trace_id
 from .commands import CloseClient, DropAmazonMQ, PauseClient, StartTimer, ToAmazonMQ
 from .state import (
     AMAZONMQ,
@@ -34,7 +35,6 @@ from .state import (
     Pending,
     SessionState,
 )
-from .traces import new_trace_id
 from .transactions import begin_on_amazonmq, moved_send
 
 # What a queued copy costs besides its bytes: counted too, so the budget bounds memory.

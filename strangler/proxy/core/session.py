@@ -34,6 +34,7 @@ from ...stomp import Event, Frame, FrameParser, Heartbeat, ProtocolError, error_
 from ...stomp.activemq import broker_value
 from ...stomp.connection import RemoteProtocolError
 from ..context import ProxyContext
+from ..traces import TraceIds
 from . import consumers, producer, transactions
 from .commands import (
     AnnounceFallback,
@@ -49,7 +50,6 @@ from .commands import (
     StartTimer,
 )
 from .state import AMAZONMQ, BLOCKED_COMMIT, BLOCKED_WINDOW, LEGACY, Kind, Phase, SessionState
-from .traces import TraceIds
 
 # Pending kinds whose failure may still need legacy (a fallback, the held COMMIT).
 _NEEDS_LEGACY: Final = frozenset({Kind.PRIMARY, Kind.MOVED, Kind.TX_BEGIN, Kind.TX_COMMIT})
@@ -622,6 +622,9 @@ class SessionCore:
         s.phase = Phase.ENDED
         s.ctx.buffer_budget.give(s.buffered)
         s.buffered = 0
+        # An unfinished frame's buffer goes now, not when the collector finds the session.
+        s.client_parser = FrameParser(s.client_parser.limits, s.version)
+        s.legacy_parser = FrameParser(s.legacy_parser.limits, s.version)
         for name in ("confirm", "frame", "backlog", "settle", "grace", "handshake"):
             s.out.append(CancelTimer(name))
         if s.amq_used:

@@ -31,8 +31,8 @@ from ...stomp import Event, Frame, FrameParser, Limits, encode_parts
 from ...stomp.connection import Role, StompConnection
 from ..consumers import ConsumerBook, DualSubscription
 from ..context import ProxyContext
+from ..traces import TraceIds
 from .commands import CloseLegacy, Command, StartTimer, ToClient, ToLegacy
-from .traces import TraceIds
 
 LEGACY = "legacy"
 AMAZONMQ = "amazonmq"

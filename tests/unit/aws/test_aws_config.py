@@ -31,6 +31,7 @@ from strangler.routes import (
     Credentials,
     parse_routes,
 )
+from strangler.upstream import resolve_credentials
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -131,4 +132,4 @@ def test_secret_credentials_from_routes_yaml_inherit_the_broker_region() -> None
     )
     credentials = table.brokers[AMAZONMQ].credentials
     assert credentials == Credentials(secret_id="prod/strangler", region="us-east-1")
-    assert credentials.resolve({}) == ("u", PASSWORD)
+    assert resolve_credentials(credentials, {}) == ("u", PASSWORD)

@@ -10,7 +10,8 @@ import pytest
 from aws_fakes import PASSWORD, REGION
 
 from strangler.aws import AwsError, read_secret_credentials
-from strangler.routes import Credentials, CredentialsError
+from strangler.routes import Credentials
+from strangler.upstream import CredentialsError, resolve_credentials
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -142,7 +143,7 @@ def test_missing_secret_is_a_clear_error() -> None:
 def test_credentials_secret_form_resolves_through_secrets_manager() -> None:
     put_secret("prod/strangler", good())
     credentials = Credentials(secret_id="prod/strangler", region=REGION)
-    assert credentials.resolve({}) == ("strangler", PASSWORD)
+    assert resolve_credentials(credentials, {}) == ("strangler", PASSWORD)
     assert PASSWORD not in repr(credentials)
 
 
@@ -160,7 +161,7 @@ def test_credentials_secret_form_errors_are_credentials_errors_without_the_passw
 ) -> None:
     setup()
     with pytest.raises(CredentialsError) as caught:
-        Credentials(secret_id="prod/strangler").resolve({})
+        resolve_credentials(Credentials(secret_id="prod/strangler"), {})
     assert caught.value.reason.startswith(("secret prod/strangler: ", "no Secrets Manager"))
     assert_no_password(caught.value)
     assert len(_chain(caught.value)) == 1

@@ -50,6 +50,13 @@ def one(module: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, Any]:
     return only
 
 
+def data_sources(module: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in module.get("data", []):
+        found.update(block.get(kind, {}))
+    return found
+
+
 def named(module: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for block in module.get(kind, []):
@@ -207,7 +214,7 @@ def test_outputs_exist(module: dict[str, list[dict[str, Any]]]) -> None:
 def test_iam_policy_grants_exactly_what_strangler_calls(
     module: dict[str, list[dict[str, Any]]],
 ) -> None:
-    (document,) = named(module, "data")["aws_iam_policy_document"].values()
+    document = data_sources(module, "aws_iam_policy_document")["strangler"]
     statements = {s["sid"]: s for s in document["statement"]}
     assert {sid: s["actions"] for sid, s in statements.items()} == {
         "DescribeBroker": ["mq:DescribeBroker"],
@@ -264,3 +271,30 @@ def test_terraform_fmt_is_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_irsa_role_for_the_sidecars_service_account(
+    module: dict[str, list[dict[str, Any]]],
+) -> None:
+    variables = named(module, "variable")
+    assert variables["eks_oidc_provider_arn"]["default"] is None  # no EKS: no role
+    assert variables["kubernetes_service_account"]["default"] == "strangler"
+    role = resources(module, "aws_iam_role")["strangler"]
+    assert role["count"] == "${var.eks_oidc_provider_arn == null ? 0 : 1}"
+    assert role["assume_role_policy"] == "${data.aws_iam_policy_document.irsa_trust[0].json}"
+    policy = resources(module, "aws_iam_role_policy")["strangler"]
+    assert policy["policy"] == "${data.aws_iam_policy_document.strangler.json}"
+    trust = data_sources(module, "aws_iam_policy_document")["irsa_trust"]
+    (statement,) = trust["statement"]
+    assert statement["actions"] == ["sts:AssumeRoleWithWebIdentity"]
+    conditions = {c["variable"]: c["values"] for c in statement["condition"]}
+    assert conditions == {
+        "${local.oidc_issuer}:sub": [
+            "system:serviceaccount:${var.kubernetes_namespace}:${var.kubernetes_service_account}"
+        ],
+        "${local.oidc_issuer}:aud": ["sts.amazonaws.com"],
+    }
+    output = named(module, "output")["strangler_role_arn"]
+    assert output["value"] == "${one(aws_iam_role.strangler[*].arn)}"
+    account = (MODULE.parents[1] / "deploy" / "kubernetes" / "serviceaccount.yaml").read_text()
+    assert "eks.amazonaws.com/role-arn" in account and "strangler_role_arn" in account

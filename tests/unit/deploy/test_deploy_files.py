@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -171,10 +172,33 @@ def test_dockerfile_healthcheck_entrypoint_and_cmd() -> None:
     assert set(instructions["EXPOSE"].split()) == {"61613", str(ADMIN_PORT)}
 
 
-def test_dockerfile_installs_the_wheel_with_uvloop() -> None:
-    runs = " ".join(rest for keyword, rest in dockerfile_instructions() if keyword == "RUN")
-    assert "pip wheel" in runs
-    assert "strangler[fast]" in runs  # the [fast] extra is uvloop
+def test_dockerfile_installs_the_wheel_with_uvloop_from_the_hashed_lock() -> None:
+    instructions = dockerfile_instructions()
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert "pip wheel --wheel-dir /wheels --require-hashes --no-deps -r" in runs
+    assert "pip install --no-index --find-links=/wheels" in runs
+    assert "strangler[${EXTRAS}]" in runs
+    assert ("ARG", "EXTRAS=fast") in instructions  # the [fast] extra is uvloop, by default
+    assert ("COPY", "requirements ./requirements") in instructions
+
+
+@pytest.mark.parametrize("extras", ["fast", "fast,capture"])
+def test_each_image_lock_pins_every_dependency_of_its_extras(extras: str) -> None:
+    from packaging.requirements import Requirement
+
+    lock = ROOT / "requirements" / f"{extras.replace(',', '-')}.txt"
+    pins = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+) \\$", lock.read_text(), re.M))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"]]
+    for extra in extras.split(","):
+        wanted += project["optional-dependencies"][extra]
+    for text in wanted:
+        requirement = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in pins, f"{lock.name} does not pin {name}: run scripts/lock.sh"
+        assert requirement.specifier.contains(pins[name]), (name, pins[name])
+    assert "mitmproxy" in pins if "capture" in extras else "mitmproxy" not in pins
+    assert "://" not in lock.read_text(), "a lock names no index (scripts/lock.sh)"
 
 
 def test_dockerignore_is_an_allow_list() -> None:
@@ -184,7 +208,7 @@ def test_dockerignore_is_an_allow_list() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*", "start by excluding everything"
-    assert {"!pyproject.toml", "!README.md", "!strangler/"} <= set(lines)
+    assert {"!pyproject.toml", "!README.md", "!requirements/", "!strangler/"} <= set(lines)
 
 
 # --- docker-compose.yml ----------------------------------------------------------------
@@ -307,7 +331,15 @@ def test_compose_producer_script_compiles() -> None:
 def test_every_kubernetes_yaml_parses_with_required_fields() -> None:
     documents = k8s_documents()
     kinds = {doc["kind"] for _, doc in documents}
-    assert {"Deployment", "Kustomization", "Secret", "Service", "ServiceMonitor"} <= kinds
+    assert {
+        "Deployment",
+        "Kustomization",
+        "NetworkPolicy",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    } <= kinds
+    assert "Secret" not in kinds  # the Amazon MQ login is in Secrets Manager (IRSA)
     for path, doc in documents:
         assert doc.get("apiVersion"), f"{path.name}: apiVersion"
         assert doc.get("kind"), f"{path.name}: kind"
@@ -361,26 +393,55 @@ def test_routes_configmap_is_mounted_as_a_folder_without_subpath() -> None:
     assert generator["options"]["disableNameSuffixHash"] is True
 
 
-def test_kubernetes_routes_validate_and_use_the_secret_env() -> None:
+def test_kubernetes_routes_read_the_terraform_secret_with_the_service_accounts_role() -> None:
     table = load_routes(K8S / "routes.yaml")
     amazonmq = table.brokers["amazonmq"]
-    assert all(e.tls for e in amazonmq.endpoints)
+    assert amazonmq.aws is not None and amazonmq.aws.broker_id  # terraform output broker_id
     creds = amazonmq.credentials
-    assert creds is not None
-    strangler = container(k8s_object("Deployment"), "strangler")
-    env = {e["name"]: e for e in strangler["env"]}
-    secret = k8s_object("Secret")
-    for name in (creds.username_env, creds.password_env):
-        ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == secret["metadata"]["name"]
-        assert ref["key"] in secret["stringData"]
+    assert creds is not None and creds.secret_id  # terraform output credentials_secret_arn
+    deployment = k8s_object("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    account = k8s_object("ServiceAccount")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role)
+    assert account["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is False
+    for each in pod["containers"]:  # no secret reaches a container as an env var
+        assert all("valueFrom" not in e for e in each.get("env", [])), each["name"]
+    resources = kustomization()["resources"]
+    assert {"deployment.yaml", "serviceaccount.yaml", "networkpolicy.yaml"} <= set(resources)
+
+
+def test_network_policy_admits_prometheus_to_the_admin_port_and_the_producers_ports() -> None:
+    deployment = k8s_object("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    policy = k8s_object("NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]  # egress (brokers, AWS APIs) is the user's
+    admitted = {
+        port["port"]: rule.get("from") for rule in policy["ingress"] for port in rule["ports"]
+    }
+    (prometheus,) = admitted[ADMIN_PORT]
+    assert prometheus["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "prometheus"
+    assert "namespaceSelector" in prometheus
+    # Every port a container of the pod serves is let in, or the policy would cut it off.
+    served = {
+        p["containerPort"]
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        for p in c.get("ports", [])
+    }
+    assert served <= set(admitted)
 
 
 def test_deployment_security_context() -> None:
     deployment = k8s_object("Deployment")
     pod = deployment["spec"]["template"]["spec"]
+    # Nothing at pod level: it would bind the user's producer container to strangler's uid.
+    assert not pod.get("securityContext")
     strangler = container(deployment, "strangler")
-    context = {**pod.get("securityContext", {}), **strangler["securityContext"]}
+    context = strangler["securityContext"]
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
     assert context["runAsNonRoot"] is True
     assert context["readOnlyRootFilesystem"] is True
     assert context["allowPrivilegeEscalation"] is False

@@ -32,6 +32,7 @@ FACT_PREFIXES = (
     "drain_",
     "verify_",
     "consumer_",
+    "rollout_",
 )
 # Fields of facts that share those prefixes (not fact names themselves).
 FACT_FIELDS = {"routes_version", "client_credentials"}
@@ -69,10 +70,10 @@ def test_runbook_has_every_step() -> None:
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_runbook_routes_validate(index: int) -> None:
     blocks = yaml_blocks()
-    assert len(blocks) == 7, "one routes block per step that edits routes.yaml"
+    assert len(blocks) == 8, "one routes block per step that edits routes.yaml, and the plan"
     table = parse_routes(as_routes_file(blocks[index]), f"docs/runbook.md yaml block {index}")
     assert len(table.routes) <= 1
 
@@ -84,6 +85,7 @@ def test_runbook_walks_the_modes_in_order() -> None:
         None,
         (Mode.MIRROR, None, None, True),
         (Mode.MIRROR, None, None, False),
+        (Mode.SPLIT, 0, OnFailure.LEGACY, False),  # let it roll: from 0 by the plan
         (Mode.SPLIT, 10, OnFailure.LEGACY, False),
         (Mode.SPLIT, 50, OnFailure.LEGACY, False),
         (Mode.CUTOVER, None, OnFailure.LEGACY, False),
@@ -105,12 +107,12 @@ def test_runbook_walks_the_modes_in_order() -> None:
             0,
         ),
         # split: `weight: 0`
-        (3, "weight: 10", "weight: 0", 0),
-        (4, "weight: 50", "weight: 0", 0),
+        (4, "weight: 10", "weight: 0", 0),
+        (5, "weight: 50", "weight: 0", 0),
         # cutover with legacy as the fallback: add `dry_run: true`
-        (5, "on_failure: legacy", "on_failure: legacy\n    dry_run: true", 0),
+        (6, "on_failure: legacy", "on_failure: legacy\n    dry_run: true", 0),
         # cutover with reject: back to `on_failure: legacy`
-        (6, "on_failure: reject", "on_failure: legacy", 1),
+        (7, "on_failure: reject", "on_failure: legacy", 1),
     ],
 )
 def test_one_line_rollbacks_validate(block: int, old: str, new: str, goes_to_amazonmq: int) -> None:
@@ -143,10 +145,21 @@ def test_runbook_fact_names_exist() -> None:
     } <= mentioned
 
 
+def test_the_rollout_plan_steps_from_mirror_to_cutover() -> None:
+    (route,) = parse_routes(as_routes_file(yaml_blocks()[3]), "runbook").routes
+    assert route.rollout is not None and route.rollout.promote
+    assert route.rollout.steps == (1, 10, 50, 100)
+    assert {gate.name for gate in route.rollout.gates} == {"fallback_ratio", "confirm_p99_seconds"}
+    text = runbook_text()
+    assert {"rollout_advanced", "rollout_held", "rollout_rolled_back", "rollout_completed"} <= {
+        word for word in re.findall(r"`([a-z_]+)`", text)
+    }
+
+
 def test_runbook_metric_names_exist() -> None:
     from strangler.admin.metrics import ProxyMetrics
 
-    table = SimpleNamespace(version="0", source="routes.yaml")
+    table = SimpleNamespace(version="0", source="routes.yaml", routes=())
     ctx: Any = SimpleNamespace(
         health=SimpleNamespace(up={}),
         routes=SimpleNamespace(table=table),

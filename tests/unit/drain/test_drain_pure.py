@@ -301,5 +301,52 @@ def test_progress_names_its_counts_and_survives_passing_an_estimated_total() -> 
     progress.update(12, force=True)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("drain /queue/a: 4/10 moved (40.0%), ")
-    assert lines[0].endswith("msg/s, 3 in flight")
+    assert "msg/s, ETA " in lines[0] and lines[0].endswith(", 3 in flight")
     assert lines[1].startswith("drain /queue/a: 12 moved (counted 10 before), ")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_shows_the_current_rate_and_the_time_left_at_it() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = Progress(10_000, out, label="replay", clock=clock)
+    assert progress.every == 2.0  # off a terminal: the cadence drain and replay share
+    progress.update(0)
+    for second in range(1, 21):  # 100 msg/s for 20 s: a line every 2 s
+        clock.now += 1
+        progress.update(second * 100)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10
+    assert lines[0] == "replay: 200/10000 confirmed (2.0%), 100 msg/s, ETA 0:01:38"
+    assert lines[-1] == "replay: 2000/10000 confirmed (20.0%), 100 msg/s, ETA 0:01:20"
+    count = 2000
+    for _ in range(10):  # then 400 msg/s: the rate follows within seconds, not minutes
+        clock.now += 1
+        count += 400
+        progress.update(count)
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("replay: 6000/10000 confirmed (60.0%), ")
+    rate = int(last.split(", ")[1].removesuffix(" msg/s"))
+    # Ten seconds in, the recent rate has moved 63% of the way (1 - 1/e); the average
+    # since the start would say 200.
+    assert 280 <= rate <= 300, last
+
+
+def test_progress_eta_uses_the_recent_rate_and_stops_past_the_total() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = Progress(1000, out, label="drain /queue/a", noun="moved", clock=clock)
+    progress.update(0)
+    clock.now += 2
+    progress.update(100)  # 50 msg/s: 900 left take 18 s
+    clock.now += 2
+    progress.update(1200)  # past the estimate
+    first, second = out.getvalue().splitlines()
+    assert first == "drain /queue/a: 100/1000 moved (10.0%), 50 msg/s, ETA 0:00:18"
+    assert second.startswith("drain /queue/a: 1200 moved (counted 1000 before), ")
+    assert "ETA" not in second

@@ -278,3 +278,62 @@ def test_timestamps_match_datetime_isoformat_across_second_boundaries() -> None:
 def test_timestamps_agree_with_datetime_for_any_time(ts: float) -> None:
     expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
     assert _Timestamps()(ts) == expected
+
+
+def test_reopen_writes_to_a_new_file_after_the_old_one_was_moved(tmp_path: Path) -> None:
+    # Before: the sink kept writing to the renamed file forever (logrotate's move was lost).
+    path = tmp_path / "facts.jsonl"
+    sink = FactSink(path=path, interval=IDLE)
+    sink.emit(Fact.PROXY_STARTED)
+    assert sink.flush()
+    path.rename(tmp_path / "facts.jsonl.1")
+    sink.reopen()
+    sink.emit(Fact.PROXY_STOPPED)
+    sink.close()
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    old = [
+        json.loads(line)["event"] for line in (tmp_path / "facts.jsonl.1").read_text().splitlines()
+    ]
+    assert (old, events) == (["proxy_started"], ["proxy_stopped"])
+
+
+def test_reopen_that_fails_keeps_the_open_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "facts.jsonl"
+    sink = FactSink(path=path, interval=IDLE)
+    path.rename(tmp_path / "moved.jsonl")
+    path.mkdir()  # a directory where the file was: it cannot be opened
+    sink.reopen()
+    sink.emit(Fact.PROXY_STOPPED)
+    sink.close()
+    assert sink.reopen_errors == 1
+    assert "cannot reopen the facts file" in capsys.readouterr().err
+    assert json.loads((tmp_path / "moved.jsonl").read_text())["event"] == "proxy_stopped"
+
+
+def test_reopen_of_a_stream_sink_does_nothing(sink: FactSink, stream: io.StringIO) -> None:
+    sink.reopen()
+    sink.emit(Fact.PROXY_STOPPED)
+    assert sink.flush()
+    assert [f["event"] for f in lines_of(stream)] == ["proxy_stopped"]
+
+
+def test_the_writer_may_run_before_the_constructor_returns(
+    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine the writer thread can run before ``__init__`` goes on: it must
+    find everything it reads (it once died on ``writer_listeners``, and no fact was
+    written by that proxy at all)."""
+    started = threading.Thread.start
+
+    def run_first(thread: threading.Thread) -> None:
+        sink = thread._target.__self__  # type: ignore[attr-defined]  # the FactSink
+        sink._write_pending()  # what the writer does first, before __init__ goes on
+        started(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", run_first)
+    sink = FactSink(stream, interval=IDLE)
+    sink.emit(Fact.PROXY_STARTED, listen="x")
+    sink.close()
+    assert json.loads(stream.getvalue())["event"] == "proxy_started"

@@ -22,7 +22,7 @@ from strangler.proxy.core.commands import (
     ToLegacy,
 )
 from strangler.proxy.core.session import SessionCore
-from strangler.proxy.core.traces import TraceIds
+from strangler.proxy.traces import TraceIds
 from strangler.routes import parse_routes
 from strangler.stomp import Frame, FrameParser
 

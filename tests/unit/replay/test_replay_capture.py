@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import tcp
-from replay_fixtures import capture, connect, connected, frame, producer, read_flows, send
+from replay_fixtures import (
+    capture,
+    connect,
+    connected,
+    frame,
+    producer,
+    read_flows,
+    send,
+    write_routes,
+)
 
 from strangler.cli import build_parser
 from strangler.replay.capture import FlowCapture
@@ -29,9 +38,13 @@ def test_each_session_is_one_tcp_flow_with_both_directions(tmp_path: Path) -> No
     assert stats.flows_written == 2 and stats.dropped_bytes == 0
     assert all(isinstance(flow, tcp.TCPFlow) for flow in flows)
     for flow, chunks in zip(flows, (first, second), strict=True):
-        assert [(m.from_client, m.content) for m in flow.messages] == chunks
+        # Byte for byte, but the producer's passcode (see the passcode tests below).
+        version = "1.2" if flow is flows[0] else "1.1"
+        expected = [(True, connect(version, passcode="")), *chunks[1:]]
+        assert [(m.from_client, m.content) for m in flow.messages] == expected
         meta = flow.metadata["strangler"]
         assert meta["part"] == 0 and meta["final"] is True and meta["headers_only"] is False
+        assert meta["passcodes_kept"] is False
         assert flow.server_conn.address == ("127.0.0.1", 61611)
     assert flows[0].client_conn.peername == ("127.0.0.1", 40000)
     assert (
@@ -78,7 +91,7 @@ def test_a_long_session_is_written_in_parts_that_replay_joins(tmp_path: Path) ->
 
 def test_the_memory_bound_cuts_the_rest_of_a_session_and_counts_it(tmp_path: Path) -> None:
     path = tmp_path / "capture.flows"
-    tap = FlowCapture(path, max_pending=4096, flush_bytes=1 << 20)
+    tap = FlowCapture(path, max_pending=4096, flush_bytes=1 << 20, keep_passcodes=True)
     tap.opened("s1", "127.0.0.1:1")
     tap.from_client("s1", connect())
     tap.to_client("s1", connected())
@@ -183,7 +196,14 @@ def test_a_session_whose_first_part_was_rotated_away_is_skipped(tmp_path: Path) 
     chunks = [(True, connect()), (False, connected())] + [
         (True, stream[i : i + 500]) for i in range(0, len(stream), 500)
     ]
-    capture(path, [chunks, producer([send("/queue/later")])], flush_bytes=1500, max_bytes=3000)
+    # Passcodes kept: every part as large as what was read, so the rotation falls as planned.
+    capture(
+        path,
+        [chunks, producer([send("/queue/later")])],
+        flush_bytes=1500,
+        max_bytes=3000,
+        keep_passcodes=True,
+    )
     assert (tmp_path / "capture.flows.1").exists()
     source = MessageSource([str(path)])  # without FILE.1: the long session starts mid-way
     destinations = [m.destination for m in source]
@@ -250,3 +270,85 @@ def test_open_capture_points_flows_at_legacy(tmp_path: Path) -> None:
     assert flow.client_conn.sockname == ("127.0.0.1", 61613)
     no_capture = build_parser().parse_args(["run", "--routes", str(routes)])
     assert open_capture(no_capture, table) is None
+
+
+# -- what a capture may hold: passcodes and file mode ---------------------------------------
+
+
+def test_a_capture_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # Before: 0644 (world-readable) with the default umask.
+    path = tmp_path / "capture.flows"
+    capture(path, [producer([send("/queue/a")])], max_bytes=1024)
+    capture(path, [producer([send("/queue/b", b"x" * 2000)])], max_bytes=1024)  # rotates
+    assert (tmp_path / "capture.flows.1").exists()
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+    assert oct((tmp_path / "capture.flows.1").stat().st_mode & 0o777) == oct(0o600)
+
+
+def client_bytes(path: Path) -> bytes:
+    return b"".join(m.content for flow in read_flows(path) for m in flow.messages if m.from_client)
+
+
+def test_passcodes_are_emptied_and_every_other_byte_kept(tmp_path: Path) -> None:
+    # Before: a capture held every producer's passcode in plain text.
+    path = tmp_path / "capture.flows"
+    body = b"passcode:in-a-body-is-data\n\0with a NUL"
+    sends = [
+        send("/queue/a", body, headers=[("content-length", str(len(body)))]),
+        b"\r\n\n",  # heart-beats
+        encode_parts("STOMP", (("login", "again"), ("passcode", "hunter2")), b"", "1.2"),
+    ]
+    stream = connect(passcode="s3cret-one") + b"".join(sends) + frame("DISCONNECT")
+    # Read in 7-byte pieces: frames (and the passcode itself) cut across reads.
+    chunks = [(True, stream[i : i + 7]) for i in range(0, len(stream), 7)]
+    capture(path, [[chunks[0], (False, connected()), *chunks[1:]]])
+    kept = client_bytes(path)
+    assert b"s3cret-one" not in kept and b"hunter2" not in kept
+    expected = (
+        connect(passcode="")
+        + sends[0]
+        + sends[1]
+        + encode_parts("STOMP", (("login", "again"), ("passcode", "")), b"", "1.2")
+        + frame("DISCONNECT")
+    )
+    assert kept == expected  # a body that says "passcode:" is left alone
+    (flow,) = read_flows(path)
+    assert "redaction_failed" not in flow.metadata["strangler"]
+
+
+def test_passcodes_are_kept_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "capture.flows"
+    capture(path, [producer([send("/queue/a")])], keep_passcodes=True)
+    assert connect() in client_bytes(path) and b"passcode:secret" in connect()
+    assert read_flows(path)[0].metadata["strangler"]["passcodes_kept"] is True
+
+
+def test_a_stream_that_does_not_parse_still_loses_its_passcode_lines(tmp_path: Path) -> None:
+    path = tmp_path / "capture.flows"
+    garbage = b"NOT-STOMP\npasscode:leaked\n\n\0" + connect(passcode="after")
+    capture(path, [[(True, garbage[:5]), (True, garbage[5:])]])
+    kept = client_bytes(path)
+    assert b"leaked" not in kept and b"after" not in kept and kept.startswith(b"NOT-STOMP\n")
+    assert "unknown command" in read_flows(path)[0].metadata["strangler"]["redaction_failed"]
+
+
+def test_an_unfinished_login_frame_at_close_loses_its_passcode(tmp_path: Path) -> None:
+    path = tmp_path / "capture.flows"
+    capture(path, [[(True, b"CONNECT\nlogin:p\npasscode:half-sent")]])
+    assert client_bytes(path) == b"CONNECT\nlogin:p\npasscode:"
+
+
+def test_run_takes_capture_passcodes(tmp_path: Path) -> None:
+    routes = write_routes(tmp_path / "routes.yaml", "")
+    args = build_parser().parse_args(
+        ["run", "--routes", routes, "--capture", str(tmp_path / "c.flows"), "--capture-passcodes"]
+    )
+    tap = open_capture(args, load_routes(routes))
+    assert tap is not None and tap.keep_passcodes
+    tap.close()
+    args = build_parser().parse_args(
+        ["run", "--routes", routes, "--capture", str(tmp_path / "c.flows")]
+    )
+    tap = open_capture(args, load_routes(routes))
+    assert tap is not None and not tap.keep_passcodes
+    tap.close()

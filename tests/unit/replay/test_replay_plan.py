@@ -1,4 +1,4 @@
-"""strangler plan: what a routes change does; exit 0 nothing, 2 something, 1 invalid."""
+"""strangler plan: what a routes change does; exit 0 nothing, 3 something, 1 invalid."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_no_change_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 0 and data["changed"] is False and data["routes"] == []
 
 
-def test_changed_routes_and_destinations_exit_2(
+def test_changed_routes_and_destinations_exit_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     old = write_routes(tmp_path / "old.yaml", OLD)
@@ -49,7 +49,7 @@ def test_changed_routes_and_destinations_exit_2(
         "  - {name: billing, match: {exact: /queue/billing}, mode: mirror}\n",
     )
     code, out, _ = plan(capsys, old, new)
-    assert code == 2
+    assert code == 3
     assert "~ orders: mirror" in out and "(changed: mode, on_failure)" in out
     assert "~ pay: split 25% by customer" in out and "split 50% by customer" in out
     assert "+ billing: mirror" in out
@@ -61,7 +61,7 @@ def test_changed_routes_and_destinations_exit_2(
 
     code, out, _ = plan(capsys, old, new, "--json")
     data: dict[str, Any] = json.loads(out)
-    assert code == 2 and data["changed"] is True
+    assert code == 3 and data["changed"] is True
     assert {(r["route"], r["change"]) for r in data["routes"]} == {
         ("orders", "changed"),
         ("pay", "changed"),
@@ -77,13 +77,13 @@ def test_settings_and_brokers_count_as_changes(
     old = write_routes(tmp_path / "old.yaml", OLD)
     new = write_routes(tmp_path / "new.yaml", OLD, extra="dry_run: true\n")
     code, out, _ = plan(capsys, old, new)
-    assert code == 2
+    assert code == 3
     assert "Settings changed: dry_run False -> True" in out
     # dry-run on every route: the exact destinations now stay on legacy.
     assert "orders: both  ->  orders: both (dry-run)" in out
 
 
-def test_invalid_file_exits_1_with_file_and_line(
+def test_invalid_file_exits_1_with_file_and_line_and_a_missing_one_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     old = write_routes(tmp_path / "old.yaml", OLD)
@@ -93,7 +93,7 @@ def test_invalid_file_exits_1_with_file_and_line(
     assert code == 1 and out == ""
     assert f"{bad}:8: routes[3].mode" in err
     code, _, err = plan(capsys, str(tmp_path / "missing.yaml"), old)
-    assert code == 1 and "missing.yaml" in err
+    assert code == 2 and "missing.yaml" in err
 
 
 def test_with_a_capture_counts_the_messages_that_move(
@@ -110,7 +110,7 @@ def test_with_a_capture_counts_the_messages_that_move(
     capture(flows, [producer(sends)])
     code, out, _ = plan(capsys, old, new, "--capture", str(flows), "--json")
     data = json.loads(out)
-    assert code == 2
+    assert code == 3
     moves = {
         (c["destination"], c["to"]["targets"][0]): c["count"] for c in data["messages"]["changes"]
     }
@@ -121,7 +121,7 @@ def test_with_a_capture_counts_the_messages_that_move(
     assert data["messages"]["changed"] == 7 + pay_moved
 
     code, out, _ = plan(capsys, old, new, "--capture", str(flows))
-    assert code == 2
+    assert code == 3
     assert f"Messages in {flows}:" in out
     assert f"{7 + pay_moved} of 50 messages decided differently" in out
 
@@ -134,4 +134,4 @@ def test_a_capture_alone_can_show_movement_of_prefix_routes(
     code, out, _ = plan(capsys, old, old, "--capture", facts)
     assert code == 0 and "No changes" in out
     code, _, err = plan(capsys, old, old, "--capture", str(tmp_path / "nothing"))
-    assert code == 1 and "cannot read" in err
+    assert code == 2 and "cannot read" in err

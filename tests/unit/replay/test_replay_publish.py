@@ -233,7 +233,8 @@ def test_cli_resumes_from_the_state_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flows = tmp_path / "capture.flows"
-    capture(flows, [producer([send("/queue/orders", f"m{i}".encode()) for i in range(10)])])
+    sends = [send("/queue/orders", f"m{i}".encode()) for i in range(10)]
+    capture(flows, [producer(sends)], keep_passcodes=True)  # else the login has no passcode
     routes = write_routes(tmp_path / "routes.yaml", ROUTES)
     runs: list[dict[str, FakeBroker]] = []
 
@@ -262,7 +263,7 @@ def test_cli_resumes_from_the_state_file(
     other = tmp_path / "other.flows"
     capture(other, [producer([send("/queue/orders")])])
     state_path = str(tmp_path / "capture.flows.replay-state.json")
-    assert main(["replay", str(other), "--routes", routes, "--state", state_path]) == 1
+    assert main(["replay", str(other), "--routes", routes, "--state", state_path]) == 2
     assert "another capture" in capsys.readouterr().err
 
 
@@ -271,11 +272,11 @@ def test_cli_refuses_to_send_what_it_does_not_have(
 ) -> None:
     routes = write_routes(tmp_path / "routes.yaml", ROUTES)
     facts = facts_file(tmp_path / "facts.jsonl", [("/queue/orders", "t1")])
-    assert main(["replay", facts, "--routes", routes]) == 1
+    assert main(["replay", facts, "--routes", routes]) == 2
     assert "no message bodies" in capsys.readouterr().err
     headers_only = tmp_path / "h.flows"
     capture(headers_only, [producer([send("/queue/orders")])], headers_only=True)
-    assert main(["replay", str(headers_only), "--routes", routes]) == 1
+    assert main(["replay", str(headers_only), "--routes", routes]) == 2
     assert "--capture-headers-only" in capsys.readouterr().err
     assert main(["replay", facts, "--routes", routes, "--against", routes]) == 2
     assert "--against needs --dry-run" in capsys.readouterr().err

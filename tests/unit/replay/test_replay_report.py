@@ -268,22 +268,22 @@ def test_a_malformed_session_is_reported_and_the_others_counted(tmp_path: Path) 
     assert report.messages == 2
 
 
-def test_unreadable_inputs_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     routes = write_routes(tmp_path / "routes.yaml", ROUTES)
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x89PNG\r\n")
-    assert main(["replay", str(garbage), "--routes", routes, "--dry-run"]) == 1
+    assert main(["replay", str(garbage), "--routes", routes, "--dry-run"]) == 2
     assert "neither a mitmproxy flow file" in capsys.readouterr().err
     bad_flows = tmp_path / "bad.flows"
     bad_flows.write_bytes(b"12:not a netstring at all")
-    assert main(["replay", str(bad_flows), "--routes", routes, "--dry-run"]) == 1
+    assert main(["replay", str(bad_flows), "--routes", routes, "--dry-run"]) == 2
     assert "not a readable mitmproxy flow file" in capsys.readouterr().err
-    assert main(["replay", str(tmp_path / "missing"), "--routes", routes, "--dry-run"]) == 1
+    assert main(["replay", str(tmp_path / "missing"), "--routes", routes, "--dry-run"]) == 2
     bad_routes = tmp_path / "bad.yaml"
     bad_routes.write_text("brokers:\n  legacy: {url: stomp://h:1}\nroutes:\n  - {name: x}\n")
     empty = tmp_path / "empty.flows"
     empty.write_bytes(b"")
-    assert main(["replay", str(empty), "--routes", str(bad_routes), "--dry-run"]) == 1
+    assert main(["replay", str(empty), "--routes", str(bad_routes), "--dry-run"]) == 2
     assert f"{bad_routes}:4" in capsys.readouterr().err
     assert main(["replay", str(empty), "--routes", routes, "--dry-run"]) == 0
     assert "0 SENDs decided" in capsys.readouterr().out

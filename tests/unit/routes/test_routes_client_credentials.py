@@ -172,8 +172,8 @@ def test_the_commented_example_in_routes_yaml_is_valid() -> None:
     assert [login for login, _ in mapping.logins] == ["producer-a", "producer-b"]
 
 
-def test_the_readme_example_is_valid() -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+def test_the_documented_example_is_valid() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "routes.md").read_text(), re.S)
     [block] = [b for b in blocks if "client_credentials" in b]
     mapping = _load("brokers:\n  legacy: {url: stomp://h:1}\n" + block)
     assert [login for login, _ in mapping.logins] == ["orders-svc", "billing", "reports"]

@@ -78,6 +78,17 @@ def test_example_routes_decide_as_commented(table: RouteTable) -> None:
     assert payments.rule == "payments-split"
     assert payments.targets in (("legacy",), ("amazonmq",))
 
+
+def test_example_split_carries_a_rollout_plan_the_proxy_ignores(table: RouteTable) -> None:
+    payments = next(r for r in table.routes if r.name == "payments-split")
+    assert payments.rollout is not None and payments.weight == 25
+    assert payments.rollout.steps == (25, 50, 100) and payments.rollout.state is None
+    assert payments.rollout.step_number(25) == 1 and payments.rollout.next_weight(25) == 50
+    assert [gate.name for gate in payments.rollout.gates] == [
+        "fallback_ratio",
+        "confirm_p99_seconds",
+    ]
+
     other = decide(table, "/queue/shipping", None, "trace-1")
     assert (other.rule, other.targets) == ("default", ("legacy",))
 

@@ -272,12 +272,13 @@ def test_routes_load_and_name_secrets_without_boto3() -> None:
         import sys
         sys.modules["boto3"] = None
         sys.modules["botocore"] = None
-        from strangler.routes import AMAZONMQ, CredentialsError, parse_routes
+        from strangler.routes import AMAZONMQ, parse_routes
+        from strangler.upstream import CredentialsError, resolve_credentials
         text = {AMQ!r} + "    broker_name: o\\n    credentials: {{secret_id: s}}\\n"
         config = parse_routes(text, "r").brokers[AMAZONMQ]
         assert config.aws is not None
         try:
-            config.credentials.resolve({{}})
+            resolve_credentials(config.credentials, {{}})
         except CredentialsError as e:
             print(e)
     """)

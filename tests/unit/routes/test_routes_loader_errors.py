@@ -5,6 +5,7 @@ Each case marks the line the error must point at with a trailing ``# <-`` commen
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from textwrap import dedent
 
@@ -12,6 +13,7 @@ import pytest
 from refusals import assert_refused
 
 from strangler.routes import RoutesError, load_routes, parse_routes
+from strangler.routes.loader import MAX_ROUTES_BYTES
 
 BROKERS = """\
 brokers:
@@ -366,7 +368,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "yaml_tab_indentation",
         BROKERS + "routes:\n\t- name: a  # <-\n",
-        "YAML syntax error: found character '\\t'",
+        "YAML syntax error: a tab character: YAML indents with spaces only",
     ),
     (
         "yaml_second_document",
@@ -381,17 +383,46 @@ CASES: list[tuple[str, str, str]] = [
     (
         "unsafe_python_tag",
         "brokers: !!python/object:os.system {}  # <-\n",
-        "brokers: YAML tag 'tag:yaml.org,2002:python/object:os.system' is not supported",
+        "brokers: YAML tag '!!python/object:os.system' is refused: routes.yaml is read with "
+        "YAML's safe loader",
     ),
     (
         "unsafe_python_tag_on_scalar",
         "brokers:\n  legacy:\n    url: !!python/name:os.system  # <-\n",
-        "brokers.legacy.url: could not determine a constructor for the tag",
+        "brokers.legacy.url: YAML tag '!!python/name:os.system' is refused",
     ),
     (
         "unknown_scalar_tag",
         "brokers:\n  legacy:\n    url: !env LEGACY_URL  # <-\n",
-        "brokers.legacy.url: could not determine a constructor for the tag '!env'",
+        "brokers.legacy.url: YAML tag '!env' is refused",
+    ),
+    (
+        "python_tag_on_a_broker",
+        "brokers:\n  legacy: !!python/object/apply:os.system ['echo hi']  # <-\n",
+        "brokers.legacy: YAML tag '!!python/object/apply:os.system' is refused",
+    ),
+    (
+        "key_indented_more_than_its_siblings",
+        BROKERS + "routes:\n  - name: a\n    match: {exact: /q}\n     mode: legacy  # <-\n",
+        "YAML syntax error: this line is indented more than the keys before it (the block "
+        "that starts at line 7); the keys of one mapping must start in the same column",
+    ),
+    (
+        "tab_in_a_mapping",
+        "brokers:\n  legacy:\n\turl: stomp://h:1  # <-\n",
+        "YAML syntax error: a tab character: YAML indents with spaces only; replace the tab",
+    ),
+    (
+        "inline_password",
+        "brokers:\n  legacy:\n    url: stomp://h:1\n    credentials: {password: hunter2}  # <-\n",
+        "brokers.legacy.credentials: 'password': secrets never go in this file: name "
+        "environment variables (username_env, password_env), a file (file: PATH) or a "
+        "Secrets Manager secret (secret_id: NAME)",
+    ),
+    (
+        "inline_passcode_on_a_broker",
+        "brokers:\n  legacy:\n    url: stomp://h:1\n    passcode: hunter2  # <-\n",
+        "brokers.legacy: 'passcode': secrets never go in this file",
     ),
     (
         "yaml_merge_key",
@@ -467,6 +498,27 @@ def test_unreadable_file_is_a_routes_error_naming_the_file(tmp_path: Path) -> No
     assert "cannot read routes file" in caught.value.reason
 
 
+@pytest.mark.timeout(10)  # before: open() of a FIFO waited for a writer forever
+def test_a_fifo_dev_zero_or_huge_file_in_place_of_routes_is_refused_unread(tmp_path: Path) -> None:
+    fifo, zero, huge = tmp_path / "fifo.yaml", tmp_path / "zero.yaml", tmp_path / "huge.yaml"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    with open(huge, "wb") as f:
+        f.truncate(MAX_ROUTES_BYTES + 1)
+    reasons = []
+    for path in (fifo, zero, huge):
+        with pytest.raises(RoutesError) as caught:
+            load_routes(path)
+        assert caught.value.file == str(path)
+        reasons.append(caught.value.reason)
+    assert reasons == [
+        "cannot read routes file: not a regular file (a FIFO)",
+        "cannot read routes file: not a regular file (a character device)",
+        f"cannot read routes file: larger than {MAX_ROUTES_BYTES} bytes "
+        f"({MAX_ROUTES_BYTES + 1} bytes)",
+    ]
+
+
 def test_load_routes_errors_carry_the_path_and_line(tmp_path: Path) -> None:
     path = tmp_path / "routes.yaml"
     path.write_text(BROKERS + "routes:\n  - name: a\n    match: {exact: /q}\n    mode: nope\n")
@@ -514,3 +566,25 @@ def test_split_and_cutover_still_refuse_keys_that_do_not_apply() -> None:
     text += "    on_failure: legacy\n    weight: 5\n"
     with pytest.raises(RoutesError, match=r"routes\[0\]\.weight: not allowed for mode cutover"):
         parse_routes(text, "routes.yaml")
+
+
+@pytest.mark.parametrize(
+    ("match", "warned"),
+    [
+        ("{exact: orders}", True),
+        ("{prefix: orders.}", True),
+        ("{glob: 'orders.*'}", True),
+        ("{exact: /queue/orders}", False),
+        ("{glob: '*.orders'}", False),
+    ],
+)
+def test_a_destination_without_queue_or_topic_is_valid_with_a_warning(
+    match: str, warned: bool
+) -> None:
+    table = parse_routes(
+        BROKERS + f"routes:\n  - {{name: o, match: {match}, mode: legacy}}\n", "routes.yaml"
+    )
+    warnings = [w for w in table.warnings if "does not start with /queue/ or /topic/" in w]
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith("routes.yaml:7: routes[0].match.")

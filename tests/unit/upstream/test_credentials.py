@@ -1,4 +1,4 @@
-"""Credentials name where secrets live; resolve reads them and never leaks them in errors."""
+"""Credentials name where secrets live; resolve_credentials reads them, never leaking them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from strangler.routes import Credentials, CredentialsError
+from strangler.routes import Credentials
+from strangler.upstream import CredentialsError, resolve_credentials
 
 SECRET = "s3cr3t-Pa55!"
 
@@ -18,58 +19,58 @@ def env_credentials() -> Credentials:
 
 def test_resolve_reads_both_env_vars() -> None:
     environ = {"MQ_USER": "alice", "MQ_PASSWORD": SECRET}
-    assert env_credentials().resolve(environ) == ("alice", SECRET)
+    assert resolve_credentials(env_credentials(), environ) == ("alice", SECRET)
 
 
 def test_resolve_defaults_to_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MQ_USER", "bob")
     monkeypatch.setenv("MQ_PASSWORD", SECRET)
-    assert env_credentials().resolve() == ("bob", SECRET)
+    assert resolve_credentials(env_credentials()) == ("bob", SECRET)
 
 
 def test_missing_env_var_is_named_in_the_error() -> None:
     with pytest.raises(CredentialsError) as caught:
-        env_credentials().resolve({"MQ_USER": "alice"})
+        resolve_credentials(env_credentials(), {"MQ_USER": "alice"})
     assert str(caught.value) == "environment variable MQ_PASSWORD is not set"
     assert caught.value.reason == str(caught.value)
 
 
 def test_empty_env_var_is_an_error_naming_it() -> None:
     with pytest.raises(CredentialsError, match="environment variable MQ_USER is empty"):
-        env_credentials().resolve({"MQ_USER": "", "MQ_PASSWORD": SECRET})
+        resolve_credentials(env_credentials(), {"MQ_USER": "", "MQ_PASSWORD": SECRET})
 
 
 def test_env_error_never_contains_the_other_secret() -> None:
     with pytest.raises(CredentialsError) as caught:
-        env_credentials().resolve({"MQ_USER": "", "MQ_PASSWORD": SECRET})
+        resolve_credentials(env_credentials(), {"MQ_USER": "", "MQ_PASSWORD": SECRET})
     assert SECRET not in str(caught.value)
 
 
 def test_resolve_reads_a_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "amazonmq.yaml"
     path.write_text(f"username: alice\npassword: '{SECRET}'\n")
-    assert Credentials(file=str(path)).resolve({}) == ("alice", SECRET)
+    assert resolve_credentials(Credentials(file=str(path)), {}) == ("alice", SECRET)
 
 
 def test_resolve_reads_a_json_file_and_ignores_extra_keys(tmp_path: Path) -> None:
     path = tmp_path / "amazonmq.json"
     path.write_text(json.dumps({"username": "alice", "password": SECRET, "engine": "activemq"}))
-    assert Credentials(file=str(path)).resolve({}) == ("alice", SECRET)
+    assert resolve_credentials(Credentials(file=str(path)), {}) == ("alice", SECRET)
 
 
 def test_file_is_read_at_resolve_time_so_rotation_is_picked_up(tmp_path: Path) -> None:
     path = tmp_path / "amazonmq.yaml"
     credentials = Credentials(file=str(path))
     path.write_text("username: a\npassword: one\n")
-    assert credentials.resolve({}) == ("a", "one")
+    assert resolve_credentials(credentials, {}) == ("a", "one")
     path.write_text("username: a\npassword: two\n")
-    assert credentials.resolve({}) == ("a", "two")
+    assert resolve_credentials(credentials, {}) == ("a", "two")
 
 
 def test_missing_file_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
     with pytest.raises(CredentialsError) as caught:
-        Credentials(file=str(path)).resolve({})
+        resolve_credentials(Credentials(file=str(path)), {})
     assert str(path) in str(caught.value)
     assert "No such file" in str(caught.value)
 
@@ -78,7 +79,7 @@ def test_file_missing_password_names_the_key_not_the_username(tmp_path: Path) ->
     path = tmp_path / "c.yaml"
     path.write_text(f"username: {SECRET}\n")
     with pytest.raises(CredentialsError) as caught:
-        Credentials(file=str(path)).resolve({})
+        resolve_credentials(Credentials(file=str(path)), {})
     assert "missing 'password'" in str(caught.value)
     assert SECRET not in str(caught.value)
 
@@ -98,7 +99,7 @@ def test_bad_file_errors_never_quote_the_file(tmp_path: Path, content: str, reas
     path = tmp_path / "c.yaml"
     path.write_text(content)
     with pytest.raises(CredentialsError) as caught:
-        Credentials(file=str(path)).resolve({})
+        resolve_credentials(Credentials(file=str(path)), {})
     message = str(caught.value)
     assert reason in message
     assert str(path) in message
@@ -114,7 +115,7 @@ def test_non_utf8_file_error_does_not_quote_bytes(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(b"username: a\npassword: \xff\xfe\n")
     with pytest.raises(CredentialsError) as caught:
-        Credentials(file=str(path)).resolve({})
+        resolve_credentials(Credentials(file=str(path)), {})
     assert "not valid UTF-8" in str(caught.value)
     assert "0xff" not in str(caught.value)
 

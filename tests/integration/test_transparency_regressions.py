@@ -1,0 +1,156 @@
+"""Regression tests for the five defects of #20: what a client reads through the proxy is
+what the broker wrote, in the pieces it wrote it (tests/integration/test_transparency.py
+compares whole conversations; these pin each defect on its own)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections import defaultdict
+
+import pytest
+import stomp
+
+from strangler.stomp import Frame, FrameParser
+
+from .brokers import BrokerInfo
+from .conftest import ProxyFactory
+from .harness import WAIT, Recorder, connect, next_frame, raw_login, unique_queue
+
+pytestmark = pytest.mark.integration
+
+
+class Writes:
+    """A traffic tap that keeps every write the proxy made to each client."""
+
+    def __init__(self) -> None:
+        self.to: dict[str, list[bytes]] = defaultdict(list)
+
+    def opened(self, session: str, peer: str) -> None: ...
+
+    def from_client(self, session: str, data: bytes) -> None: ...
+
+    def to_client(self, session: str, data: bytes) -> None:
+        self.to[session].append(data)
+
+    def closed(self, session: str) -> None: ...
+
+
+def cutover(dest: str) -> str:
+    return f"  - {{name: moved, match: {{prefix: '{dest}'}}, mode: cutover, on_failure: legacy}}\n"
+
+
+def test_connected_and_its_eol_leave_in_one_write(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    writes = Writes()
+    proxy = make_proxy("  []\n", tap=writes)
+    with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
+        raw_login(sock, legacy)
+    proxy.wait_fact("client_disconnected")
+    (session,) = writes.to
+    first = writes.to[session][0]
+    assert first.startswith(b"CONNECTED\n") and first.endswith(b"\0\n")  # as legacy wrote it
+
+
+def test_an_abrupt_close_takes_the_subscription_off_legacy_at_once(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    proxy = make_proxy("  []\n")
+    dest = unique_queue("abrupt")
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=WAIT)
+    parser = raw_login(sock, legacy)
+    sock.sendall(f"SUBSCRIBE\nid:0\ndestination:{dest}\nreceipt:s\n\n\0".encode())
+    assert next_frame(sock, parser).command == "RECEIPT"
+    sock.close()  # no DISCONNECT: nothing awaits a reply from legacy
+    # The old code waited a fixed second here, dispatching to the dead subscription.
+    assert proxy.wait_fact("client_disconnected", within=0.5)
+
+
+def test_an_idless_1_0_subscription_merges_both_brokers_in_cutover(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    prefix = f"/queue/idless.{uuid.uuid4().hex[:8]}"
+    proxy = make_proxy(cutover(prefix))
+    consumer = stomp.Connection10([(proxy.host, proxy.port)], auto_decode=False)
+    recorder = Recorder()
+    consumer.set_listener("r", recorder)
+    consumer.connect(legacy.username, legacy.password, wait=True)
+    consumer.subscribe(f"{prefix}.q", receipt="sub")  # STOMP 1.0: no id
+    assert recorder.wait(lambda: "sub" in recorder.receipts)
+    producer = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    assert producer.wait_receipts([producer.send(f"{prefix}.q", "moved")])  # to Amazon MQ
+    producer.close()
+    assert recorder.wait(lambda: len(recorder.messages) == 1)
+    (message,) = recorder.messages
+    assert message.body == b"moved" and "subscription" not in message.headers
+    consumer.disconnect()
+
+
+def _read_until(sock: socket.socket, *needles: bytes) -> bytes:
+    data = b""
+    while not all(needle in data for needle in needles):
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def _frames_then_eols(data: bytes) -> list[str]:
+    events = FrameParser(version="1.2").feed(data)
+    return ["frame" if isinstance(e, Frame) else "eol" for e in events]
+
+
+# Legacy ends every frame with one EOL and sends no heart-beats here: so must the proxy.
+
+
+def test_amazonmq_messages_end_with_the_eol_legacys_frames_end_with(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    prefix = f"/queue/eol.{uuid.uuid4().hex[:8]}"
+    proxy = make_proxy(cutover(prefix))
+    producer = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
+        parser = raw_login(sock, legacy)
+        sock.sendall(f"SUBSCRIBE\nid:0\ndestination:{prefix}.q\nreceipt:s\n\n\0".encode())
+        assert next_frame(sock, parser).command == "RECEIPT"
+        assert producer.wait_receipts([producer.send(f"{prefix}.q", "m")])  # via Amazon MQ
+        data = _read_until(sock, b"\nm\0")
+        sock.sendall(f"SEND\ndestination:{prefix}.q\nreceipt:after\n\nx\0".encode())
+        data += _read_until(sock, b"receipt-id:after")
+    producer.close()
+    assert _frames_then_eols(data[data.index(b"MESSAGE") :]) == ["frame", "eol"] * 2, data
+
+
+def test_a_frame_the_proxy_swallows_takes_its_eol_along(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    prefix = f"/queue/eol.{uuid.uuid4().hex[:8]}"
+    proxy = make_proxy(cutover(prefix))
+    with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
+        raw_login(sock, legacy)
+        sock.sendall(
+            f"BEGIN\ntransaction:t\n\n\0SEND\ndestination:{prefix}.q\ntransaction:t\n\nm\0"
+            "COMMIT\ntransaction:t\n\n\0"  # legacy's COMMIT gets the proxy's own receipt
+            f"SEND\ndestination:/queue/plain.{uuid.uuid4().hex[:8]}\nreceipt:after\n\nx\0".encode()
+        )
+        data = _read_until(sock, b"receipt-id:after")
+    assert proxy.facts("transaction_committed")
+    assert _frames_then_eols(data) == ["frame", "eol"], data
+
+
+def test_a_wildcard_subscription_keeps_each_messages_destination(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    prefix = f"/queue/wild.{uuid.uuid4().hex[:8]}"
+    proxy = make_proxy(cutover(prefix))
+    consumer = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    consumer.conn.subscribe(f"{prefix}.*", id="w", ack="auto", headers={"receipt": "sub"})
+    assert consumer.recorder.wait(lambda: "sub" in consumer.recorder.receipts)
+    producer = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    assert producer.wait_receipts([producer.send(f"{prefix}.{n}", n) for n in ("a", "b")])
+    producer.close()
+    assert consumer.recorder.wait(lambda: len(consumer.recorder.messages) == 2)
+    got = sorted(m.headers["destination"] for m in consumer.recorder.messages)
+    assert got == [f"{prefix}.a", f"{prefix}.b"]
+    consumer.close()
