@@ -30,6 +30,9 @@ _ROUTE = {
     "split": "mode: split, weight: 50, sticky_header: split-key, on_failure: reject",
     "cutover": "mode: cutover, on_failure: reject",
 }
+# Split proxies reach Amazon MQ 50 ms away (as a region is from a data centre), so that
+# which broker confirms first is decided by distance on every run, not by scheduling.
+_MODE_SETTINGS: dict[str, dict[str, Any]] = {"split": {"amazonmq_latency": 0.05}}
 # A cutover consumer's legacy side is checked for a backlog after this long without a
 # message from legacy; long here so that no check falls inside a conversation (the
 # drained_backlog case asks for a short one and waits for it).
@@ -61,7 +64,11 @@ class ProxyPool:
                 f"  - {{name: {kind}, match: {{prefix: /{kind}/tx.}}, {_ROUTE[mode]}}}\n"
                 for kind in ("queue", "topic")
             )
-            options: dict[str, Any] = {"backlog_check_interval": _QUIET, **dict(settings)}
+            options: dict[str, Any] = {
+                "backlog_check_interval": _QUIET,
+                **_MODE_SETTINGS.get(mode, {}),
+                **dict(settings),
+            }
             amazonmq_port = None
             latency = options.pop("amazonmq_latency", None)
             if latency is not None:
