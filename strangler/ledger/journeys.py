@@ -201,8 +201,12 @@ class Journey:
         return f"fell back to legacy, but {self._state}"
 
     def rejected(self, fact: dict[str, Any]) -> str | None:
+        broker = fact.get("broker") or AMAZONMQ
         if self.possibly_stored(fact):
-            self.doubt(AMAZONMQ)
+            self.doubt(broker)
+        if broker == LEGACY and self.waiting == LEGACY:  # legacy's ERROR for the SEND
+            self.outcome, self.waiting = REJECTED, None
+            return None
         if self.waiting == AMAZONMQ or (self._tx_part_lost() and self.outcome == CONFIRMED):
             self.outcome, self.waiting = REJECTED, None
             return None

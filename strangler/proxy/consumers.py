@@ -112,27 +112,46 @@ class ConsumerBook:
         if sub.ack_mode == "client":
             sub.order.append(delivery)
 
-    def route_ack(self, sub: DualSubscription, key: str) -> list[AckTarget]:
-        """Where an ACK/NACK naming ``key`` goes; empty if the message is unknown."""
+    def route_ack(
+        self, sub: DualSubscription, key: str, forgotten: list[Delivery] | None = None
+    ) -> list[AckTarget]:
+        """Where an ACK/NACK naming ``key`` goes; empty if the message is unknown. The
+        deliveries it acknowledges are forgotten (and listed in ``forgotten``: an ACK in
+        a transaction that is aborted gives them back, ``restore``)."""
         named = sub.unacked.get(key)
         if named is None:
             return []
         if sub.ack_mode != "client":
-            self._forget(sub, named)
+            self._forget(sub, named, forgotten)
             return [AckTarget(named.broker, key, named.generation, True)]
         newest: dict[str, Delivery] = {}
         while sub.order and sub.order[0].seq <= named.seq:
             delivery = sub.order.popleft()
-            self._forget(sub, delivery)
+            self._forget(sub, delivery, forgotten)
             newest[delivery.broker] = delivery
         return [
             AckTarget(d.broker, d.key, d.generation, d is named)
             for d in sorted(newest.values(), key=lambda d: d is named)
         ]
 
-    def _forget(self, sub: DualSubscription, delivery: Delivery) -> None:
-        if sub.unacked.pop(delivery.key, None) is not None and delivery.broker == LEGACY:
-            sub.legacy_unacked -= 1
+    def _forget(
+        self, sub: DualSubscription, delivery: Delivery, forgotten: list[Delivery] | None
+    ) -> None:
+        if sub.unacked.pop(delivery.key, None) is not None:
+            if delivery.broker == LEGACY:
+                sub.legacy_unacked -= 1
+            if forgotten is not None:
+                forgotten.append(delivery)
+
+    def restore(self, sub: DualSubscription, deliveries: list[Delivery]) -> None:
+        """Deliveries an aborted transaction's ACKs had acknowledged are unacknowledged
+        again, in delivery order (the broker will expect them acknowledged later)."""
+        for delivery in deliveries:
+            sub.unacked[delivery.key] = delivery
+            if delivery.broker == LEGACY:
+                sub.legacy_unacked += 1
+        if sub.ack_mode == "client":
+            sub.order = deque(sorted((*sub.order, *deliveries), key=lambda d: d.seq))
 
     def find_by_key(self, key: str) -> DualSubscription | None:
         """1.2 ACKs name no subscription: find the one that delivered ``key``."""

@@ -150,10 +150,13 @@ def negotiate_heartbeat(ours: tuple[int, int], theirs: tuple[int, int]) -> Heart
 class StompConnection:
     """Which frames are legal now, for one side of one connection."""
 
-    __slots__ = ("role", "state", "version")
+    __slots__ = ("check_headers", "role", "state", "version")
 
-    def __init__(self, role: Role) -> None:
+    def __init__(self, role: Role, *, check_headers: bool = True) -> None:
         self.role = role
+        # False: a missing required header is not this object's concern (a proxy lets the
+        # broker behind it answer, as the broker would; see ``missing_header``).
+        self.check_headers = check_headers
         self.state = State.CONNECTING
         self.version = "1.0"
 
@@ -193,7 +196,7 @@ class StompConnection:
             raise error(f"{command} after the session is established")
         if self.state is State.DISCONNECTING and from_client:
             raise error(f"{command} after DISCONNECT")
-        missing = missing_header(frame, self.version)
+        missing = missing_header(frame, self.version) if self.check_headers else None
         if missing is not None:
             raise error(f"{command} frame has no {missing} header")
         if command == "DISCONNECT":

@@ -42,21 +42,25 @@ def insert_header(raw: bytes, name: str, value: str, version: str) -> bytes:
     return b"".join((view[:nl], line, view[nl:]))
 
 
+def header_end(raw: bytes) -> int:
+    """Where ``raw``'s header lines end: just after the last one's EOL, before the blank
+    line (LF or CRLF, as the frame has them); ``len(raw)`` if there is no blank line."""
+    lf = raw.find(b"\n\n")
+    crlf = raw.find(b"\n\r\n")
+    ends = [i + 1 for i in (lf, crlf) if i >= 0]
+    return min(ends) if ends else len(raw)
+
+
 def remove_header(raw: bytes, name: str) -> bytes:
     """``raw`` without any ``name`` header line (the body is never searched)."""
-    head_end = raw.find(b"\n\n")
-    crlf_end = raw.find(b"\r\n\r\n")
-    if head_end < 0 or (0 <= crlf_end < head_end):
-        head_end = crlf_end
-    if head_end < 0:
-        return raw
+    end = header_end(raw)
     prefix = name.encode() + b":"
-    lines = raw[:head_end].split(b"\n")
+    lines = raw[:end].splitlines(keepends=True)
     kept = [lines[0]] + [line for line in lines[1:] if not line.startswith(prefix)]
     if len(kept) == len(lines):
         return raw
     view = memoryview(raw)
-    return b"".join((b"\n".join(kept), view[head_end:]))
+    return b"".join((*kept, view[end:]))
 
 
 def replace_header(raw: bytes, name: str, value: str, version: str) -> bytes:

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.integration
     [
         (b"BOGUS\n\n\0", "unknown command"),
         (b"SEND\ndestination\n\nx\0", "without ':'"),
-        (b"SEND\nreceipt:1\n\nno destination\0", "no destination"),
         (b"SEND\ndestination:/queue/x\ncontent-length:abc\n\n\0", "content-length"),
         (b"SEND\ndestination:/queue/x\ncontent-length:99999\n\n", "larger than 4096"),
         (
@@ -47,6 +46,22 @@ def test_malformed_frames_and_limits_get_an_error_naming_the_problem_then_close(
         assert named in (error.get("message") or "")
         assert closed_by_peer(sock)
     assert proxy.wait_fact("client_protocol_error")
+
+
+def test_a_send_without_destination_is_refused_by_legacy_as_it_always_was(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    """Nothing to route, nothing to store: legacy answers it (its ERROR names the receipt,
+    and ActiveMQ keeps the connection open), exactly as without the proxy."""
+    proxy = make_proxy("  []\n")
+    with socket.create_connection((proxy.host, proxy.port), timeout=WAIT) as sock:
+        parser = raw_login(sock, legacy)
+        sock.sendall(b"SEND\nreceipt:e\n\nno destination\0")
+        error = next_frame(sock, parser)
+        assert error.command == "ERROR" and error.get("receipt-id") == "e"
+        assert "Destination" in (error.get("message") or "")
+        sock.sendall(b"SEND\ndestination:/queue/strangler.after\nreceipt:next\n\nx\0")
+        assert next_frame(sock, parser).get("receipt-id") == "next"
 
 
 def test_slowloris_frame_is_cut_off_after_the_frame_timeout(

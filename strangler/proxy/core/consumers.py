@@ -39,7 +39,7 @@ from ...stomp import (
     replace_header,
 )
 from ...stomp.activemq import broker_value
-from ..consumers import BROWSE_PREFIX, DualSubscription, ack_frame_key, ack_key
+from ..consumers import BROWSE_PREFIX, Delivery, DualSubscription, ack_frame_key, ack_key
 from .commands import (
     CloseClient,
     StartTimer,
@@ -231,12 +231,16 @@ def on_ack(s: SessionState, frame: Frame) -> None:
     sub = book.subscriptions.get(broker_value(frame.get("subscription"), version, "ACK") or "")
     if sub is None and key is not None:
         sub = book.find_by_key(key)
-    targets = book.route_ack(sub, key) if sub is not None and key is not None else []
+    tx_id = broker_value(frame.get("transaction"), version, "ACK")
+    tx = s.transactions.get(tx_id) if tx_id is not None else None
+    forgotten: list[Delivery] = []
+    targets = book.route_ack(sub, key, forgotten) if sub is not None and key is not None else []
     if sub is None or not targets:
         s.to_legacy(frame.raw)  # not ours to route: legacy's to answer
         return
+    if tx is not None:
+        tx.acked.append((sub, forgotten))
     receipt = broker_value(frame.get("receipt"), version, "ACK")
-    tx_id = broker_value(frame.get("transaction"), version, "ACK")
     for target in targets:
         if target.broker == LEGACY:
             if not sub.legacy_active:
@@ -252,7 +256,6 @@ def on_ack(s: SessionState, frame: Frame) -> None:
                 s, sub, "Amazon MQ connection was replaced", receipt if target.named else None, True
             )
             continue
-        tx = s.transactions.get(tx_id) if tx_id is not None else None
         if tx is not None:
             begin_on_amazonmq(s, tx)
             tx.amazonmq_acks += 1

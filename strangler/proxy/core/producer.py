@@ -287,7 +287,7 @@ def primary_outcome(
 def fail_primary(s: SessionState, pending: Pending, reason: str, possibly_stored: bool) -> None:
     decision = pending.decision
     assert decision is not None and pending.trace is not None
-    if decision.on_failure is OnFailure.LEGACY and s.legacy_open and not s.legacy_error:
+    if decision.on_failure is OnFailure.LEGACY and s.legacy_open:
         s.emit(
             Fact.MESSAGE_FELL_BACK,
             trace_id=pending.trace,

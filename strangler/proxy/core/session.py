@@ -32,7 +32,7 @@ from typing import Final, Literal
 from ...facts import Fact
 from ...stomp import HEARTBEAT, Frame, Heartbeat, ProtocolError, error_frame
 from ...stomp.activemq import broker_value
-from ...stomp.connection import RemoteProtocolError
+from ...stomp.connection import RemoteProtocolError, missing_header
 from ...stomp.native import FramePump, Pumped, PumpedFrame
 from ..consumers import BROWSE_PREFIX
 from ..context import ProxyContext
@@ -212,6 +212,9 @@ class SessionCore:
     def _client_event(self, event: Frame) -> None:
         s = self.state
         s.client.receive(event)
+        if missing_header(event, s.version) is not None:
+            s.to_legacy(event.raw)  # legacy refuses it with its own ERROR, as it always did
+            return
         command = event.command
         if command == "SUBSCRIBE":
             consumers.on_subscribe(s, event)
@@ -411,9 +414,6 @@ class SessionCore:
             if kept < len(data):
                 out.append(data[kept:])
             s.to_client(b"".join(out))
-        if s.legacy_error and s.client_open:
-            s.client_open = False  # after legacy's ERROR, which went out just above
-            s.out.append(CloseClient(after_error=True))
 
     def _legacy_frame(self, rec: PumpedFrame, plain: bool) -> bytes | Literal[True] | None:
         """What the client gets of a frame from legacy: True, the frame as it is; other
@@ -453,13 +453,26 @@ class SessionCore:
         return True
 
     def _legacy_error(self, frame: Frame) -> None:
+        """Legacy's ERROR goes to the client as it is; the connection lives on until
+        legacy closes it (ActiveMQ keeps it open after an ERROR it does not find fatal)."""
         s = self.state
         message = frame.get("message")
-        transactions.legacy_failed(s, message)
         s.close_reason = f"legacy ERROR: {message}"
-        s.legacy_error = True
-        s.error_sent = True
-        self._closing()
+        s.legacy_sent_error = True
+        receipt = frame.get("receipt-id")
+        if receipt is None:
+            return
+        transactions.legacy_refused(s, receipt, message)
+        owed = s.legacy_receipts.pop(receipt, None)
+        if owed is not None:  # legacy refused a SEND it was responsible for
+            s.emit(
+                Fact.MESSAGE_REJECTED,
+                trace_id=owed.trace,
+                rule=owed.rule,
+                broker=LEGACY,
+                reason=f"legacy ERROR: {message}",
+                possibly_stored=False,
+            )
 
     def legacy_closed(self, reason: str) -> list[Command]:
         s = self.state
@@ -480,7 +493,7 @@ class SessionCore:
             if s.close_reason == "client closed the connection":
                 s.close_reason = "legacy closed the connection"
             s.client_open = False
-            s.out.append(CloseClient(after_error=s.error_sent))
+            s.out.append(CloseClient(after_error=s.error_sent or s.legacy_sent_error))
         s.held.clear()
         self._closing()
 

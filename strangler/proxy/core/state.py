@@ -30,7 +30,7 @@ from ...routes import Decision, RouteTable
 from ...stomp import Frame, Heartbeat, encode_parts
 from ...stomp.connection import Role, StompConnection
 from ...stomp.native import FramePump, PumpedFrame
-from ..consumers import ConsumerBook, DualSubscription
+from ..consumers import ConsumerBook, Delivery, DualSubscription
 from ..context import ProxyContext
 from ..traces import TraceIds, session_trace_prefix
 from .commands import CloseLegacy, Command, StartTimer, ToClient, ToLegacy
@@ -116,6 +116,8 @@ class Transaction:
     # trace -> rule of the mirror copies whose failure is not a fact yet (one fact each)
     mirror_traces: dict[str, str] = field(default_factory=dict)
     amazonmq_acks: int = 0  # consumer ACKs inside the transaction, on Amazon MQ
+    # What the transaction's ACKs acknowledged, given back if it is aborted.
+    acked: list[tuple[DualSubscription, list[Delivery]]] = field(default_factory=list)
     closed: bool = False  # committed or aborted by the client
 
 
@@ -150,7 +152,11 @@ class SessionState:
     phase: Phase = Phase.AWAIT_CONNECT
     version: str = "1.0"
     login: str | None = None  # the CONNECT login as legacy authenticated it
-    client: StompConnection = field(default_factory=lambda: StompConnection(Role.SERVER))
+    # Legal commands per state; a frame missing a required header goes to legacy, which
+    # answers it with its own ERROR (and keeps the connection, as ActiveMQ does).
+    client: StompConnection = field(
+        default_factory=lambda: StompConnection(Role.SERVER, check_headers=False)
+    )
     client_pump: FramePump = field(init=False)
     legacy_pump: FramePump = field(init=False)
     # The header name the client pump splices trace ids under (routes.yaml's, at CONNECT).
@@ -198,7 +204,7 @@ class SessionState:
     frames_at_timer: int = 0
     held_error: str | None = None  # a protocol error to answer once held frames are done
     login_prefix: bytes = b""  # EOLs legacy sent before answering CONNECT
-    legacy_error: bool = False  # legacy sent ERROR: the client closes after this chunk
+    legacy_sent_error: bool = False  # an ERROR from legacy went to the client
     gave_up: bool = False  # the settle period is over: pending frames are being dropped
 
     def __post_init__(self) -> None:

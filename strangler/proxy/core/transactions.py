@@ -21,6 +21,7 @@ from __future__ import annotations
 from ...facts import Fact
 from ...routes import Decision, OnFailure
 from ...stomp import Frame, encode_parts, error_frame, insert_header, remove_header
+from ...stomp.serializer import header_end
 from ...stomp.activemq import broker_value
 from .commands import CloseClient, PauseClient, ToAmazonMQ
 from .state import (
@@ -57,6 +58,8 @@ def on_abort(s: SessionState, frame: Frame) -> None:
     if tx is None:
         return
     tx.closed = True
+    for sub, deliveries in tx.acked:  # not acknowledged after all: the client may ACK again
+        s.consumers.restore(sub, deliveries)
     if tx.amazonmq_generation == s.amq_generation:
         submit_control(s, Kind.TX_ABORT, "ABORT", tx)
     s.emit(
@@ -140,8 +143,7 @@ def forward_commit(s: SessionState, raw: bytes, tx_id: str, *, watched: bool) ->
 
 
 def _receipt_of(s: SessionState, raw: bytes) -> str | None:
-    head = raw[: raw.find(b"\n\n") if b"\n\n" in raw else len(raw)]
-    for line in head.split(b"\n")[1:]:
+    for line in raw[: header_end(raw)].split(b"\n")[1:]:
         if line.startswith(b"receipt:"):
             value = line[len(b"receipt:") :].rstrip(b"\r").decode("utf-8", "replace")
             return broker_value(value, s.version, "COMMIT")
@@ -263,7 +265,7 @@ def lost_amazonmq(s: SessionState, tx: Transaction, reason: str, *, possibly_sto
         message.settled = True
     if not moved:
         return
-    closed = not s.legacy_open or s.legacy_error
+    closed = not s.legacy_open
     if closed or any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
         for message in moved:
             s.emit(
@@ -317,6 +319,19 @@ def on_legacy_receipt(s: SessionState, receipt: str) -> bool:
         return True
     s.emit(Fact.TRANSACTION_COMMITTED, transaction=tx_id, brokers=(AMAZONMQ, LEGACY))
     return not receipt.startswith(INTERNAL_PREFIX)
+
+
+def legacy_refused(s: SessionState, receipt: str, reason: str | None) -> None:
+    """Legacy answered a watched COMMIT with an ERROR: Amazon MQ's part stays committed."""
+    tx_id = s.commit_receipts.pop(receipt, None)
+    if tx_id is not None:
+        s.emit(
+            Fact.TRANSACTION_PARTIAL_COMMIT,
+            transaction=tx_id,
+            committed=(AMAZONMQ,),
+            failed=(LEGACY,),
+            reason=reason,
+        )
 
 
 def legacy_failed(s: SessionState, reason: str | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strangler.proxy.consumers import AckTarget, ConsumerBook, DualSubscription
+from strangler.proxy.consumers import AckTarget, ConsumerBook, Delivery, DualSubscription
 from strangler.routes import AMAZONMQ, LEGACY, ConsumerDecision, Mode
 
 DECISION = ConsumerDecision("moved", Mode.CUTOVER, (LEGACY, AMAZONMQ), "/queue/q", True, "v1")
@@ -47,3 +47,16 @@ def test_auto_subscriptions_track_nothing_and_find_by_key_locates_the_subscripti
     book.add(other)
     book.delivered(other, AMAZONMQ, "a9", 1, now=2.0)
     assert book.find_by_key("a9") is other and book.find_by_key("l1") is None
+
+
+def test_restore_gives_back_what_an_aborted_cumulative_ack_took_in_order() -> None:
+    book, sub = book_with("client", [(LEGACY, "l1"), (AMAZONMQ, "a1"), (LEGACY, "l2")])
+    forgotten: list[Delivery] = []
+    book.route_ack(sub, "a1", forgotten)
+    assert [d.key for d in forgotten] == ["l1", "a1"] and set(sub.unacked) == {"l2"}
+    book.restore(sub, forgotten)
+    assert [d.key for d in sub.order] == ["l1", "a1", "l2"] and sub.legacy_unacked == 2
+    assert book.route_ack(sub, "a1") == [
+        AckTarget(LEGACY, "l1", 0, False),
+        AckTarget(AMAZONMQ, "a1", 7, True),
+    ]

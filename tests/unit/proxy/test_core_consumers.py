@@ -109,3 +109,20 @@ def test_legacys_side_of_a_cutover_queue_is_dropped_once_its_backlog_is_empty() 
     assert play.facts.named("consumer_drained", subscription="d")
     refilled = play.record(play.core.legacy_refilled("moved"))
     assert frames(to_legacy(refilled))[0].get("id") == "d"
+
+
+def test_an_ack_in_an_aborted_transaction_can_be_made_again_to_the_same_broker() -> None:
+    # #20.8: the aborted ACK was forgotten; the next ACK of that message went to legacy,
+    # which refused it, and Amazon MQ redelivered the message.
+    play = Play(ROUTES)
+    play.connect()
+    play.client("SUBSCRIBE\nid:7\ndestination:/queue/cut.a\nack:client-individual\n\n\0")
+    play.amazonmq_message(message("/queue/cut.a", "7", "a1"))
+    play.client("BEGIN\ntransaction:t\n\n\0")
+    acked = play.client("ACK\nid:a1\ntransaction:t\n\n\0")
+    assert [frames(s.data)[0].command for s in submitted(acked)] == ["BEGIN", "ACK"]
+    play.client("ABORT\ntransaction:t\n\n\0")
+    again = play.client("ACK\nid:a1\n\n\0")
+    assert to_legacy(again) == b""
+    (ack,) = submitted(again)
+    assert frames(ack.data)[0].get("id") == "a1" and frames(ack.data)[0].get("transaction") is None

@@ -167,14 +167,25 @@ def test_a_closing_session_gives_up_on_a_silent_amazonmq_after_the_settle_time()
     assert SessionEnded() in ended
 
 
-def test_legacy_error_reaches_the_client_then_the_session_closes() -> None:
+def test_legacy_error_reaches_the_client_and_the_session_lives_until_legacy_closes() -> None:
     play = Play(ROUTES)
     play.connect()
-    out = play.legacy("ERROR\nmessage:boom\n\n\0\n")
+    out = play.legacy("ERROR\nmessage:boom\nreceipt-id:r1\n\n\0\n")
     (error,) = frames(to_client(out))
     assert error.get("message") == "boom"
-    kinds = [type(c).__name__ for c in out]
-    assert kinds.index("ToClient") < kinds.index("CloseClient")
+    assert not of(out, CloseClient)  # ActiveMQ keeps the connection after a non-fatal one
+    assert to_legacy(play.client("SEND\ndestination:/queue/plain\n\nx\0"))
+    gone = play.record(play.core.legacy_closed("closed"))  # a fatal one: legacy closes
+    assert CloseClient(after_error=True) in gone and SessionEnded() in gone
+
+
+def test_a_frame_missing_a_required_header_is_legacys_to_refuse() -> None:
+    play = Play(ROUTES)
+    play.connect()
+    out = play.client("SEND\nreceipt:e\n\nno destination\0")
+    (frame,) = frames(to_legacy(out))
+    assert frame.command == "SEND" and frame.get("receipt") == "e"
+    assert to_client(out) == b"" and not of(out, CloseClient)
 
 
 def test_legacy_closing_ends_the_client_session() -> None:

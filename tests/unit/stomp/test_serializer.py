@@ -11,6 +11,7 @@ from strangler.stomp import (
     encode_parts,
     error_frame,
     insert_header,
+    remove_header,
 )
 
 
@@ -194,3 +195,15 @@ def test_error_frame_detail_may_hold_nul_and_newlines() -> None:
 def test_error_frame_message_is_truncated() -> None:
     frame = parse_one(error_frame("x" * 5000), "1.2")
     assert frame.get("message") == "x" * 512
+
+
+def test_remove_header_keeps_crlf_lines_whole() -> None:
+    # A CRLF SUBSCRIBE lost its last line's LF: ack:client-individual\r\r\n reached Amazon
+    # MQ, which read an unknown ack mode (auto) (#20.10).
+    raw = b"SUBSCRIBE\r\nid:1\r\nack:client-individual\r\nreceipt:x\r\n\r\n\0"
+    assert remove_header(raw, "receipt") == b"SUBSCRIBE\r\nid:1\r\nack:client-individual\r\n\r\n\0"
+
+
+def test_remove_header_never_touches_the_body() -> None:
+    raw = b"SEND\nreceipt:x\ndestination:/q\n\nreceipt:y\n\n\0"
+    assert remove_header(raw, "receipt") == b"SEND\ndestination:/q\n\nreceipt:y\n\n\0"
