@@ -15,19 +15,16 @@ receipts it asked for. Recorded per try: the client's time from writing a to its
 receipt; when a and b reached legacy (a consumer on legacy reads the broker's
 ``timestamp`` header, ms); through the proxy also when they reached the proxy
 (``message_routed`` facts) and how long legacy took to confirm a (``message_confirmed``
-``latency_ms``). Arms: directly; through ``strangler run``; through an experimental proxy
-(this module's ``quickack-proxy``, never shipped) that sets TCP_QUICKACK on each of its
-sockets (client and legacy) after every read, so its kernel ACKs what it received at
-once instead of delaying the ACK; each with the client's Nagle on, and off
-(TCP_NODELAY).
+``latency_ms``). Arms: directly, and through ``strangler run`` (which sets TCP_QUICKACK
+on its client and legacy sockets after every read, so its kernel ACKs at once instead of
+delaying the ACK: ``strangler/proxy/connection.py``); each with the client's Nagle on,
+and off (TCP_NODELAY).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import socket
 import statistics
 import sys
@@ -195,36 +192,11 @@ def _add_proxy_times(arm: Arm, prefix: str, facts: Path) -> None:
         attempt.confirm_a_ms = confirmed.get(a)
 
 
-# -- the experimental proxy ---------------------------------------------------------------
-
-
-def quickack_proxy(argv: list[str]) -> int:
-    """``strangler`` with TCP_QUICKACK set on every socket of ``Connection`` (the client's
-    and legacy's) after every read: Linux clears it once used."""
-    from strangler import cli
-    from strangler.proxy import connection
-
-    original = connection.Connection.data_received
-
-    def data_received(self: connection.Connection, data: bytes) -> None:
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):  # a socket closing meanwhile
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        original(self, data)
-
-    connection.Connection.data_received = data_received  # type: ignore[method-assign]
-    result = cli.main(argv)
-    return int(result or 0)
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
-    if args and args[0] == "quickack-proxy":
-        return quickack_proxy(args[1:])
     parser = argparse.ArgumentParser(prog="python -m bench.nagle", description=__doc__)
     parser.add_argument("--tries", type=int, default=30)
     parser.add_argument("--json", type=Path)
@@ -233,9 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="strangler-nagle-"))
     plain = bench_run.Proxy(brokers, "legacy", workdir, "plain")
     plain.start()
-    bench_run._PROXY_CMD = [sys.executable, "-m", "bench.nagle", "quickack-proxy"]
-    patched = bench_run.Proxy(brokers, "legacy", workdir, "quickack")
-    patched.start()
     arms: list[Arm] = []
     try:
         for warm in (False, True):
@@ -243,10 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 setups: list[tuple[str, int, bool, Path | None]] = [
                     ("direct", brokers.legacy.port, False, None),
                     ("proxy", plain.port, False, plain.facts),
-                    ("proxy+QUICKACK", patched.port, False, patched.facts),
                     ("direct, client NODELAY", brokers.legacy.port, True, None),
                     ("proxy, client NODELAY", plain.port, True, plain.facts),
-                    ("proxy+QUICKACK, client NODELAY", patched.port, True, patched.facts),
                 ]
                 for name, port, nodelay, facts in setups:
                     arm = Arm(name, pattern, warm)
@@ -255,13 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(arm.summary()), flush=True)
     finally:
         plain.stop()
-        patched.stop()
     if options.json is not None:
         options.json.write_text(json.dumps([asdict(a) for a in arms], indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    # The experimental proxy runs as ``python -m bench.nagle``: from the repository.
-    os.environ.setdefault("PYTHONPATH", str(bench_run.REPO))
     raise SystemExit(main())

@@ -5,6 +5,13 @@ waits for each receipt that wake-up is paid twice per message (once per directio
 Here ``data_received`` calls the driver directly, and the driver pauses and resumes
 reading when the session core asks it to (``PauseClient``) or a peer falls behind.
 
+Each read re-arms TCP_QUICKACK (Linux clears it once used): the kernel acknowledges what
+the proxy received at once instead of delaying the ACK by 40 ms. A producer with Nagle on
+holds its next frame until the previous one is acknowledged; directly, the broker's
+RECEIPT carries that ACK within a millisecond, but through the proxy the RECEIPT first
+travels to legacy and back, and a delayed ACK held such frames 40-68 ms
+(``python -m bench.nagle``).
+
 Invariants: chunks reach ``on_data`` in arrival order, never two at once (asyncio calls
 protocols one at a time); ``on_end`` is called exactly once, with None for an orderly
 end of input, else the reason; ``writing_paused`` says the transport holds more than its
@@ -25,6 +32,7 @@ from ..upstream.errors import CaFileError
 from ..upstream.transport import client_tls_context
 
 DataHandler = Callable[[bytes], None]
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 EndHandler = Callable[[str | None], None]
 
 
@@ -59,10 +67,18 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they have its methods.
         self.transport = cast(asyncio.Transport, transport)
+        if _QUICKACK is not None and transport.get_extra_info("sslcontext") is None:
+            self._socket = transport.get_extra_info("socket")
         if self._on_open is not None:
             self._on_open(self)
 
     def data_received(self, data: bytes) -> None:
+        sock = self._socket
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:  # closing meanwhile; the ACK is the kernel's to delay then
+                self._socket = None
         if self._taken:
             self.on_data(data)
         else:

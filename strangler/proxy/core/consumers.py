@@ -76,6 +76,9 @@ def on_subscribe(s: SessionState, frame: Frame) -> None:
         if len(s.legacy_only) < MAX_TRACKED:  # beyond: pass-through, never upgraded
             s.legacy_only[sub_id] = sub
         return
+    receipt = broker_value(frame.get("receipt"), version, "SUBSCRIBE")
+    if receipt is not None:  # the client's RECEIPT waits for both brokers' subscriptions
+        s.sub_receipts[sub_id] = s.receipts.expect(receipt, LEGACY, AMAZONMQ)
     _open_amazonmq(s, sub, written)
 
 
@@ -122,6 +125,9 @@ def _side_fact(s: SessionState, sub: DualSubscription, broker: str) -> None:
 
 def subscribed_outcome(s: SessionState, sub_id: str, failure: str | None) -> None:
     """Amazon MQ answered a standing SUBSCRIBE (the link subscribes again after a loss)."""
+    seq = s.sub_receipts.pop(sub_id, 0)
+    if seq:  # the first answer, whatever it says: legacy's side works either way
+        s.give_receipts(s.receipts.answered(seq, AMAZONMQ))
     sub = s.consumers.subscriptions.get(sub_id)
     if sub is None:
         return
@@ -213,6 +219,7 @@ def on_unsubscribe(s: SessionState, frame: Frame) -> None:
             now,
             receipt=receipt,
             subscription=sub.id,
+            seq=s.receipts.expect(receipt, AMAZONMQ) if receipt is not None else 0,
         ),
     )
     data = encode_parts("UNSUBSCRIBE", (("id", sub.id),), b"", version)
@@ -221,7 +228,8 @@ def on_unsubscribe(s: SessionState, frame: Frame) -> None:
 
 def unsubscribe_outcome(s: SessionState, pending: Pending) -> None:
     if pending.receipt is not None:
-        s.to_client(s.receipt_frame(pending.receipt))
+        frame = s.receipt_frame(pending.receipt)
+        s.give_receipts(s.receipts.answered(pending.seq, AMAZONMQ, frame))
 
 
 def on_ack(s: SessionState, frame: Frame) -> None:
@@ -261,14 +269,16 @@ def on_ack(s: SessionState, frame: Frame) -> None:
             tx.amazonmq_acks += 1
         token = s.next_token()
         now = s.clock()
+        named_receipt = receipt if target.named else None
         s.add_pending(
             token,
             Pending(
                 Kind.ACK,
                 now + s.ctx.settings.confirm_timeout,
                 now,
-                receipt=receipt if target.named else None,
+                receipt=named_receipt,
                 subscription=sub.id,
+                seq=s.receipts.expect(named_receipt, AMAZONMQ) if named_receipt else 0,
             ),
         )
         data = _ack(s, frame.command, target.key, sub, tx_id)
@@ -278,8 +288,11 @@ def on_ack(s: SessionState, frame: Frame) -> None:
 def ack_outcome(s: SessionState, pending: Pending, failure: str | None) -> None:
     if failure is None:
         if pending.receipt is not None:
-            s.to_client(s.receipt_frame(pending.receipt))
+            frame = s.receipt_frame(pending.receipt)
+            s.give_receipts(s.receipts.answered(pending.seq, AMAZONMQ, frame))
         return
+    if pending.seq:
+        s.give_receipts(s.receipts.drop(pending.seq))
     sub = s.consumers.subscriptions.get(pending.subscription or "")
     rule = sub.decision.rule if sub is not None else ""
     _ack_failed_fact(s, pending.subscription or "", rule, failure, pending.receipt, True)

@@ -117,8 +117,10 @@ def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
         reject(s, trace, decision.rule, decision.refusal, receipt, False, why=decision.refusal)
         return False
     if not to_amazonmq or decision.mode is Mode.MIRROR:
-        if receipt is not None and len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
-            s.legacy_receipts[receipt] = LegacyReceipt(trace, decision.rule, s.clock())
+        if receipt is not None:
+            s.receipts.note_legacy(receipt)  # in order behind any Amazon MQ receipt owed
+            if len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
+                s.legacy_receipts[receipt] = LegacyReceipt(trace, decision.rule, s.clock())
         raw = data[rec.start : rec.end] if in_place else _legacy_bytes(s, rec, data, trace, table)
         if to_amazonmq:
             mirror(
@@ -187,6 +189,7 @@ def submit_primary(
             decision=decision,
             receipt=receipt,
             raw=raw,
+            seq=s.receipts.expect(receipt, AMAZONMQ) if receipt is not None else 0,
         ),
     )
     s.out.append(ToAmazonMQ(token, data, resendable=True, label=trace, batch=receipt is None))
@@ -279,7 +282,8 @@ def primary_outcome(
     if failure is None:
         confirmed(s, pending, "primary")
         if pending.receipt is not None:
-            s.to_client(s.receipt_frame(pending.receipt))
+            frame = s.receipt_frame(pending.receipt)
+            s.give_receipts(s.receipts.answered(pending.seq, AMAZONMQ, frame))
         return
     fail_primary(s, pending, failure, possibly_stored)
 
@@ -297,9 +301,13 @@ def fail_primary(s: SessionState, pending: Pending, reason: str, possibly_stored
             possibly_stored=possibly_stored,
             receipt=pending.receipt is not None,
         )
+        if pending.seq:
+            s.receipts.to_legacy(pending.seq)  # legacy answers it now, in its place
         send_legacy(s, pending.raw, pending.trace, decision.rule, pending.receipt)
         s.fell_back.add(decision.rule)
         return
+    if pending.seq:
+        s.give_receipts(s.receipts.drop(pending.seq))
     reject(s, pending.trace, decision.rule, reason, pending.receipt, possibly_stored)
 
 

@@ -212,6 +212,12 @@ class SessionCore:
     def _client_event(self, event: Frame) -> None:
         s = self.state
         s.client.receive(event)
+        self._dispatch(event)
+        if s.receipts.active:  # legacy answers the rest: in order behind what is owed
+            s.receipts.note_legacy(broker_value(event.get("receipt"), s.version, "RECEIPT"))
+
+    def _dispatch(self, event: Frame) -> None:
+        s = self.state
         if missing_header(event, s.version) is not None:
             s.to_legacy(event.raw)  # legacy refuses it with its own ERROR, as it always did
             return
@@ -396,7 +402,7 @@ class SessionCore:
                     break
         plain = not s.consumers and not s.commit_receipts and not s.idless
         for rec in frames[first:]:
-            result = self._legacy_frame(rec, plain)
+            result = self._legacy_frame(rec, data, plain)
             if result is True:
                 continue
             if kept < rec.start:
@@ -415,13 +421,24 @@ class SessionCore:
                 out.append(data[kept:])
             s.to_client(b"".join(out))
 
-    def _legacy_frame(self, rec: PumpedFrame, plain: bool) -> bytes | Literal[True] | None:
+    def _legacy_frame(
+        self, rec: PumpedFrame, data: bytes, plain: bool
+    ) -> bytes | Literal[True] | None:
         """What the client gets of a frame from legacy: True, the frame as it is; other
         bytes; None, nothing (the proxy's own)."""
         s = self.state
         command = rec.command
         if command == "RECEIPT":
-            return True if self._legacy_receipt(rec.values[RECEIPT_ID] or "") else None
+            receipt = rec.values[RECEIPT_ID] or ""
+            if not self._legacy_receipt(receipt):
+                return None
+            if not s.receipts.active:
+                return True
+            released = s.receipts.from_legacy(receipt, data[rec.start : rec.end])
+            if released is None:
+                return True  # older than every receipt owed: the client gets it now
+            # Held in its place (taken out with its EOL), or given with those it freed.
+            return s.frame_eol.join(released) if released else None
         if command == "MESSAGE":
             sub = rec.values[SUBSCRIPTION] or ""
             if plain and not sub.startswith(PROXY_SUBSCRIPTIONS):

@@ -34,6 +34,7 @@ from ..consumers import ConsumerBook, Delivery, DualSubscription
 from ..context import ProxyContext
 from ..traces import TraceIds, session_trace_prefix
 from .commands import CloseLegacy, Command, StartTimer, ToClient, ToLegacy
+from .receipts import ReceiptOrder
 
 LEGACY = "legacy"
 AMAZONMQ = "amazonmq"
@@ -88,6 +89,7 @@ class Pending:
     raw: bytes = b""  # the SEND (or held COMMIT) as for legacy: for a fallback
     tx: Transaction | None = None
     subscription: str | None = None  # ACK / UNSUBSCRIBE
+    seq: int = 0  # the client receipt's place in ``SessionState.receipts`` (0: none)
 
 
 @dataclass(slots=True)
@@ -103,6 +105,7 @@ class MovedMessage:
     decision: Decision
     receipted: bool = False  # the client already has its receipt
     settled: bool = False  # fell back or rejected: later outcomes are ignored
+    seq: int = 0  # the receipt's place in ``SessionState.receipts`` (0: none)
 
 
 @dataclass(slots=True)
@@ -200,6 +203,8 @@ class SessionState:
     idless: dict[str, str] = field(default_factory=dict)  # 1.0 destination -> our sub id
     sub_seq: int = 0
     backlog_timer: bool = False
+    receipts: ReceiptOrder = field(default_factory=ReceiptOrder)
+    sub_receipts: dict[str, int] = field(default_factory=dict)  # SUBSCRIBE id -> receipt
     frames_seen: int = 0  # client reads that completed a frame (the slowloris timer)
     frames_at_timer: int = 0
     held_error: str | None = None  # a protocol error to answer once held frames are done
@@ -277,10 +282,14 @@ class SessionState:
         return len(self.pending) >= self.ctx.settings.max_inflight
 
     def receipt_frame(self, receipt_id: str) -> bytes:
-        """A RECEIPT for the client, ended like legacy ends its frames."""
-        return encode_parts("RECEIPT", (("receipt-id", receipt_id),), b"", self.version) + (
-            self.frame_eol
-        )
+        """A RECEIPT the proxy answers for (without the EOL legacy ends frames with)."""
+        return encode_parts("RECEIPT", (("receipt-id", receipt_id),), b"", self.version)
+
+    def give_receipts(self, frames: list[bytes]) -> None:
+        """Receipts released in order, each ended like legacy ends its frames."""
+        if frames:
+            eol = self.frame_eol
+            self.to_client(eol.join(frames) + eol)
 
     def ms_since(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 3)

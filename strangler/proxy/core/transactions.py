@@ -21,8 +21,8 @@ from __future__ import annotations
 from ...facts import Fact
 from ...routes import Decision, OnFailure
 from ...stomp import Frame, encode_parts, error_frame, insert_header, remove_header
-from ...stomp.serializer import header_end
 from ...stomp.activemq import broker_value
+from ...stomp.serializer import header_end
 from .commands import CloseClient, PauseClient, ToAmazonMQ
 from .state import (
     AMAZONMQ,
@@ -185,7 +185,8 @@ def moved_send(
 ) -> None:
     """A SEND inside ``tx`` for which Amazon MQ is responsible: kept until COMMIT."""
     begin_on_amazonmq(s, tx)
-    moved = MovedMessage(trace, raw, receipt, decision)
+    seq = s.receipts.expect(receipt, AMAZONMQ) if receipt is not None else 0
+    moved = MovedMessage(trace, raw, receipt, decision, seq=seq)
     tx.moved.append(moved)
     token = s.next_token()
     now = s.clock()
@@ -224,7 +225,8 @@ def moved_outcome(s: SessionState, pending: Pending, failure: str | None, stored
             transaction=tx.id,
         )
         if moved.receipt is not None:
-            s.to_client(s.receipt_frame(moved.receipt))
+            frame = s.receipt_frame(moved.receipt)
+            s.give_receipts(s.receipts.answered(moved.seq, AMAZONMQ, frame))
         return
     # Nothing of a transaction is stored before its COMMIT: a lost SEND is not in doubt.
     lost_amazonmq(s, tx, failure, possibly_stored=False)
@@ -268,6 +270,8 @@ def lost_amazonmq(s: SessionState, tx: Transaction, reason: str, *, possibly_sto
     closed = not s.legacy_open
     if closed or any(m.decision.on_failure is not OnFailure.LEGACY for m in moved):
         for message in moved:
+            if message.seq and not message.receipted:
+                s.give_receipts(s.receipts.drop(message.seq))
             s.emit(
                 Fact.MESSAGE_REJECTED,
                 trace_id=message.trace,
@@ -302,6 +306,8 @@ def lost_amazonmq(s: SessionState, tx: Transaction, reason: str, *, possibly_sto
         if message.receipted and receipt is not None:
             raw = remove_header(raw, "receipt")  # the client already has that receipt
             receipt = None
+        elif message.seq:
+            s.receipts.to_legacy(message.seq)  # legacy answers it now, in its place
         if receipt is not None and len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
             s.legacy_receipts[receipt] = LegacyReceipt(
                 message.trace, message.decision.rule, s.clock()

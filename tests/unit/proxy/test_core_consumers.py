@@ -126,3 +126,14 @@ def test_an_ack_in_an_aborted_transaction_can_be_made_again_to_the_same_broker()
     assert to_legacy(again) == b""
     (ack,) = submitted(again)
     assert frames(ack.data)[0].get("id") == "a1" and frames(ack.data)[0].get("transaction") is None
+
+
+def test_a_subscribe_receipt_waits_until_amazonmq_has_the_subscription() -> None:
+    # #20.9: legacy's RECEIPT came before Amazon MQ had the subscription: a message sent
+    # right after it (a topic's) missed Amazon MQ's side.
+    play = Play(ROUTES)
+    play.connect()
+    play.client("SUBSCRIBE\nid:7\ndestination:/queue/cut.a\nreceipt:s\n\n\0")
+    assert to_client(play.legacy("RECEIPT\nreceipt-id:s\n\n\0\n")) == b""
+    out = play.record(play.core.amazonmq_subscribed("7", None))
+    assert to_client(out) == b"RECEIPT\nreceipt-id:s\n\n\0\n"

@@ -284,3 +284,29 @@ def test_mirror_backlog_keeps_copies_in_order_beyond_the_window() -> None:
     (first,) = submitted(out)
     (second,) = submitted(play.outcome(first.token))
     assert frames(second.data)[0].body == b"1"
+
+
+def test_receipts_reach_the_client_in_the_order_of_its_frames_whoever_answers() -> None:
+    # #20.6: legacy's RECEIPT for a later SEND came before Amazon MQ's for an earlier one.
+    play = connected()
+    (first,) = submitted(send(play, "/queue/cut.a", "r1"))  # Amazon MQ answers
+    send(play, "/queue/plain", "r2")  # legacy answers
+    held = play.legacy("RECEIPT\nreceipt-id:r2\n\n\0\n")
+    assert to_client(held) == b""  # held in its place, with its EOL
+    released = play.outcome(first.token)
+    assert to_client(released) == b"RECEIPT\nreceipt-id:r1\n\n\0\nRECEIPT\nreceipt-id:r2\n\n\0\n"
+    # Nothing owed any more: legacy's receipts pass as they come again.
+    send(play, "/queue/plain", "r3")
+    assert to_client(play.legacy("RECEIPT\nreceipt-id:r3\n\n\0\n")) == (
+        b"RECEIPT\nreceipt-id:r3\n\n\0\n"
+    )
+
+
+def test_a_fallback_answers_its_receipt_in_its_place() -> None:
+    play = connected()
+    (first,) = submitted(send(play, "/queue/cut.a", "r1"))
+    send(play, "/queue/plain", "r2")
+    assert to_client(play.legacy("RECEIPT\nreceipt-id:r2\n\n\0\n")) == b""
+    play.outcome(first.token, "refused", False)  # falls back: legacy answers r1 now
+    out = play.legacy("RECEIPT\nreceipt-id:r1\n\n\0\n")
+    assert to_client(out) == b"RECEIPT\nreceipt-id:r1\n\n\0\nRECEIPT\nreceipt-id:r2\n\n\0\n"
