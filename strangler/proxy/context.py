@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ class ProxyContext:
     mirror_budget: ByteBudget = field(init=False)
     buffer_budget: ByteBudget = field(init=False)
     traces: TraceIds = field(init=False)
+    # Amazon MQ links saying goodbye: they outlive their session; stop() awaits them.
+    farewells: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.health = BrokerHealth(self.facts)

@@ -85,7 +85,6 @@ class SessionDriver:
         self._performing = False
         self._events: deque[tuple[Callable[..., list[Command]], tuple[object, ...], str]] = deque()
         self.done = asyncio.Event()
-        self.closing: set[asyncio.Task[None]] = set()  # Amazon MQ links saying goodbye
 
     # -- start ------------------------------------------------------------------------
 
@@ -430,8 +429,8 @@ class SessionDriver:
     def _close_link(self, link: BrokerLink, *, graceful: bool) -> None:
         task = asyncio.ensure_future(link.close(graceful=graceful))
         task.add_done_callback(_retrieve)
-        self.closing.add(task)
-        task.add_done_callback(self.closing.discard)
+        self.ctx.farewells.add(task)
+        task.add_done_callback(self.ctx.farewells.discard)
 
     def abort(self, reason: str) -> None:
         """Close now, whatever is pending (after the shutdown grace)."""

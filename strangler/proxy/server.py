@@ -117,9 +117,11 @@ class ProxyServer:
         for session in sessions:
             if not session.done.is_set():
                 session.abort("proxy shutting down: grace period over")
-        closing = [task for session in sessions for task in session.closing]
-        if closing:
-            await asyncio.wait(closing, timeout=2.0)
+        if self.ctx.farewells:  # a TLS goodbye the peer never answers must not hold us
+            _, late = await asyncio.wait(list(self.ctx.farewells), timeout=2.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):

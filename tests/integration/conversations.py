@@ -276,9 +276,11 @@ def queue(bed: Bed, v: Variant) -> None:
         ack(bed, consumer, messages[-1], receipt="ack")
         acked = set(bodies(messages))
     elif v.ack == "client-individual":
-        for i, m in enumerate(messages):
+        # by content, in the bodies' order: in split mode the brokers' deliveries
+        # interleave by timing (a deliberate difference), the ACKs and receipts must not
+        for m in sorted(messages, key=lambda m: m.body):
             if m.body in (b"b:0", b"p:0", b"p:2"):
-                ack(bed, consumer, m, receipt=f"ack{i}")
+                ack(bed, consumer, m, receipt=f"ack-{m.body.decode()}")
                 acked.add(m.body.decode())
     if v.version == "1.0":
         control(consumer, "UNSUBSCRIBE", "unsub", destination=q)

@@ -3,8 +3,12 @@
 Issue #20 listed five (#20.1-#20.5, found on cd2fac6); the harness catches each of them
 there, and the proxy's sans-I/O core (main at aeb2a34) fixed all five. The items from
 #20.6 on were found by the harness (``test_transparency.py``, ``test_client_library.py``)
-on aeb2a34. A test that shows one is a strict xfail naming the items: when they are
-fixed it passes, strict makes that a failure, and its marker must go. Differences that
+on aeb2a34 and fixed on main at 95d6fe9 (receipts in frame order, a dual SUBSCRIBE
+answered once both brokers have it, a missing header left to legacy, an aborted
+transaction's ACKs given back, CRLF header lines kept whole). A test that shows one is
+a strict xfail naming the items: when they are fixed it passes, strict makes that a
+failure, and its marker must go. None is marked now; the descriptions stay so the
+tests that caught them can say what they guard. Differences that
 are deliberate are not here but in ``transparency.DELIBERATE`` and docs/transparency.md.
 """
 

@@ -23,9 +23,8 @@ pytestmark = pytest.mark.integration
 
 VERSIONS = ("1.0", "1.1", "1.2")
 # (mode, version, style) -> the issue #20 items that explain the difference
-KNOWN: dict[tuple[str, str, str], tuple[int, ...]] = {
-    ("split", version, style): (6,) for version in VERSIONS for style in STYLES
-}
+# (mode, version, style) -> the issue #20 items that explain a difference; none is open
+KNOWN: dict[tuple[str, str, str], tuple[int, ...]] = {}
 
 
 @pytest.fixture(scope="module")
