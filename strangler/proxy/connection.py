@@ -61,13 +61,14 @@ class Connection(asyncio.Protocol):
         self._pending: list[bytes] = []  # arrived before the driver took over
         self._pending_end: str | bool | None = False  # False: not ended yet
         self._taken = False
+        self._socket: socket.socket | None = None  # to re-arm TCP_QUICKACK on
 
     # -- asyncio.Protocol -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they have its methods.
         self.transport = cast(asyncio.Transport, transport)
-        if _QUICKACK is not None and transport.get_extra_info("sslcontext") is None:
+        if _QUICKACK is not None:  # TLS too: the socket under it delays its ACKs alike
             self._socket = transport.get_extra_info("socket")
         if self._on_open is not None:
             self._on_open(self)
