@@ -75,7 +75,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         sock = self._socket
-        if sock is not None:
+        if sock is not None and _QUICKACK is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:  # closing meanwhile; the ACK is the kernel's to delay then
