@@ -1,4 +1,5 @@
-"""What every ``strangler`` command shares: its exit codes and how it is given routes.yaml.
+"""What every ``strangler`` command shares: its exit codes, how it is given routes.yaml and
+the argument types of its counts and rates (``positive_number``, ``positive_count``).
 
 Exit codes (docs/commands.md has the table with every command's cases):
 
@@ -57,3 +58,19 @@ def routes_path(parser: argparse.ArgumentParser, args: argparse.Namespace) -> st
         parser.error(f"two routes files given: {given} and --routes {args.routes}; pass one")
     path: str = given or args.routes or DEFAULT_ROUTES
     return path
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a number above 0 (a rate, a timeout)."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def positive_count(text: str) -> int:
+    """An argparse type: a whole number from 1 (a window, a maximum)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

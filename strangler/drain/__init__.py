@@ -7,5 +7,5 @@
 - ``verify``: comparing a mirrored queue on both brokers;
 - ``commands``: the command-line wiring.
 
-Connections are replay's blocking STOMP client (``strangler.replay.client``).
+Connections are the blocking STOMP client replay uses too (``strangler.upstream.client``).
 """

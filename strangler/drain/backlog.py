@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..replay.client import PublishError
 from ..stomp import Frame, encode_parts
+from ..upstream.client import PublishError
 from .brokers import Connection
 
 ACTIVEMQ_SERVER: Final = "ActiveMQ/"

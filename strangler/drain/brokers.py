@@ -7,8 +7,8 @@ Invariants:
 - ``drain`` needs a route that sends the destination to Amazon MQ only (cutover, or split
   100%, and not dry-run): under any other, producers still fill legacy's queue. ``verify``
   needs a mirror that is not in dry-run: the one mode where both brokers get every message.
-- Connections are replay's (``replay.publish.open_broker``): the same discovery, TLS
-  verification and routes.yaml credentials; every secret is read before connecting.
+- Connections are ``upstream.client.open_broker``'s, as replay's are: the same discovery,
+  TLS verification and routes.yaml credentials; every secret is read before connecting.
 - Legacy's login: ``--legacy-login`` or ``STRANGLER_LEGACY_LOGIN``, with the passcode from
   ``STRANGLER_LEGACY_PASSCODE`` or a file (never from the command line, where ``ps`` shows
   it); else routes.yaml's credentials of legacy; else no login.
@@ -21,10 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-from ..replay.client import PublishError
-from ..replay.publish import broker_login
 from ..routes import AMAZONMQ, LEGACY, RouteTable
 from ..stomp import Frame
+from ..upstream.client import PublishError, broker_login
 
 LOGIN_ENV: Final = "STRANGLER_LEGACY_LOGIN"
 PASSCODE_ENV: Final = "STRANGLER_LEGACY_PASSCODE"
@@ -33,7 +32,7 @@ Purpose = Literal["drain", "verify"]
 
 
 class Connection(Protocol):
-    """A broker connection: ``replay.client.BrokerClient``."""
+    """A broker connection: ``upstream.client.BrokerClient``."""
 
     name: str
     server: str | None  # CONNECTED's server header

@@ -21,12 +21,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Final
 
-from ..conventions import ExitCode, add_routes_option
+from ..conventions import ExitCode, add_routes_option, positive_count, positive_number
 from ..facts import Fact, FactSink
-from ..replay.client import LoginRefused, PublishError
-from ..replay.commands import positive_count, positive_number
-from ..replay.publish import Progress, open_broker
+from ..progress import Progress
 from ..routes import AMAZONMQ, LEGACY, RoutesError, RouteTable, load_routes
+from ..upstream.client import LoginRefused, PublishError, open_broker
 from .backlog import Backlog, browse
 from .brokers import (
     LOGIN_ENV,

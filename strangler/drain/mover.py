@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..facts import Fact, FactSink
-from ..replay.client import PublishError
-from ..replay.publish import Progress, encode_send
+from ..progress import Progress
 from ..stomp import Frame, encode_parts
+from ..stomp.resend import encode_send
+from ..upstream.client import PublishError
 from .backlog import message_key
 from .brokers import Connection, Target
 from .journal import Journal, JournalError

@@ -19,7 +19,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
-from ..conventions import ExitCode, add_routes_option
+from ..conventions import ExitCode, add_routes_option, positive_count, positive_number
 from ..routes import RoutesError, RouteTable, load_routes
 from ..stomp import DEFAULT_LIMITS, Limits
 from .extra import CaptureUnavailable, require_mitmproxy
@@ -47,20 +47,6 @@ def size(text: str) -> int:
     value = int(match.group(1)) * _UNITS[(match.group(2) or "")[:1].lower()]
     if value < 1024:
         raise argparse.ArgumentTypeError("must be at least 1024 bytes")
-    return value
-
-
-def positive_number(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def positive_count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -302,8 +288,9 @@ def _dry_run_live(
 
 
 def _publish(args: argparse.Namespace, table: RouteTable, source: MessageSource) -> int:
-    from .client import PublishError
-    from .publish import Progress, Publisher, ReplayState, broker_opener, describe, fingerprint
+    from ..progress import Progress
+    from ..upstream.client import PublishError
+    from .publish import Publisher, ReplayState, broker_opener, describe, fingerprint
     from .sources import SourceError
 
     if "facts" in source.kinds:

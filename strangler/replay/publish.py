@@ -25,21 +25,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, Protocol
 
-from ..routes import AMAZONMQ, LEGACY, BrokerConfig, RouteTable
-from ..stomp import Frame, Headers, encode_parts
-from ..upstream.credentials import resolve_credentials
-from ..upstream.errors import CredentialsError
-from .client import BrokerClient, LoginRefused, PublishError
+from ..progress import Progress
+from ..routes import AMAZONMQ, LEGACY, RouteTable
+from ..stomp import Frame
+from ..stomp.resend import encode_send
+from ..upstream.client import LoginRefused, PublishError, broker_login, open_broker
 from .report import Report, decide_message
 from .sources import CapturedMessage
 
@@ -51,7 +49,7 @@ _POLL_SLICE: Final = 0.02  # seconds per broker while waiting on several
 
 
 class Sender(Protocol):
-    """A producer connection to one broker (``client.BrokerClient``; fakes in tests)."""
+    """A producer connection to one broker (``upstream.client.BrokerClient``; fakes in tests)."""
 
     def send(self, raw: bytes) -> None: ...
 
@@ -117,106 +115,6 @@ def fingerprint(paths: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-# -- progress -------------------------------------------------------------------------------
-
-PROGRESS_EVERY: Final = 2.0  # seconds between progress lines off a terminal
-RATE_WINDOW: Final = 10.0  # seconds the "current" rate mostly reflects
-
-
-def _duration(seconds: float) -> str:
-    """``H:MM:SS`` (hours as many as it takes)."""
-    whole = int(seconds + 0.5)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-class Progress:
-    """A progress line for long work (``replay``, ``drain``): the count, the current rate
-    and the time left at that rate, on the same cadence for both: rewritten in place twice
-    a second on a terminal, a new line every ``PROGRESS_EVERY`` seconds otherwise (logs).
-
-    The rate is the recent one (weighted over about ``RATE_WINDOW`` seconds), so a rate
-    limit, a slow broker or a burst shows within seconds. ``total`` may be an estimate
-    (drain counts its backlog before moving it): past it, the line shows the count without
-    a percentage or a time left. ``note`` adds a caller's detail.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        stream: TextIO | None = None,
-        *,
-        every: float | None = None,
-        label: str = "replay",
-        noun: str = "confirmed",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total = total
-        self.clock = clock
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.every = every if every is not None else (0.5 if self.tty else PROGRESS_EVERY)
-        self.label = label
-        self.noun = noun
-        self.started = self.clock()
-        self.last = self.started
-        self.first: int | None = None
-        self.rate: float | None = None  # messages/s, recent
-        self._sampled = (self.started, 0)
-        self.shown = False
-
-    def update(self, confirmed: int, *, force: bool = False, note: str = "") -> None:
-        now = self.clock()
-        if self.first is None:
-            self.first = confirmed
-            self._sampled = (self.started, confirmed)
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        self._sample(now, confirmed)
-        rate = self.rate or 0.0
-        if confirmed <= self.total:
-            percent = 100.0 * confirmed / self.total if self.total else 100.0
-            done = f"{confirmed}/{self.total} {self.noun} ({percent:.1f}%)"
-            left = self.total - confirmed
-            eta = "0:00:00" if not left else _duration(left / rate) if rate > 0 else "unknown"
-            done += f", {rate:.0f} msg/s, ETA {eta}"
-        else:
-            done = f"{confirmed} {self.noun} (counted {self.total} before), {rate:.0f} msg/s"
-        text = f"{self.label}: {done}{note}"
-        if self.tty:
-            self.stream.write(f"\r{text}\033[K")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-        self.shown = True
-
-    def _sample(self, now: float, count: int) -> None:
-        """Fold the rate since the last sample into the recent rate."""
-        then, before = self._sampled
-        elapsed = now - then
-        if elapsed <= 0:
-            return
-        rate = (count - before) / elapsed
-        if self.rate is None:
-            self.rate = rate
-        else:
-            weight = 1.0 - math.exp(-elapsed / RATE_WINDOW)
-            self.rate += weight * (rate - self.rate)
-        self._sampled = (now, count)
-
-    def finish(self, confirmed: int, *, note: str = "") -> None:
-        """A last line with the totals (when any line was due), then ``close``."""
-        if self.shown or self.clock() - self.started >= self.every:
-            self.update(confirmed, force=True, note=note)
-        self.close()
-
-    def close(self) -> None:
-        """End the terminal's progress line, so what follows starts on its own line."""
-        if self.tty and self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 # -- publishing -----------------------------------------------------------------------------
 
 
@@ -240,37 +138,13 @@ def build_send(
 ) -> bytes:
     """The SEND for a broker: captured headers in order, replay's receipt, a trace id."""
     return encode_send(
-        message.headers, message.body or b"", destination, receipt, (trace_header, key)
+        message.headers,
+        message.body or b"",
+        destination,
+        receipt,
+        (trace_header, key),
+        _DROPPED_HEADERS,
     )
-
-
-def encode_send(
-    headers: Headers,
-    body: bytes,
-    destination: str,
-    receipt: str,
-    trace: tuple[str, str],
-    drop: frozenset[str] = _DROPPED_HEADERS,
-) -> bytes:
-    """A SEND of ``headers`` (in order, but ``drop``) and ``body`` with our own receipt.
-
-    ``trace`` is (header, id): the id is added when the headers lack that header.
-    """
-    trace_header, trace_id = trace
-    out: list[tuple[str, str]] = [("destination", destination), ("receipt", receipt)]
-    if not any(name == trace_header for name, _ in headers):
-        out.append((trace_header, trace_id))
-    had_length = False
-    for name, value in headers:
-        if name == "content-length":
-            had_length = True
-        if name not in drop:
-            out.append((name, value))
-    # ActiveMQ makes a BytesMessage of a SEND with content-length, a TextMessage without:
-    # keep whichever the producer sent (encode_parts adds it anyway for a body with NUL).
-    if had_length:
-        out.append(("content-length", str(len(body))))
-    return encode_parts("SEND", tuple(out), body, "1.2")
 
 
 class Publisher:
@@ -487,43 +361,6 @@ def broker_opener(
         return open_broker(table, name, broker_login(table, name, fallback), timeout)
 
     return open_sender
-
-
-def broker_login(
-    table: RouteTable, name: str, fallback: tuple[str, str] | None
-) -> tuple[str, str] | None:
-    """The login routes.yaml gives broker ``name`` (read now), else ``fallback``."""
-    config = table.brokers.get(name)
-    if config is None or config.credentials is None:
-        return fallback
-    try:
-        return resolve_credentials(config.credentials)
-    except CredentialsError as exc:
-        raise PublishError(f"{name}: credentials: {exc}") from None
-
-
-def open_broker(
-    table: RouteTable, name: str, login: tuple[str, str] | None, timeout: float
-) -> BrokerClient:
-    """A connection to broker ``name`` of ``table`` (discovered when needed) with ``login``."""
-    config = table.brokers.get(name)
-    if config is None:
-        raise PublishError(f"routes send to {name}, but {table.source} has no brokers.{name}")
-    config = _discovered(config)
-    return BrokerClient(name, config.endpoints, config.ca_file, login, timeout=timeout)
-
-
-def _discovered(config: BrokerConfig) -> BrokerConfig:
-    if not config.needs_discovery:
-        return config
-    try:
-        from ..aws import AwsError, discover_endpoints
-    except ImportError as exc:
-        raise PublishError(f"{config.name}: discovery needs boto3 ({exc})") from None
-    try:
-        return discover_endpoints(config)
-    except AwsError as exc:
-        raise PublishError(f"{config.name}: {exc}") from None
 
 
 def describe(result: PublishResult, state_path: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Connections from the proxy to brokers: transport, credentials, the proxy-owned link, health."""
+"""Connections to brokers: transport, credentials, the proxy-owned link, health, and the
+blocking client of replay, drain and verify (``client``)."""
 
 from .credentials import resolve_credentials
 from .errors import BrokerUnavailable, CredentialsError, describe_os_error

@@ -14,9 +14,10 @@ from strangler.drain.brokers import TargetError, legacy_login, resolve_target
 from strangler.drain.journal import Journal, JournalError, default_path
 from strangler.drain.mover import MESSAGE_ONLY_HEADERS, DrainResult
 from strangler.drain.verify import compare
-from strangler.replay.publish import Progress, encode_send
+from strangler.progress import Progress
 from strangler.routes import RouteTable, parse_routes
 from strangler.stomp import Frame, FrameParser
+from strangler.stomp.resend import encode_send
 
 BROKERS = (
     "brokers:\n"

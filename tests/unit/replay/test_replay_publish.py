@@ -14,11 +14,11 @@ from replay_fixtures import capture, facts_file, producer, send, write_routes
 
 from strangler.cli import main
 from strangler.replay import publish
-from strangler.replay.client import PublishError
 from strangler.replay.publish import Publisher, ReplayState, build_send
 from strangler.replay.sources import CapturedMessage
 from strangler.routes import RouteTable, load_routes
 from strangler.stomp import Frame, FrameParser
+from strangler.upstream.client import PublishError
 
 ROUTES = (
     "  - {name: orders, match: {exact: /queue/orders}, mode: mirror}\n"

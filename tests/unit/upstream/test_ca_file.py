@@ -65,7 +65,7 @@ def test_open_stream_reports_a_bad_ca_file_as_the_broker_unavailable(tmp_path: P
 
 
 def test_replay_and_drain_connections_report_a_bad_ca_file_the_same_way(tmp_path: Path) -> None:
-    from strangler.replay.client import BrokerClient, PublishError
+    from strangler.upstream.client import BrokerClient, PublishError
 
     missing = tmp_path / "missing.pem"
     with pytest.raises(PublishError) as caught:

@@ -1,8 +1,11 @@
-"""A small blocking STOMP 1.2 connection for replay and drain, on strangler's own codec.
+"""The small blocking STOMP 1.2 client of replay, drain and verify, on strangler's own codec.
 
 Why not stomp.py: it writes header values unescaped and reorders headers, so a captured
 frame would not reach the broker as the producer sent it; and replay needs nothing but
 SEND with receipts (drain adds SUBSCRIBE and ACK, written with the same ``send``).
+
+``open_broker`` connects to a routes.yaml broker (its endpoints, discovered when needed,
+its TLS/CA), with the login ``broker_login`` reads from its ``credentials``.
 
 Invariants:
 - Single-threaded: one thread sends and polls (no concurrent use of an SSL socket).
@@ -11,6 +14,7 @@ Invariants:
   store), TLS 1.2 at least, like the proxy's own Amazon MQ connection.
 - Endpoints are tried in order (active/standby); the first that answers CONNECTED wins.
 - Every failure is a ``PublishError`` naming the broker, never a bare socket error.
+- boto3 is imported (through ``strangler.aws``) only when a broker needs discovery.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from ..routes import BrokerEndpoint
+from ..routes import BrokerConfig, BrokerEndpoint, RouteTable
 from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
-from ..upstream.errors import CaFileError
-from ..upstream.transport import client_tls_context
+from .credentials import resolve_credentials
+from .errors import CaFileError, CredentialsError
+from .transport import client_tls_context
 
 _VERSION = "1.2"
 _READ_SIZE = 65536
@@ -32,7 +37,7 @@ _LIMITS = Limits(max_frame_bytes=64 * 1024 * 1024)
 
 
 class PublishError(Exception):
-    """Replay cannot go on: a broker refused, closed or did not answer."""
+    """Replay, drain or verify cannot go on: a broker refused, closed or did not answer."""
 
 
 class LoginRefused(PublishError):
@@ -162,3 +167,40 @@ class BrokerClient:
             pass
         finally:
             self._sock.close()
+
+
+def broker_login(
+    table: RouteTable, name: str, fallback: tuple[str, str] | None
+) -> tuple[str, str] | None:
+    """The login routes.yaml gives broker ``name`` (read now), else ``fallback``."""
+    config = table.brokers.get(name)
+    if config is None or config.credentials is None:
+        return fallback
+    try:
+        return resolve_credentials(config.credentials)
+    except CredentialsError as exc:
+        raise PublishError(f"{name}: credentials: {exc}") from None
+
+
+def open_broker(
+    table: RouteTable, name: str, login: tuple[str, str] | None, timeout: float
+) -> BrokerClient:
+    """A connection to broker ``name`` of ``table`` (discovered when needed) with ``login``."""
+    config = table.brokers.get(name)
+    if config is None:
+        raise PublishError(f"routes send to {name}, but {table.source} has no brokers.{name}")
+    config = _discovered(config)
+    return BrokerClient(name, config.endpoints, config.ca_file, login, timeout=timeout)
+
+
+def _discovered(config: BrokerConfig) -> BrokerConfig:
+    if not config.needs_discovery:
+        return config
+    try:
+        from ..aws import AwsError, discover_endpoints
+    except ImportError as exc:
+        raise PublishError(f"{config.name}: discovery needs boto3 ({exc})") from None
+    try:
+        return discover_endpoints(config)
+    except AwsError as exc:
+        raise PublishError(f"{config.name}: {exc}") from None
