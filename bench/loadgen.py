@@ -487,9 +487,11 @@ async def drain(
     grace: float = 0.2,
     timeout: float = 300.0,
     subscribed: asyncio.Event | None = None,
+    on_received: Callable[[int], None] | None = None,
 ) -> dict[str, Tally]:
     """Consume ``destination`` on every endpoint until ``expected`` messages in all arrived
     (then ``grace`` seconds more, to catch duplicates) or none came for ``idle_timeout``.
+    ``on_received(n)`` is told the running count after each message.
 
     ``total`` is the number of bench-seq values of the run; each broker's tally counts
     how often it delivered each one. ``subscribed`` is set once every SUBSCRIBE is sent
@@ -515,6 +517,8 @@ async def drain(
             else:
                 tally.unexpected += 1
             progress.received += 1
+            if on_received is not None:
+                on_received(progress.received)
             if progress.received >= progress.expected and not progress.done.done():
                 progress.done.set_result(None)
 

@@ -82,6 +82,11 @@ QUICK = {
 CONNECTIONS = 1000
 QUICK_CONNECTIONS = 1000
 SOAK_SAMPLE_EVERY = 50_000
+# The soak's producer outruns its consumer: it sends SOAK_STEP messages at a time, each
+# step once the consumer is at most SOAK_BACKLOG behind (legacy's 256 MB heap holds
+# about 90,000 queued 256-byte messages; unbounded, it ran out at ~200,000).
+SOAK_STEP = 10_000
+SOAK_BACKLOG = 20_000
 
 
 # -- brokers ---------------------------------------------------------------------
@@ -868,8 +873,25 @@ class Bench:
         proxy = Proxy(self.brokers, "legacy", self.workdir, "soak")
         proxy.start()
         destination = f"/queue/bench.soak.{uuid.uuid4().hex}"
+        consumed = 0  # what the consumer has received: it paces the producer (SOAK_STEP)
+        caught_up = asyncio.Event()
+        behind = 0  # the count the consumer must reach before the next step goes
+
+        def received(n: int) -> None:
+            nonlocal consumed
+            consumed = n
+            if n >= behind:
+                caught_up.set()
+
         consumer = asyncio.create_task(
-            drain([self.brokers.legacy], destination, total, idle_timeout=30.0, timeout=3600)
+            drain(
+                [self.brokers.legacy],
+                destination,
+                total,
+                idle_timeout=30.0,
+                timeout=3600,
+                on_received=received,
+            )
         )
         samples: list[dict[str, Any]] = []
         error = None
@@ -880,14 +902,23 @@ class Bench:
             sent = 0
             while sent < total:
                 block = min(SOAK_SAMPLE_EVERY, total - sent)
-                shape = Shape(producers=1, messages=block, size=256)
-                (batches,) = prepare(shape, destination, first_seq=sent)
-                for batch in batches:
-                    waits = [client.expect(rid) for rid in batch.receipts]
-                    await client.write_all(batch.chunks)
-                    async with asyncio.timeout(self.timeout):
-                        for fut in waits:
-                            await fut
+                step_start = sent
+                while step_start < sent + block:  # steps of SOAK_STEP, each receipted
+                    behind = step_start - SOAK_BACKLOG
+                    if consumed < behind:
+                        caught_up.clear()
+                        async with asyncio.timeout(self.timeout):
+                            await caught_up.wait()
+                    step = min(SOAK_STEP, sent + block - step_start)
+                    shape = Shape(producers=1, messages=step, size=256)
+                    (batches,) = prepare(shape, destination, first_seq=step_start)
+                    for batch in batches:
+                        waits = [client.expect(rid) for rid in batch.receipts]
+                        await client.write_all(batch.chunks)
+                        async with asyncio.timeout(self.timeout):
+                            for fut in waits:
+                                await fut
+                    step_start += step
                 sent += block
                 elapsed = time.perf_counter() - start
                 sample: dict[str, Any] = {
