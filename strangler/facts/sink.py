@@ -124,17 +124,7 @@ class FactSink:
 
     def emit(self, fact: Fact, /, **fields: Any) -> None:
         """Record ``fact`` with ``fields``; never blocks, never raises for a full sink."""
-        if self.listeners:
-            self._tell(fact, fields)
-        pending = self._pending
-        waiting = len(pending)
-        self._handoff.handed += 1
-        if waiting >= self._capacity:
-            self._dropped_seen += 1
-            return
-        pending.append((_now(), fact, fields))
-        if waiting == _BATCH:  # a burst: write now rather than at the next interval
-            self._handoff.wake.set()
+        self.record(fact, fields)
 
     def record(self, fact: Fact, fields: Mapping[str, Any], /) -> None:
         """``emit`` for fields already in a mapping (no copy: do not change it after)."""
@@ -147,7 +137,7 @@ class FactSink:
             self._dropped_seen += 1
             return
         pending.append((_now(), fact, fields))
-        if waiting == _BATCH:
+        if waiting == _BATCH:  # a burst: write now rather than at the next interval
             self._handoff.wake.set()
 
     def _tell(self, fact: Fact, fields: Mapping[str, Any]) -> None:

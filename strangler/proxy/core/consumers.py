@@ -209,18 +209,14 @@ def on_unsubscribe(s: SessionState, frame: Frame) -> None:
     if sub.legacy_active:
         s.to_legacy(raw)  # legacy answers the client's receipt
         receipt = None
-    token = s.next_token()
-    now = s.clock()
-    s.add_pending(
-        token,
+    token = s.add_pending(
         Pending(
             Kind.UNSUBSCRIBE,
-            now + s.ctx.settings.confirm_timeout,
-            now,
+            *s.confirm_window(),
             receipt=receipt,
             subscription=sub.id,
             seq=s.receipts.expect(receipt, AMAZONMQ) if receipt is not None else 0,
-        ),
+        )
     )
     data = encode_parts("UNSUBSCRIBE", (("id", sub.id),), b"", version)
     s.out.append(UnsubscribeAmazonMQ(sub.id, token, data))
@@ -267,19 +263,15 @@ def on_ack(s: SessionState, frame: Frame) -> None:
         if tx is not None:
             begin_on_amazonmq(s, tx)
             tx.amazonmq_acks += 1
-        token = s.next_token()
-        now = s.clock()
         named_receipt = receipt if target.named else None
-        s.add_pending(
-            token,
+        token = s.add_pending(
             Pending(
                 Kind.ACK,
-                now + s.ctx.settings.confirm_timeout,
-                now,
+                *s.confirm_window(),
                 receipt=named_receipt,
                 subscription=sub.id,
                 seq=s.receipts.expect(named_receipt, AMAZONMQ) if named_receipt else 0,
-            ),
+            )
         )
         data = _ack(s, frame.command, target.key, sub, tx_id)
         s.out.append(ToAmazonMQ(token, data, resendable=False))

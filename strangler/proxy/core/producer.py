@@ -176,21 +176,17 @@ def submit_primary(
     s: SessionState, data: bytes, raw: bytes, trace: str, decision: Decision, receipt: str | None
 ) -> None:
     s.amq_used = True
-    token = s.next_token()
-    now = s.clock()
-    s.add_pending(
-        token,
+    token = s.add_pending(
         Pending(
             Kind.PRIMARY,
-            now + s.ctx.settings.confirm_timeout,
-            now,
+            *s.confirm_window(),
             trace=trace,
             rule=decision.rule,
             decision=decision,
             receipt=receipt,
             raw=raw,
             seq=s.receipts.expect(receipt, AMAZONMQ) if receipt is not None else 0,
-        ),
+        )
     )
     s.out.append(ToAmazonMQ(token, data, resendable=True, label=trace, batch=receipt is None))
 
@@ -217,19 +213,7 @@ def submit_mirror(s: SessionState, data: bytes, trace: str, rule: str, tx_id: st
     if tx is not None:
         begin_on_amazonmq(s, tx)
         tx.mirror_traces[trace] = rule
-    token = s.next_token()
-    now = s.clock()
-    s.add_pending(
-        token,
-        Pending(
-            Kind.MIRROR,
-            now + s.ctx.settings.confirm_timeout,
-            now,
-            trace=trace,
-            rule=rule,
-            tx=tx,
-        ),
-    )
+    token = s.add_pending(Pending(Kind.MIRROR, *s.confirm_window(), trace=trace, rule=rule, tx=tx))
     s.out.append(ToAmazonMQ(token, data, resendable=tx is None, label=trace, batch=tx is None))
 
 

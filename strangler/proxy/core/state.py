@@ -268,11 +268,19 @@ class SessionState:
         self.token_seq += 1
         return f"{self.id}-{self.token_seq}"
 
-    def add_pending(self, token: str, pending: Pending) -> None:
+    def confirm_window(self) -> tuple[float, float]:
+        """(deadline, now) of a frame leaving for Amazon MQ now: ``Pending``'s first two."""
+        now = self.clock()
+        return now + self.ctx.settings.confirm_timeout, now
+
+    def add_pending(self, pending: Pending) -> str:
+        """``pending`` awaits Amazon MQ's receipt; the token its frame goes out with."""
+        token = self.next_token()
         self.pending[token] = pending
         if not self.confirm_timer:
             self.confirm_timer = True
             self.out.append(StartTimer("confirm", self.ctx.settings.confirm_timeout))
+        return token
 
     @property
     def amq_inflight(self) -> int:

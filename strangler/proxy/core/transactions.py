@@ -115,18 +115,25 @@ def commit_outcome(s: SessionState, pending: Pending, failure: str | None, store
     forward_commit(s, pending.raw, tx.id, watched=spans_both)
 
 
+def fail_mirror_copies(
+    s: SessionState, tx: Transaction, reason: str, *, possibly_stored: bool
+) -> None:
+    """The mirror copies sent inside ``tx``: Amazon MQ's part of it will not commit."""
+    for trace, rule in tx.mirror_traces.items():
+        s.emit(
+            Fact.MESSAGE_MIRROR_FAILED,
+            trace_id=trace,
+            rule=rule,
+            reason=reason,
+            possibly_stored=possibly_stored,
+        )
+    tx.mirror_traces.clear()
+
+
 def mirror_commit_outcome(s: SessionState, pending: Pending, failure: str | None) -> None:
     tx = pending.tx
     if failure is not None and tx is not None:
-        for trace, rule in tx.mirror_traces.items():
-            s.emit(
-                Fact.MESSAGE_MIRROR_FAILED,
-                trace_id=trace,
-                rule=rule,
-                reason=failure,
-                possibly_stored=True,
-            )
-        tx.mirror_traces.clear()
+        fail_mirror_copies(s, tx, failure, possibly_stored=True)
 
 
 def forward_commit(s: SessionState, raw: bytes, tx_id: str, *, watched: bool) -> None:
@@ -167,9 +174,7 @@ def submit_control(
     s: SessionState, kind: Kind, command: str, tx: Transaction, raw: bytes = b""
 ) -> None:
     s.amq_used = True
-    token = s.next_token()
-    now = s.clock()
-    s.add_pending(token, Pending(kind, now + s.ctx.settings.confirm_timeout, now, tx=tx, raw=raw))
+    token = s.add_pending(Pending(kind, *s.confirm_window(), tx=tx, raw=raw))
     data = encode_parts(command, (("transaction", tx.id),), b"", s.version)
     s.out.append(ToAmazonMQ(token, data, resendable=False))
 
@@ -188,21 +193,17 @@ def moved_send(
     seq = s.receipts.expect(receipt, AMAZONMQ) if receipt is not None else 0
     moved = MovedMessage(trace, raw, receipt, decision, seq=seq)
     tx.moved.append(moved)
-    token = s.next_token()
-    now = s.clock()
-    s.add_pending(
-        token,
+    token = s.add_pending(
         Pending(
             Kind.MOVED,
-            now + s.ctx.settings.confirm_timeout,
-            now,
+            *s.confirm_window(),
             trace=trace,
             rule=decision.rule,
             decision=decision,
             receipt=receipt,
             raw=raw,
             tx=tx,
-        ),
+        )
     )
     s.out.append(ToAmazonMQ(token, data, resendable=False, label=trace))
 
@@ -253,15 +254,7 @@ def lost_amazonmq(s: SessionState, tx: Transaction, reason: str, *, possibly_sto
     if tx.amazonmq_acks:  # Amazon MQ redelivers those messages: at-least-once
         s.emit(Fact.CONSUMER_ACK_FAILED, transaction=tx.id, acks=tx.amazonmq_acks, reason=reason)
         tx.amazonmq_acks = 0
-    for trace, rule in tx.mirror_traces.items():
-        s.emit(
-            Fact.MESSAGE_MIRROR_FAILED,
-            trace_id=trace,
-            rule=rule,
-            reason=reason,
-            possibly_stored=possibly_stored,
-        )
-    tx.mirror_traces.clear()
+    fail_mirror_copies(s, tx, reason, possibly_stored=possibly_stored)
     moved, tx.moved = tx.moved, []
     for message in moved:
         message.settled = True
