@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from .conventions import ExitCode, add_routes_option, routes_path
+from .conventions import ExitCode, add_routes_option, positive_count, positive_number, routes_path
 from .drain import commands as drain_commands
 from .facts import Fact, FactSink
 from .ledger import commands as ledger_commands
@@ -141,6 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="consumers of a cutover queue: once legacy sent nothing for this long, check "
         "whether legacy's queue is empty and, if so, stop reading it (default %(default)s)",
+    )
+    run.add_argument(
+        "--confirm-timeout",
+        type=positive_number,
+        default=ProxySettings().confirm_timeout,
+        metavar="SECONDS",
+        help="an Amazon MQ frame without a receipt after this long means the connection is "
+        "hung: it is dropped, its frames are in doubt and their routes' on_failure applies "
+        "(default %(default)s)",
+    )
+    run.add_argument(
+        "--max-connections",
+        type=positive_count,
+        default=ProxySettings().max_connections,
+        metavar="N",
+        help="producer connections served at once; one more gets an ERROR "
+        "(client_refused) (default %(default)s)",
+    )
+    run.add_argument(
+        "--max-buffered",
+        type=positive_count,
+        default=ProxySettings().max_buffered_bytes,
+        metavar="BYTES",
+        help="bytes of unfinished frames all connections together may hold; a frame that "
+        "would pass it closes its connection with an ERROR (default %(default)s)",
     )
     run.add_argument(
         "--shutdown-grace",
@@ -285,6 +310,9 @@ def _run(args: argparse.Namespace) -> int:
         tls=tls,
         backlog_check_interval=args.backlog_check,
         mirror_backlog_bytes=args.mirror_backlog,
+        confirm_timeout=args.confirm_timeout,
+        max_connections=args.max_connections,
+        max_buffered_bytes=args.max_buffered,
     )
     ctx = ProxyContext(settings, RoutesHolder(table), facts, tap=capture)
     facts.emit(

@@ -7,6 +7,7 @@ within a grace period (they read nothing new), then closes what is left.
 Invariants: at most ``max_connections`` sessions at once (one more is answered with an
 ERROR and closed, a ``client_refused`` fact); while Amazon MQ is down, one probe per
 proxy watches for it to come back, so sessions in back-off try again as soon as it does.
+An exception nothing awaited is an ``internal_error`` fact (``loop_errors``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..upstream.probe import probe_until_up
 from .connection import Connection, no_delay
 from .context import ProxyContext
 from .driver import SessionDriver
+from .loop_errors import install as install_loop_exception_handler
 
 _session_ids = itertools.count(1)
 
@@ -62,6 +64,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         settings = self.ctx.settings
+        install_loop_exception_handler(self.ctx.facts)
         self._server = await asyncio.get_running_loop().create_server(
             lambda: Connection(self._accepted),
             settings.listen_host,

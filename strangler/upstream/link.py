@@ -43,6 +43,7 @@ import itertools
 import random
 import ssl
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -414,6 +415,15 @@ class BrokerLink:
             raise
         except (OSError, ProtocolError) as exc:
             reason = exc.reason if isinstance(exc, ProtocolError) else describe_os_error(exc)
+        except Exception as exc:  # a bug, here or in a callback: the connection is dropped
+            reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            traceback.print_exception(exc)
+            self._health.facts.emit(
+                Fact.INTERNAL_ERROR,
+                session=self._session,
+                reason=reason,
+                where=f"{self.broker} link: reading",
+            )
         finally:
             if self._reader_task is asyncio.current_task():
                 self._reader_task = None

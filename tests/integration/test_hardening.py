@@ -249,9 +249,15 @@ def test_shutdown_under_load_settles_every_frame_it_read(
         for f in proxy.facts(name)
     }
     assert routed <= settled
-    rejected = proxy.facts("message_rejected")
-    assert not rejected or client.recorder.errors  # a refusal always reached the client
+    # on_failure: legacy, so what Amazon MQ had not confirmed went to legacy: never a
+    # message_rejected (the defect: 22 of them, the producer told nothing)
+    assert proxy.facts("message_rejected") == []
+    confirmed = {f["trace_id"] for f in proxy.facts("message_confirmed", role="primary")}
+    fell_back = {f["trace_id"] for f in proxy.facts("message_fell_back")}
+    assert fell_back <= {f["trace_id"] for f in proxy.facts("message_confirmed", broker="legacy")}
     assert set(client.recorder.receipts) <= set(receipts) | {client.sent[0]}
+    # a receipt only for a message its responsible broker confirmed
+    assert len(set(client.recorder.receipts)) <= len(confirmed)
 
 
 # -- 14.10: a producer's trace id is kept only when it can be trusted --------------------

@@ -20,10 +20,12 @@ from .harness import connect, unique_queue
 
 pytestmark = pytest.mark.integration
 
-# Where the data path can raise: the Amazon MQ link, the legacy socket, and each of the
+# Where the data path can raise: the Amazon MQ link (a frame submitted; a receipt read by
+# its own reader task), the legacy socket, and each of the
 # core's handlers the driver calls (what an unforeseen bug in them would look like).
 POINTS: dict[str, tuple[type, str]] = {
     "link submit": (BrokerLink, "submit"),
+    "link reader": (BrokerLink, "_answered"),
     "socket write": (Connection, "write"),
     "core client data": (SessionCore, "client_data"),
     "core legacy data": (SessionCore, "legacy_data"),
@@ -84,6 +86,7 @@ def test_an_unexpected_exception_settles_every_message_and_is_a_fact(
     assert injector.fired
     (fact,) = proxy.wait_fact("internal_error")
     assert "injected fault" in fact["reason"] and fact["where"]
+    assert fact["session"]  # the session's own report, not the event loop's last resort
     proxy.wait_fact("client_disconnected")
     routed = proxy.facts("message_routed")
     outcomes = {

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,3 +228,33 @@ def test_the_cli_starts_without_importing_mitmproxy() -> None:
         "sys.exit('mitmproxy' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_run_takes_the_confirmation_deadline_and_the_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#14.5/#14.6: the deadline and the proxy-wide limits are the operator's to set."""
+    import strangler.cli as cli
+
+    served: list[Any] = []
+
+    def serve(coroutine: Coroutine[Any, Any, None]) -> None:  # the proxy, not started
+        frame = getattr(coroutine, "cr_frame")  # noqa: B009  # the coroutine, not started
+        served.append(frame.f_locals["ctx"].settings)
+        coroutine.close()
+
+    monkeypatch.setattr(cli, "_event_loop_run", serve)
+    common = ["run", "--routes", routes(tmp_path), "--facts", str(tmp_path / "facts.jsonl")]
+    assert main(common) == ExitCode.OK
+    flags = ["--confirm-timeout", "0.5", "--max-connections", "7", "--max-buffered", "65536"]
+    assert main([*common, *flags]) == ExitCode.OK
+    default, chosen = served
+    assert (default.confirm_timeout, default.max_connections) == (5.0, 4096)
+    assert default.max_buffered_bytes == 256 * 1024 * 1024
+    assert chosen.confirm_timeout == 0.5
+    assert (chosen.max_connections, chosen.max_buffered_bytes) == (7, 65536)
+    for wrong in (["--confirm-timeout", "0"], ["--max-connections", "0"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*common, *wrong])
+        assert exited.value.code == ExitCode.CONFIG
+    assert "must be" in capsys.readouterr().err

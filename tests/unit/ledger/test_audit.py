@@ -237,6 +237,39 @@ def test_transactions_settle_when_they_end(
     assert route(report, "cutover")["fell_back"] == 1
 
 
+def test_a_partial_commit_leaves_legacy_s_part_nowhere_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Amazon MQ committed its part of a transaction, legacy never committed its own
+    (``transaction_partial_commit``): the facts explain it, so the promise holds, and the
+    report counts legacy's message as on no broker, marked partial."""
+    p = Proxy().start()
+    s = p.connect()
+    moved = p.send(s, "cutover", transaction="tx3")
+    stayed = p.send(s, "legacy", transaction="tx3", receipt=False)
+    p.confirmed(s, moved, AMAZONMQ)
+    p.emit(
+        "transaction_partial_commit",
+        session=s,
+        transaction="tx3",
+        committed=[AMAZONMQ],
+        failed=[LEGACY],
+        reason="session closed before the COMMIT reached legacy",
+    )
+    p.disconnect(s)
+    p.stop()
+    code, report = audit(capsys, p.write(tmp_path / "facts.jsonl"))
+    assert code == 0, report["violations"]
+    assert route(report, "cutover")["on_amazonmq"] == 1
+    assert route(report, "cutover")["partial_commit"] == 1
+    legacy_part = route(report, "default")
+    assert legacy_part["partial_commit"] == 1 and legacy_part["on_none"] == 1
+    assert legacy_part["on_legacy"] == 0
+    code, journey, _err = text(capsys, "--trace", stayed, tmp_path / "facts.jsonl")
+    assert code == 0 and "committed on amazonmq only" in journey, journey
+    assert "held on none" in journey, journey
+
+
 def test_resent_frames_are_in_doubt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = Proxy().start()
     s = p.connect()
