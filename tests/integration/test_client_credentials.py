@@ -266,3 +266,26 @@ def test_doctor_logs_in_as_every_mapped_producer(
     assert "login refused" in checks[(f"amazonmq login 'producer-a' {endpoint}", "fail")]
     assert (f"amazonmq login 'producer-b' {endpoint}", "ok") in checks
     assert WRONG_SECRET not in out
+
+
+@pytest.mark.parametrize(
+    "padded", ["producer-a ", " producer-a", "producer-a\t"], ids=["trailing", "leading", "tab"]
+)
+def test_a_padded_mapped_login_reaches_amazonmq_as_its_own_user(
+    make_proxy: ProxyFactory, pair: tuple[BrokerInfo, BrokerInfo], padded: str
+) -> None:
+    """#14.2: legacy trims the login it authenticates, so the proxy maps the trimmed one:
+    the producer's messages never reach Amazon MQ as the shared user."""
+    legacy, amazonmq = pair
+    dest = unique_queue("credmap.padded")
+    proxy = make_proxy("shared", _cutover("moved", dest, "reject"))
+    assert legacy.username != "producer-a"  # producer-a is mapped; the shared user is not
+    client = connect(proxy.host, proxy.port, padded, EXTRA_USERS["plain"]["producer-a"])
+    try:
+        receipts = [client.send(dest, f"padded-{i}") for i in range(N)]
+        assert client.wait_receipts(receipts), client.recorder.errors
+    finally:
+        client.close()
+    assert _senders(drain(amazonmq, dest)) == {f"padded-{i}": "amq-producer-a" for i in range(N)}
+    (connected,) = proxy.facts("client_connected")
+    assert connected["amazonmq_login"] == "mapped"
