@@ -279,7 +279,6 @@ def test_a_padded_mapped_login_reaches_amazonmq_as_its_own_user(
     legacy, amazonmq = pair
     dest = unique_queue("credmap.padded")
     proxy = make_proxy("shared", _cutover("moved", dest, "reject"))
-    assert legacy.username != "producer-a"  # producer-a is mapped; the shared user is not
     client = connect(proxy.host, proxy.port, padded, EXTRA_USERS["plain"]["producer-a"])
     try:
         receipts = [client.send(dest, f"padded-{i}") for i in range(N)]
@@ -287,5 +286,6 @@ def test_a_padded_mapped_login_reaches_amazonmq_as_its_own_user(
     finally:
         client.close()
     assert _senders(drain(amazonmq, dest)) == {f"padded-{i}": "amq-producer-a" for i in range(N)}
+    assert drain(legacy, dest) == []
     (connected,) = proxy.facts("client_connected")
     assert connected["amazonmq_login"] == "mapped"
