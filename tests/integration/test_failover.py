@@ -147,3 +147,24 @@ def test_single_broker_killed_mid_stream_falls_back_to_legacy(
     assert sum(found.values()) - len(found) <= WINDOW
     fell_back = {f["trace_id"] for f in proxy.facts("message_fell_back")}
     assert fell_back and set(on_legacy) == fell_back
+
+
+def test_legacy_urls_are_tried_in_order_until_one_accepts(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, tmp_path: Path
+) -> None:
+    """``brokers.legacy.urls``: an endpoint that refuses the connection is passed over for
+    the next one (a standby, a second listener), as for Amazon MQ; the client never knows."""
+    dead = free_port()  # nothing listens there
+    routes_file = tmp_path / "legacy-urls.yaml"
+    routes_file.write_text(
+        f"brokers:\n  legacy:\n    urls: [stomp://127.0.0.1:{dead}, {legacy.url}]\nroutes: []\n"
+    )
+    proxy = make_proxy("", routes_file=routes_file)
+    dest = unique_queue("legacy-urls")
+    client = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    try:
+        assert client.wait_receipts([client.send(dest, "via the second url")])
+    finally:
+        client.close()
+    assert [m.body.decode() for m in drain(legacy, dest)] == ["via the second url"]
+    assert proxy.facts("broker_unavailable") == []  # one endpoint down is not legacy down
