@@ -23,6 +23,8 @@ ROUTES = """\
     - {name: strict, match: {prefix: /queue/strict.}, mode: cutover, on_failure: reject}
     - {name: all-in, match: {prefix: /queue/split.}, mode: split, weight: 100, on_failure: legacy}
     - {name: none-in, match: {prefix: /queue/kept.}, mode: split, weight: 0, on_failure: legacy}
+    - {name: split-strict, match: {prefix: /queue/sstrict.}, mode: split, weight: 100,
+       on_failure: reject}
     """
 
 
@@ -95,13 +97,14 @@ def test_amazonmq_primary_confirmed_answers_the_clients_receipt(
     assert play.facts.named("message_confirmed", broker="amazonmq", role="primary")
 
 
+@pytest.mark.parametrize("destination", ["/queue/cut.a", "/queue/split.a"])
 @pytest.mark.parametrize("receipt", ["r1", None])
 @pytest.mark.parametrize("stored", [False, True])
 def test_on_failure_legacy_falls_back_with_the_same_bytes_and_legacy_answers(
-    receipt: str | None, stored: bool
+    destination: str, receipt: str | None, stored: bool
 ) -> None:
     play = connected()
-    out = send(play, "/queue/cut.a", receipt)
+    out = send(play, destination, receipt)
     (sent,) = submitted(out)
     fell = play.outcome(sent.token, "connection lost", stored)
     (frame,) = frames(to_legacy(fell))
@@ -115,13 +118,17 @@ def test_on_failure_legacy_falls_back_with_the_same_bytes_and_legacy_answers(
         assert play.facts.named("message_confirmed", broker="legacy")
 
 
+@pytest.mark.parametrize("destination", ["/queue/strict.a", "/queue/sstrict.a"])
+@pytest.mark.parametrize("receipt", ["r1", None])
 @pytest.mark.parametrize("stored", [False, True])
-def test_on_failure_reject_errors_naming_the_receipt_and_ends_the_session(stored: bool) -> None:
+def test_on_failure_reject_errors_naming_the_receipt_and_ends_the_session(
+    destination: str, receipt: str | None, stored: bool
+) -> None:
     play = connected()
-    (sent,) = submitted(send(play, "/queue/strict.a"))
+    (sent,) = submitted(send(play, destination, receipt))
     out = play.outcome(sent.token, "refused", stored)
-    (error,) = frames(to_client(out))
-    assert error.command == "ERROR" and error.get("receipt-id") == "r1"
+    (error,) = frames(to_client(out))  # without a receipt too: the producer must know
+    assert error.command == "ERROR" and error.get("receipt-id") == receipt
     assert "amazonmq unavailable" in (error.get("message") or "")
     assert only(out, CloseClient).after_error
     assert to_legacy(out) == b""
@@ -310,3 +317,19 @@ def test_a_fallback_answers_its_receipt_in_its_place() -> None:
     play.outcome(first.token, "refused", False)  # falls back: legacy answers r1 now
     out = play.legacy("RECEIPT\nreceipt-id:r1\n\n\0\n")
     assert to_client(out) == b"RECEIPT\nreceipt-id:r1\n\n\0\nRECEIPT\nreceipt-id:r2\n\n\0\n"
+
+
+def test_a_session_that_ends_before_legacy_confirmed_leaves_those_unconfirmed() -> None:
+    """The promise table's last row: legacy closed with receipts owed. The client got no
+    RECEIPT for them (it resends); each is ``message_unconfirmed``, possibly stored."""
+    play = connected()
+    out = send(play, "/queue/plain", "r1") + send(play, "/queue/mirror.a", "r2")
+    traces = [f.get("strangler-trace-id") for f in frames(to_legacy(out))]
+    (copy,) = submitted(out)
+    play.outcome(copy.token)  # the mirror copy is Amazon MQ's; the receipt is legacy's
+    ended = play.record(play.core.legacy_closed("reset by peer"))
+    assert b"RECEIPT" not in to_client(ended)
+    unconfirmed = play.facts.named("message_unconfirmed")
+    assert [f["trace_id"] for f in unconfirmed] == traces
+    assert all(f["broker"] == "legacy" and f["possibly_stored"] for f in unconfirmed)
+    assert "legacy closed the connection" in unconfirmed[0]["reason"]

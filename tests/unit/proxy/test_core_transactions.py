@@ -12,7 +12,9 @@ ROUTES = """\
     - {name: moved, match: {prefix: /queue/cut.}, mode: cutover, on_failure: legacy}
     - {name: strict, match: {prefix: /queue/strict.}, mode: cutover, on_failure: reject}
     - {name: copied, match: {prefix: /queue/mirror.}, mode: mirror}
+    - {name: all-in, match: {prefix: /queue/split.}, mode: split, weight: 100, on_failure: legacy}
     """
+MOVED = ["/queue/cut.a", "/queue/split.a"]  # a cutover, and a split that chose Amazon MQ
 
 
 def begun(destination: str, receipt: bool = True) -> tuple[Play, list[str]]:
@@ -26,8 +28,9 @@ def begun(destination: str, receipt: bool = True) -> tuple[Play, list[str]]:
     return play, [s.token for s in submitted(out)]
 
 
-def test_a_moved_send_begins_on_amazonmq_and_commits_there_first() -> None:
-    play, (begin, send) = begun("/queue/cut.a")
+@pytest.mark.parametrize("destination", MOVED)
+def test_a_moved_send_begins_on_amazonmq_and_commits_there_first(destination: str) -> None:
+    play, (begin, send) = begun(destination)
     commands = [frames(s.data)[0].command for s in submitted(play.log)]
     assert commands == ["BEGIN", "SEND"]
     assert all(not s.resendable for s in submitted(play.log))  # never resent
@@ -43,6 +46,16 @@ def test_a_moved_send_begins_on_amazonmq_and_commits_there_first() -> None:
     assert legacy_commit.command == "COMMIT" and ResumeClient() in done
 
 
+def test_a_legacy_only_transaction_is_legacys_alone() -> None:
+    play, tokens = begun("/queue/plain")
+    assert tokens == []  # Amazon MQ never hears of it
+    out = play.client("COMMIT\ntransaction:t\n\n\0")
+    assert [f.command for f in frames(to_legacy(play.log))][1:] == ["BEGIN", "SEND", "COMMIT"]
+    assert submitted(out) == [] and PauseClient() not in out
+    answer = play.legacy("RECEIPT\nreceipt-id:r1\n\n\0\n")
+    assert b"receipt-id:r1" in to_client(answer)
+
+
 def test_a_mirror_only_transaction_commits_legacy_without_waiting() -> None:
     play, (_begin, _copy) = begun("/queue/mirror.a")
     out = play.client("COMMIT\ntransaction:t\n\n\0")
@@ -53,11 +66,12 @@ def test_a_mirror_only_transaction_commits_legacy_without_waiting() -> None:
     assert play.facts.named("message_mirror_failed")
 
 
+@pytest.mark.parametrize("destination", MOVED)
 @pytest.mark.parametrize("receipted", [False, True])
 def test_amazonmq_lost_before_commit_moves_the_part_into_legacys_transaction(
-    receipted: bool,
+    destination: str, receipted: bool
 ) -> None:
-    play, (begin, send) = begun("/queue/cut.a")
+    play, (begin, send) = begun(destination)
     play.outcome(begin)
     if receipted:
         play.outcome(send)
