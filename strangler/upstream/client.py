@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from ..routes import BrokerConfig, BrokerEndpoint, RouteTable
 from ..stomp import Frame, FrameParser, Limits, ProtocolError, encode_parts
 from .credentials import resolve_credentials
-from .errors import CaFileError, CredentialsError
+from .errors import CaFileError, CredentialsError, describe_os_error
 from .transport import client_tls_context
 
 _VERSION = "1.2"
@@ -81,7 +81,7 @@ class BrokerClient:
                 if context is not None:
                     sock = context.wrap_socket(sock, server_hostname=endpoint.host)
             except (OSError, ssl.SSLError) as exc:
-                problems.append(f"{endpoint}: {exc}")
+                problems.append(f"{endpoint}: {describe_os_error(exc)}")
                 continue
             self._sock = sock
             try:
@@ -127,7 +127,9 @@ class BrokerClient:
         try:
             self._sock.sendall(raw)
         except OSError as exc:
-            raise PublishError(f"{self.name}: connection lost while sending: {exc}") from None
+            raise PublishError(
+                f"{self.name}: connection lost while sending: {describe_os_error(exc)}"
+            ) from None
 
     def poll(self, timeout: float) -> list[Frame]:
         """Frames that arrive within ``timeout`` seconds (at most one read)."""
@@ -141,7 +143,7 @@ class BrokerClient:
         except ssl.SSLWantReadError:
             return []  # a partial TLS record: the rest comes with the next poll
         except OSError as exc:
-            raise PublishError(f"{self.name}: connection lost: {exc}") from None
+            raise PublishError(f"{self.name}: connection lost: {describe_os_error(exc)}") from None
         if not data:
             raise PublishError(f"{self.name}: the broker closed the connection")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from pathlib import Path
 
@@ -71,3 +72,20 @@ def test_replay_and_drain_connections_report_a_bad_ca_file_the_same_way(tmp_path
     with pytest.raises(PublishError) as caught:
         BrokerClient("amazonmq", [BrokerEndpoint("stomp+ssl", "127.0.0.1", 1)], str(missing), None)
     assert str(caught.value) == f"amazonmq: ca_file {missing}: No such file or directory"
+
+
+def test_the_blocking_client_names_a_refused_connection_as_the_proxy_does() -> None:
+    """One error map (``describe_os_error``) for the proxy's links and for replay, drain
+    and verify: an operator reads "connection refused", not an errno."""
+    from strangler.upstream.client import BrokerClient, PublishError
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    endpoint = BrokerEndpoint("stomp", "127.0.0.1", port)
+    with pytest.raises(BrokerUnavailable) as proxy_side:
+        asyncio.run(open_stream("legacy", endpoint, None, timeout=1.0))
+    with pytest.raises(PublishError) as client_side:
+        BrokerClient("legacy", [endpoint], None, None)
+    assert proxy_side.value.reason.endswith(": connection refused")
+    assert str(client_side.value) == f"legacy: cannot connect: {endpoint}: connection refused"
