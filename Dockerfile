@@ -3,6 +3,7 @@
 #
 #   docker build -t strangler:0.1.0 .
 #   docker build --build-arg EXTRAS=fast,capture -t strangler:0.1.0-capture .   # + run --capture
+#   docker build --build-arg GIT=true -t strangler:0.1.0-git .   # + git, for `rollout --git`
 #   docker run --rm -v "$PWD/deploy/compose:/etc/strangler:ro" -p 127.0.0.1:61613:61613 \
 #       -p 127.0.0.1:9090:9090 strangler:0.1.0
 #
@@ -15,6 +16,9 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 # and `replay`/`plan` of flow files: 41 more packages, about 100 MB) when this image captures.
 # Each choice has its lock, requirements/EXTRAS.txt (`,` -> `-`), written by scripts/lock.sh.
 ARG EXTRAS=fast
+# `true` adds git to the runtime image: the rollout controller's (`strangler rollout --git`,
+# deploy/kubernetes/rollout) commits and pushes the routes file. The sidecar needs none.
+ARG GIT=false
 
 # --- build: the strangler wheel plus the locked wheels of all its dependencies --------------
 FROM ${PYTHON_IMAGE} AS build
@@ -46,6 +50,7 @@ RUN lock="requirements/$(echo "${EXTRAS}" | tr , -).txt" \
 # --- runtime ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 ARG EXTRAS
+ARG GIT
 LABEL org.opencontainers.image.title="strangler" \
       org.opencontainers.image.description="STOMP sidecar proxy moving producers from ActiveMQ to Amazon MQ" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -59,6 +64,10 @@ RUN groupadd --system --gid 10001 strangler \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin strangler \
  && mkdir -p /etc/strangler
+RUN if [ "${GIT}" = true ]; then \
+        apt-get update && apt-get install -y --no-install-recommends git ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 # Installed from the build stage's wheels through a bind mount: no wheel files, no compiler
 # and no pip cache end up in a layer; --no-index: nothing but the locked wheels can be used.

@@ -7,7 +7,8 @@ Exit codes (docs/commands.md has the table with every command's cases):
 - 1: the command did its work and found a problem, or could not finish it: an invalid
   routes file for ``validate`` and ``plan`` (checking it is their work), a ``doctor``
   check that failed, a ``verify`` mismatch, a drain whose counts differ or that lost a
-  broker, a replay a broker refused, an admin port ``status`` cannot reach.
+  broker, a replay a broker refused, an admin port ``status`` cannot reach, a
+  ``rollout --once`` pass that could not run (its git working copy).
 - 2: nothing was done: a usage or configuration error. Wrong flags (argparse's own 2),
   an unreadable or invalid routes.yaml for a command that uses it to do something else,
   a missing secret, a login a broker refused, a route that does not allow the command,

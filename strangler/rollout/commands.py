@@ -3,8 +3,11 @@
 Facts go to stdout (or ``--facts FILE``), as with ``strangler run``; one line per
 decision for people goes to stderr.
 
-Exit codes: 0 the pass(es) ran (whatever they decided), 1 the routes file could not be
-read or written, or a git working copy is not usable, 2 a usage error.
+Exit codes (``strangler.conventions``): 0 the pass(es) ran (whatever they decided); 1
+with ``--once``, the pass could not run (the git working copy is not usable: changes of
+its own, commits the remote lacks, a failed fetch); 2 nothing was done: a usage error, a
+routes file that cannot be read or is invalid (checked at start, like ``run``; and with
+``--once``, again after a git fetch), ``--git`` outside a git working copy.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ import sys
 import threading
 from typing import Any, Final
 
+from ..conventions import ExitCode, add_routes_option, positive_number
+from ..drain.commands import add_legacy_login_options
 from ..facts import FactSink
-from ..routes import RoutesError
+from ..routes import RoutesError, load_routes
 from ..routes.rollout import parse_duration
 from .controller import RolloutController
 from .prometheus import PrometheusClient
 from .targets import FileTarget, GitTarget, Target, TargetError
+from .verify_gate import MirrorVerifier
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
+EXIT_OK: Final = ExitCode.OK
+EXIT_FAILED: Final = ExitCode.FAILED
+EXIT_CONFIG: Final = ExitCode.CONFIG
 
 
 def _seconds(text: str) -> float:
@@ -34,10 +41,19 @@ def _seconds(text: str) -> float:
     return duration.seconds
 
 
+def _retries(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def add_rollout_command(commands: Any) -> None:
     rollout = commands.add_parser(
         "rollout",
-        help="step split routes' weights up as their rollout plans say, gated by Prometheus",
+        allow_abbrev=False,
+        help="step split routes' weights up as their rollout plans say, gated by Prometheus "
+        "(and by verify of mirrored queues)",
         description=(
             "One controller for the fleet: every --interval it measures each rolling "
             "route's gates in Prometheus and advances, holds or rolls back its weight by "
@@ -45,7 +61,7 @@ def add_rollout_command(commands: Any) -> None:
             "with --git). It keeps no state of its own: restart it at any time."
         ),
     )
-    rollout.add_argument("--routes", required=True, help="the routes.yaml the proxies load")
+    add_routes_option(rollout)
     rollout.add_argument(
         "--prometheus",
         required=True,
@@ -78,7 +94,7 @@ def add_rollout_command(commands: Any) -> None:
     )
     rollout.add_argument(
         "--retries",
-        type=int,
+        type=_retries,
         default=3,
         help="when the file changed under a step (a rejected push), decide again on the new "
         "content up to this many times, then report it held (default %(default)s)",
@@ -90,29 +106,56 @@ def add_rollout_command(commands: Any) -> None:
         metavar="DURATION",
         help="per Prometheus query (default 10s)",
     )
+    # Verify gates ({verify: /queue/NAME}) browse both brokers as `strangler verify` does,
+    # with its logins.
+    add_legacy_login_options(rollout)
+    rollout.add_argument(
+        "--verify-timeout",
+        type=positive_number,
+        default=30.0,
+        metavar="SECONDS",
+        help="verify gates: give up when a broker owes an answer for this long "
+        "(default %(default)s)",
+    )
     rollout.set_defaults(handler=run_rollout)
 
 
 def run_rollout(args: argparse.Namespace) -> int:
     try:
+        # The file as it is now: unreadable or invalid, nothing is started (as `run`).
+        load_routes(args.routes)
         target: Target = (
             GitTarget(args.routes, args.git_remote, args.git_branch)
             if args.git
             else FileTarget(args.routes)
         )
-    except TargetError as exc:
+    except (RoutesError, TargetError) as exc:
         print(f"strangler rollout: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_CONFIG
     facts = FactSink(path=args.facts) if args.facts else FactSink(sys.stdout)
     prometheus = PrometheusClient(args.prometheus, timeout=args.query_timeout)
+    verifier = MirrorVerifier(
+        facts,
+        legacy_login=args.legacy_login,
+        legacy_passcode_file=args.legacy_passcode_file,
+        timeout=args.verify_timeout,
+    )
     controller = RolloutController(
-        target, prometheus.query, facts, dry_run=args.dry_run, retries=args.retries
+        target,
+        prometheus.query,
+        facts,
+        dry_run=args.dry_run,
+        retries=args.retries,
+        verifier=verifier,
     )
     try:
         if args.once:
             try:
                 controller.run_pass()
-            except (RoutesError, TargetError) as exc:
+            except RoutesError as exc:
+                print(f"strangler rollout: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            except TargetError as exc:
                 print(f"strangler rollout: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             return EXIT_OK

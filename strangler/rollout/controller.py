@@ -15,6 +15,9 @@ Invariants:
   content with the same gate measurements, up to ``retries`` times, then reported held.
 - ``dry_run`` evaluates, decides and builds the edit (so the would-be routes version is
   known and the edit is checked) but writes nothing; its facts say ``dry_run: true``.
+- Verify gates (both brokers browsed) run only when every other gate passes and the step
+  is due, once per decision, on the routes file as it is then; until then they are
+  ``not_run``. Each run writes its ``verify_finished`` fact before the step's fact.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ..routes import Route, RoutesError, RouteTable, parse_routes
 from ..routes.rollout import Phase, format_time
 from .decide import Action, Step, decide_step
 from .edit import EditError, RouteEdit, edit_routes
-from .gates import GateResult, Query, Verdict, evaluate
+from .gates import GateResult, Query, Verdict, Verifier, evaluate
 from .targets import Conflict, Target, TargetError
 
 _FACTS = {
@@ -64,9 +67,11 @@ class RolloutController:
         retries: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         out: TextIO | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.target = target
         self.query = query
+        self.verifier = verifier
         self.facts = facts
         self.dry_run = dry_run
         self.retries = retries
@@ -99,7 +104,11 @@ class RolloutController:
             route = next((r for r in table.routes if r.name == name), None)
             if route is None or not _rolling(route):
                 return None  # changed by someone else meanwhile: theirs wins
-            step = decide_step(route, gates, self.clock())
+            now = self.clock()
+            step = decide_step(route, gates, now)
+            if step.awaiting_verify:
+                gates = self._verify(gates, table)
+                step = decide_step(route, gates, now)
             if not step.writes:
                 return self._record(table, Outcome(name, step, gates, written=False))
             try:
@@ -126,6 +135,19 @@ class RolloutController:
             gates,
             f"not written: the routes file changed under the step {self.retries + 1} times",
         )
+
+    def _verify(self, gates: tuple[GateResult, ...], table: RouteTable) -> tuple[GateResult, ...]:
+        """The verify gates not run yet, run now (the other results are kept)."""
+        return tuple(
+            self._verify_one(result, table) if result.verdict is Verdict.NOT_RUN else result
+            for result in gates
+        )
+
+    def _verify_one(self, result: GateResult, table: RouteTable) -> GateResult:
+        if self.verifier is None:
+            why = "this controller was started without a verifier for verify gates"
+            return GateResult(result.gate, result.route, Verdict.ERROR, error=why)
+        return self.verifier(result.gate, table)
 
     def _load(self, data: bytes) -> RouteTable:
         return parse_routes(data, str(self.target.path))

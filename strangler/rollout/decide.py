@@ -11,6 +11,9 @@ Invariants:
 - The weight goes up only when the step's time is over (``since + every``) and every gate
   passed; after the last step the same condition completes the rollout (promoting the
   route to cutover when the plan says so).
+- A verify gate not run (``Verdict.NOT_RUN``) changes nothing while the step is held or
+  rolled back anyway; when the step would be taken it holds with ``awaiting_verify``: the
+  controller runs the verify gates then and decides again.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Step:
     state: RolloutState | None = None  # what to write; None when nothing is written
     promote: bool = False  # complete: the route becomes cutover
     next_step_at: datetime | None = None  # held: when the next step is due (None: now)
+    awaiting_verify: bool = False  # held only because verify gates have not run yet
 
     @property
     def writes(self) -> bool:
@@ -84,6 +88,12 @@ def decide_step(route: Route, results: Sequence[GateResult], now: datetime) -> S
             weight,
             f"gates pass; next step at {format_time(at)}",
             next_step_at=at,
+        )
+    not_run = [r for r in results if r.verdict is Verdict.NOT_RUN]
+    if not_run:
+        why = "; ".join(result.summary() for result in not_run)
+        return Step(
+            Action.HOLD, weight, weight, why, next_step_at=plan.next_step_at(), awaiting_verify=True
         )
     next_weight = plan.next_weight(weight)
     if next_weight is not None:

@@ -1,8 +1,13 @@
-"""A gate's verdict: pass, breach, not enough data, or error.
+"""A gate's verdict: pass, breach, not enough data, error, or not run.
 
 "Not enough data" (fewer than ``min_messages`` messages in the window, or no value) and
-"error" (Prometheus failed) are neither pass nor breach: they hold the rollout where it
-is. A breach is judged only on enough data.
+"error" (Prometheus failed; for a verify gate, a broker could not be reached or browsed)
+are neither pass nor breach: they hold the rollout where it is. A breach is judged only
+on enough data.
+
+Prometheus gates are measured every pass (``evaluate``). A verify gate browses both
+brokers, so it is "not run" (``Verdict.NOT_RUN``) until the controller is about to take a
+step, and then run through a ``Verifier`` (``strangler.rollout.verify_gate``).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ..routes import RouteTable
 from ..routes.rollout import Gate
 from .prometheus import PrometheusError
 from .queries import gate_queries
 
 Query = Callable[[str], float | None]
+# A verify gate, run on the routes file as it is now: its result (never raises).
+Verifier = Callable[[Gate, RouteTable], "GateResult"]
 
 
 class Verdict(StrEnum):
@@ -24,12 +32,13 @@ class Verdict(StrEnum):
     BREACH = "breach"
     NO_DATA = "not_enough_data"
     ERROR = "error"
+    NOT_RUN = "not_run"  # a verify gate, until a step is due: it browses both brokers
 
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
     gate: Gate
-    route: str  # the route measured
+    route: str  # the route measured (a verify gate: its queue)
     verdict: Verdict
     value: float | None = None
     messages: float | None = None
@@ -43,8 +52,11 @@ class GateResult:
             "verdict": str(self.verdict),
             "messages": self.messages,
             "min_messages": gate.min_messages,
-            "window": str(gate.window),
         }
+        if gate.window is not None:
+            out["window"] = str(gate.window)
+        else:
+            out["verify"] = gate.verify
         if gate.max is not None:
             out["max"] = gate.max
         else:
@@ -61,7 +73,7 @@ class GateResult:
         messages = "?" if self.messages is None else f"{self.messages:.0f}"
         text = (
             f"{self.gate.name} {value} ({self.gate.threshold()}, "
-            f"{messages} messages over {self.gate.window}): {self.verdict}"
+            f"{messages} messages {self.gate.over}): {self.verdict}"
         )
         return text + (f" ({self.error})" if self.error else "")
 
@@ -72,12 +84,14 @@ class GateResult:
         messages = "?" if self.messages is None else f"{self.messages:.0f}"
         if self.verdict is Verdict.ERROR:
             return f"{gate.name}: no answer ({self.error})"
+        if self.verdict is Verdict.NOT_RUN:
+            return f"{gate.name}: not run (a verify gate runs when a step is due)"
         if self.value is None:
-            return f"{gate.name}: no value ({messages} messages over {gate.window})"
+            return f"{gate.name}: no value ({messages} messages {gate.over})"
         if self.verdict is Verdict.NO_DATA:
             return (
                 f"{gate.name}: not enough data ({messages} of {gate.min_messages:g} "
-                f"messages over {gate.window})"
+                f"messages {gate.over})"
             )
         if self.verdict is Verdict.BREACH:
             side = "above" if gate.max is not None else "below"
@@ -85,7 +99,7 @@ class GateResult:
             side = "within"
         return (
             f"{gate.name} {self.value:.6g} {side} {gate.threshold()} "
-            f"({messages} messages over {gate.window})"
+            f"({messages} messages {gate.over})"
         )
 
 
@@ -94,6 +108,8 @@ def evaluate(gates: Sequence[Gate], plan_route: str, query: Query) -> tuple[Gate
 
 
 def evaluate_one(gate: Gate, plan_route: str, query: Query) -> GateResult:
+    if gate.verify is not None:
+        return GateResult(gate, gate.verify, Verdict.NOT_RUN)
     route = gate.route or plan_route
     queries = gate_queries(gate, plan_route)
     try:

@@ -31,6 +31,8 @@ class GateQueries:
 
 
 def gate_queries(gate: Gate, plan_route: str) -> GateQueries:
+    if gate.window is None:
+        raise ValueError(f"gate {gate.name}: a verify gate asks the brokers, not Prometheus")
     route = gate.route or plan_route
     window = str(gate.window)
     selector = f'{{route="{route}"}}'

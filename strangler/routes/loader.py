@@ -28,7 +28,10 @@ Invariants:
   contradicting the ARN is an error.
 - A ``rollout:`` plan is only read on split routes (legacy and mirror routes keep it,
   ignored with a warning, like ``weight``); a gate's ``route:`` must name a route of the
-  same file. ``rollout.state`` is what ``strangler rollout`` wrote, checked as strictly.
+  same file. A ``verify:`` gate names a queue a route of the same file matches; a route
+  that is not a mirror (not dry-run) there is a warning, not an error: setting that
+  route to ``mode: legacy`` must stay a one-line rollback (the gate then holds the
+  rollout). ``rollout.state`` is what ``strangler rollout`` wrote, checked as strictly.
 """
 
 from __future__ import annotations
@@ -114,7 +117,20 @@ _ROUTE_KEYS: Final = (
     "rollout",
 )
 _ROLLOUT_KEYS: Final = ("steps", "every", "gates", "on_breach", "promote", "state")
-_GATE_KEYS: Final = ("name", "metric", "query", "max", "min", "window", "min_messages", "route")
+_GATE_KEYS: Final = (
+    "name",
+    "metric",
+    "query",
+    "verify",
+    "max",
+    "min",
+    "window",
+    "min_messages",
+    "route",
+)
+# What one gate measures: exactly one of these.
+_GATE_KINDS: Final = ("metric", "query", "verify")
+VERIFY_GATE_NAME: Final = "verify"  # a verify gate's name when it has none
 _STATE_KEYS: Final = ("phase", "since", "gates")
 
 _SCHEMES: Final = ("stomp", "stomp+ssl")
@@ -274,6 +290,8 @@ class _Reader:
         self.folder = os.path.dirname(os.path.abspath(source))
         self.constructor = SafeConstructor()
         self.warnings: list[str] = []
+        # Verify gates' queues (queue, node, path): checked against the whole table.
+        self.verified: list[tuple[str, Node, str]] = []
 
     def fail(self, node: Node, reason: str) -> NoReturn:
         mark = node.start_mark
@@ -316,15 +334,44 @@ class _Reader:
         routes: tuple[Route, ...] = ()
         if "routes" in top:
             routes = self.routes(top["routes"].value, dry_run, AMAZONMQ in brokers)
-        return RouteTable(
-            version=version,
-            source=self.source,
-            brokers=brokers,
-            routes=routes,
-            dry_run=dry_run,
-            trace_header=trace_header,
-            warnings=self.warnings,
-        )
+
+        def build() -> RouteTable:
+            return RouteTable(
+                version=version,
+                source=self.source,
+                brokers=brokers,
+                routes=routes,
+                dry_run=dry_run,
+                trace_header=trace_header,
+                warnings=self.warnings,
+            )
+
+        table = build()
+        if self.verified:
+            warned = len(self.warnings)
+            self.check_verified(table)
+            if len(self.warnings) > warned:
+                table = build()  # with the verify gates' warnings
+        return table
+
+    def check_verified(self, table: RouteTable) -> None:
+        """Each verify gate's queue is matched by a route of this file; a mirror, or warned."""
+        for queue, node, path in self.verified:
+            resolution = table.resolve(queue)
+            route = resolution.route
+            if route is None:
+                self.fail(
+                    node,
+                    f"{path}: no route of this file matches {queue} (it goes to legacy only); "
+                    "a verify gate compares the two copies of a mirror route's queue",
+                )
+            if route.mode is not Mode.MIRROR or resolution.hit.dry_run:
+                now = "dry-run mirror" if route.mode is Mode.MIRROR else f"mode {route.mode}"
+                self.warnings.append(
+                    f"{self.source}:{_line(node)}: {path}: {queue} is routed by route "
+                    f"{route.name!r} ({now}), not a mirror: the gate has no answer and holds "
+                    "the rollout until that route is a mirror again"
+                )
 
     # -- brokers ----------------------------------------------------------------------------
 
@@ -891,15 +938,19 @@ class _Reader:
         self, node: Node, path: str, measured: list[tuple[str, Node, str]]
     ) -> tuple[Gate, Node]:
         fields = self.mapping(node, path, _GATE_KEYS)
-        given = [key for key in ("metric", "query") if key in fields]
+        given = [key for key in _GATE_KINDS if key in fields]
         if not given:
             self.fail(
                 node,
-                f"{path}: needs 'metric' (one of {', '.join(m.value for m in GateMetric)}) "
-                "or 'query' (PromQL)",
+                f"{path}: needs 'metric' (one of {', '.join(m.value for m in GateMetric)}), "
+                "'query' (PromQL) or 'verify' (a mirror route's queue, compared on both brokers)",
             )
         if len(given) > 1:
-            self.fail(fields["query"].key, f"{path}: has both 'metric' and 'query'; use one")
+            self.fail(
+                fields[given[1]].key, f"{path}: has both '{given[0]}' and '{given[1]}'; use one"
+            )
+        if "verify" in fields:
+            return self.verify_gate(node, fields, path)
         metric = None
         query = None
         if "metric" in fields:
@@ -914,12 +965,7 @@ class _Reader:
             name = ""
         if "name" in fields:
             name_node = fields["name"].value
-            name = self.string(name_node, f"{path}.name")
-            if not GATE_NAME.fullmatch(name):
-                self.fail(
-                    name_node,
-                    f"{path}.name: {name!r} may only contain letters, digits, '_', '.' and '-'",
-                )
+            name = self.gate_name(name_node, path)
         bounds = [key for key in ("max", "min") if key in fields]
         if not bounds:
             self.fail(node, f"{path}: needs 'max' (breach above) or 'min' (breach below)")
@@ -933,10 +979,7 @@ class _Reader:
             if key not in fields:
                 self.fail(node, f"{path}.{key}: required ({why})")
         window = self.duration(fields["window"].value, f"{path}.window")
-        min_node = fields["min_messages"].value
-        min_messages = float(self.number(min_node, f"{path}.min_messages"))
-        if min_messages < 0:
-            self.fail(min_node, f"{path}.min_messages: must not be negative")
+        min_messages = self.min_messages(fields["min_messages"].value, path)
         route = None
         if "route" in fields:
             route_node = fields["route"].value
@@ -953,6 +996,66 @@ class _Reader:
             route=route,
         )
         return gate, name_node
+
+    def verify_gate(self, node: Node, fields: dict[str, _Field], path: str) -> tuple[Gate, Node]:
+        """``{verify: /queue/NAME, max: 0, min_messages: N}``: a mirrored queue compared on
+        both brokers as ``strangler verify`` does; ``max`` is the messages that may be
+        missing on Amazon MQ (default 0)."""
+        for key, why in (
+            ("window", "it compares the two queues as they are when it runs, not over a time"),
+            ("min", "it breaches above max, the messages missing on Amazon MQ"),
+            ("route", "it measures the route its queue matches"),
+        ):
+            if key in fields:
+                self.fail(fields[key].key, f"{path}.{key}: not allowed for a verify gate ({why})")
+        queue_node = fields["verify"].value
+        queue = self.verify_queue(queue_node, f"{path}.verify")
+        name_node = queue_node
+        name = VERIFY_GATE_NAME
+        if "name" in fields:
+            name_node = fields["name"].value
+            name = self.gate_name(name_node, path)
+        bound = 0.0
+        if "max" in fields:
+            max_node = fields["max"].value
+            bound = float(self.number(max_node, f"{path}.max"))
+            if bound < 0:
+                self.fail(max_node, f"{path}.max: must not be negative (messages missing)")
+        if "min_messages" not in fields:
+            self.fail(
+                node,
+                f"{path}.min_messages: required (below this many messages on legacy's queue: "
+                "not enough data to compare)",
+            )
+        min_messages = self.min_messages(fields["min_messages"].value, path)
+        self.verified.append((queue, queue_node, f"{path}.verify"))
+        gate = Gate(name=name, window=None, min_messages=min_messages, max=bound, verify=queue)
+        return gate, name_node
+
+    def verify_queue(self, node: Node, path: str) -> str:
+        value = self.destination(node, path)
+        name = value.removeprefix("/queue/")
+        if name == value or not name or any(char in name for char in ",*>"):
+            self.fail(
+                node,
+                f"{path}: {value!r} is not one queue: verify browses one queue, /queue/NAME "
+                "(no topic, wildcard or composite destination)",
+            )
+        return value
+
+    def gate_name(self, node: Node, path: str) -> str:
+        name = self.string(node, f"{path}.name")
+        if not GATE_NAME.fullmatch(name):
+            self.fail(
+                node, f"{path}.name: {name!r} may only contain letters, digits, '_', '.' and '-'"
+            )
+        return name
+
+    def min_messages(self, node: Node, path: str) -> float:
+        value = float(self.number(node, f"{path}.min_messages"))
+        if value < 0:
+            self.fail(node, f"{path}.min_messages: must not be negative")
+        return value
 
     def query(self, node: Node, path: str) -> str:
         value = self.string(node, path)

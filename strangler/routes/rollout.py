@@ -8,6 +8,9 @@ Invariants:
 - ``steps`` are strictly ascending weights in [0, 100]; ``promote`` is only set when the
   last step is 100 (a route is promoted to ``cutover`` only from 100%).
 - A plan has at least one gate: a rollout that cannot see trouble could never roll back.
+- A gate is a Prometheus query (``metric`` or ``query``, over a ``window``) or a
+  ``verify`` of a mirrored queue (both brokers browsed as ``strangler verify`` does: a
+  snapshot, so no window; it breaches above ``max`` messages missing on Amazon MQ).
 - Gate names are unique within a plan and are plain names (letters, digits, ``_.-``), so
   they can be keys in ``state.gates``, facts and commit messages without quoting issues.
 - ``state`` is written by the controller only; it is the whole memory of a rollout:
@@ -75,28 +78,43 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """One condition for the next step, measured over ``window`` across the fleet.
+    """One condition for the next step.
 
-    Exactly one of ``metric`` (built in) and ``query`` (PromQL with ``$route`` and
-    ``$window``); exactly one of ``max`` (breach above) and ``min`` (breach below).
-    Fewer than ``min_messages`` messages routed in the window is "not enough data":
-    neither a pass nor a breach.
+    Exactly one of ``metric`` (built in), ``query`` (PromQL with ``$route`` and
+    ``$window``), both measured over ``window`` across the fleet, and ``verify`` (a
+    mirrored queue, ``/queue/NAME``, compared on both brokers when a step is due; no
+    window); exactly one of ``max`` (breach above) and ``min`` (breach below; not for
+    ``verify``). Fewer than ``min_messages`` messages (routed in the window; for
+    ``verify``, held by legacy's queue) is "not enough data": neither a pass nor a breach.
     """
 
     name: str
-    window: Duration
+    window: Duration | None  # None: a verify gate (a snapshot)
     min_messages: float
     metric: GateMetric | None = None
     query: str | None = None
     max: float | None = None
     min: float | None = None
     route: str | None = None  # the route measured; None: the plan's own route
+    verify: str | None = None  # the mirrored queue compared on both brokers
 
     def __post_init__(self) -> None:
-        if (self.metric is None) == (self.query is None):
-            raise ValueError(f"Gate {self.name}: give exactly one of metric and query")
+        kinds = [k for k in (self.metric, self.query, self.verify) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"Gate {self.name}: give exactly one of metric, query and verify")
         if (self.max is None) == (self.min is None):
             raise ValueError(f"Gate {self.name}: give exactly one of max and min")
+        if (self.window is None) != (self.verify is not None):
+            raise ValueError(f"Gate {self.name}: a window for Prometheus gates only")
+        if self.verify is not None and (self.min is not None or self.route is not None):
+            raise ValueError(f"Gate {self.name}: a verify gate has a max and no route")
+
+    @property
+    def over(self) -> str:
+        """What the gate's messages are, for people: ``over 5m``, ``on legacy's /queue/x``."""
+        if self.window is None:
+            return f"on legacy's {self.verify}"
+        return f"over {self.window}"
 
     def breached_by(self, value: float) -> bool:
         if self.max is not None:
@@ -112,12 +130,15 @@ class Gate:
         out: dict[str, Any] = {"name": self.name}
         if self.metric is not None:
             out["metric"] = str(self.metric)
-        else:
+        elif self.query is not None:
             out["query"] = self.query
+        else:
+            out["verify"] = self.verify
         out["max" if self.max is not None else "min"] = (
             self.max if self.max is not None else self.min
         )
-        out["window"] = str(self.window)
+        if self.window is not None:
+            out["window"] = str(self.window)
         out["min_messages"] = self.min_messages
         if self.route is not None:
             out["route"] = self.route

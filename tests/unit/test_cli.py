@@ -26,6 +26,8 @@ VALID = (
     "  - {name: orders, match: {exact: /queue/orders}, mode: legacy}\n"
 )
 WARNED = VALID.replace("/queue/orders", "orders")
+# Nothing answers there: a pass that needs Prometheus holds (a file without plans needs none).
+ROLLOUT = ["rollout", "--prometheus", "http://127.0.0.1:1", "--query-timeout", "2s"]
 
 
 def routes(tmp_path: Path, text: str = VALID, name: str = "routes.yaml") -> str:
@@ -66,6 +68,21 @@ def test_the_documented_exit_code_table_is_the_code() -> None:
         (["plan", "{valid}", "{invalid}"], ExitCode.FAILED),
         (["plan", "{valid}", "{missing}"], ExitCode.CONFIG),
         (["status", "--admin", "127.0.0.1:1"], ExitCode.FAILED),
+        # rollout: a pass over a file without plans decides nothing; a file it cannot read
+        # or that is invalid is refused before any pass, looping or not
+        ([*ROLLOUT, "--routes", "{valid}", "--once"], ExitCode.OK),
+        ([*ROLLOUT, "--routes", "{invalid}", "--once"], ExitCode.CONFIG),
+        ([*ROLLOUT, "--routes", "{invalid}"], ExitCode.CONFIG),
+        ([*ROLLOUT, "--routes", "{missing}", "--once"], ExitCode.CONFIG),
+        ([*ROLLOUT, "--routes", "{missing}"], ExitCode.CONFIG),
+        ([*ROLLOUT, "--routes", "{valid}", "--once", "--git"], ExitCode.CONFIG),  # no git here
+        (["rollout", "--routes", "{valid}", "--once"], ExitCode.CONFIG),  # no --prometheus
+        # audit reads facts, not routes: unreadable input is 2, a broken promise 1
+        (["audit", "{facts}"], ExitCode.OK),
+        (["audit", "{facts}", "--trace", "no-such-id"], ExitCode.FAILED),
+        (["audit", "{missing}"], ExitCode.CONFIG),
+        (["audit", "{not_facts}"], ExitCode.CONFIG),
+        (["audit"], ExitCode.CONFIG),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
 )
@@ -78,6 +95,7 @@ def test_every_command_follows_the_exit_code_table(
         "invalid": routes(tmp_path, VALID.replace("mode: legacy", "mode: legasy"), "bad.yaml"),
         "missing": str(tmp_path / "missing.yaml"),
         "facts": routes(tmp_path, '{"event": "proxy_started"}\n', "facts.jsonl"),
+        "not_facts": routes(tmp_path, '{"ts": "2025-03-01T22:00:00Z"}\n', "other.jsonl"),
     }
     args = [a.format(**files) for a in argv]
     try:
@@ -99,6 +117,7 @@ def test_every_command_follows_the_exit_code_table(
         ["replay", "capture.flows"],
         ["drain", "/queue/x"],
         ["verify", "/queue/x"],
+        ["rollout", "--prometheus", "http://prometheus:9090"],
     ],
 )
 def test_every_command_reading_one_routes_file_takes_routes_defaulting_to_routes_yaml(

@@ -1,5 +1,6 @@
 """The routes.yaml shown to readers loads: the README's and docs/routes.md's examples, and
-the alternatives commented in the example routes.yaml (AWS discovery, Secrets Manager)."""
+the alternatives commented in the example routes.yaml (AWS discovery, Secrets Manager).
+docs/facts.md lists the whole fact vocabulary, and nothing else."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from strangler.facts import Fact
 from strangler.routes import AMAZONMQ, parse_routes
 
 ROOT = Path(__file__).parents[2]
@@ -52,3 +54,16 @@ def test_every_doc_the_readme_links_exists() -> None:
     for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
         if "://" not in link:
             assert (ROOT / link).exists(), link
+
+
+def documented_facts() -> dict[str, str]:
+    """docs/facts.md's fact tables: each fact's row (``| `name` | when | fields |``)."""
+    rows = re.findall(r"^\| `([a-z_]+)` \|(.*)$", (ROOT / "docs" / "facts.md").read_text(), re.M)
+    rows = [(name, row) for name, row in rows if row.count("|") == 2]  # three columns
+    facts = dict(rows)
+    assert len(facts) == len(rows), "a fact documented twice"
+    return facts
+
+
+def test_docs_facts_md_lists_every_fact_of_the_vocabulary_and_no_other() -> None:
+    assert set(documented_facts()) == {str(fact) for fact in Fact}

@@ -1,5 +1,6 @@
 """Shared pieces of the rollout unit tests: a routes file with a plan, Prometheus answers
-by gate, a clock the test moves, and the facts a controller wrote."""
+by gate, a verifier's answers for verify gates, a clock the test moves, and the facts a
+controller wrote."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 from strangler.facts import FactSink
 from strangler.rollout.controller import RolloutController
+from strangler.rollout.gates import GateResult, Verdict
 from strangler.rollout.queries import gate_queries
 from strangler.rollout.targets import Target
-from strangler.routes import parse_routes
+from strangler.routes import RouteTable, parse_routes
+from strangler.routes.rollout import Gate
 
 ROUTES = """\
 # The payments move. Comments and layout survive every step.
@@ -45,6 +48,30 @@ routes:
         - {metric: fallback_ratio, max: 0.05, window: 5m, min_messages: 100}
 """
 
+GATE_LINE = "        - {metric: fallback_ratio, max: 0.05, window: 5m, min_messages: 100}\n"
+VERIFY_LINE = "        - {verify: /queue/orders, max: 0, min_messages: 10}\n"
+ROUTES_VERIFIED = ROUTES.replace(GATE_LINE, GATE_LINE + VERIFY_LINE)
+assert ROUTES_VERIFIED != ROUTES  # the pay route's plan also verifies the orders mirror
+
+
+class FakeVerifier:
+    """Answers every verify gate with ``verdict``/``value``; counts its runs."""
+
+    def __init__(
+        self, verdict: Verdict = Verdict.PASS, value: float = 0.0, messages: float = 120.0
+    ) -> None:
+        self.verdict, self.value, self.messages = verdict, value, messages
+        self.runs: list[tuple[str, str]] = []  # (gate, routes version)
+        self.error: str | None = None
+
+    def __call__(self, gate: Gate, table: RouteTable) -> GateResult:
+        assert gate.verify is not None
+        self.runs.append((gate.name, table.version))
+        if self.verdict is Verdict.ERROR:
+            return GateResult(gate, gate.verify, Verdict.ERROR, error=self.error)
+        return GateResult(gate, gate.verify, self.verdict, self.value, self.messages)
+
+
 START = datetime(2025, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
@@ -60,13 +87,15 @@ class Clock:
 
 
 class FakePrometheus:
-    """Answers each gate of the routes file's plans: ``set(gate, value, messages)``."""
+    """Answers each Prometheus gate of a route's plan: ``set(gate, value, messages)``."""
 
     def __init__(self, routes_text: str, route: str = "pay") -> None:
         table = parse_routes(routes_text, "routes.yaml")
         plan = next(r for r in table.routes if r.name == route).rollout
         assert plan is not None
-        self.queries = {gate.name: gate_queries(gate, route) for gate in plan.gates}
+        self.queries = {
+            gate.name: gate_queries(gate, route) for gate in plan.gates if gate.verify is None
+        }
         self.answers: dict[str, float | None] = {}
         self.asked: list[str] = []
 

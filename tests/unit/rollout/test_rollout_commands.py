@@ -9,6 +9,7 @@ import pytest
 from rollout_fixtures import ROUTES
 
 from strangler.cli import main
+from strangler.conventions import ExitCode
 
 
 def facts(path: Path) -> list[dict[str, object]]:
@@ -28,16 +29,28 @@ def test_once_with_prometheus_unreachable_holds_and_exits_0(
     assert "rollout pay: held at 0%" in capsys.readouterr().err
 
 
-def test_an_invalid_routes_file_exits_1_with_file_and_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("once", [["--once"], []], ids=["once", "loop"])
+def test_an_invalid_routes_file_exits_2_with_file_and_line_and_starts_nothing(
+    once: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    routes = tmp_path / "routes.yaml"
+    routes, written = tmp_path / "routes.yaml", tmp_path / "facts.jsonl"
     routes.write_text(ROUTES.replace("every: 10m", "every: soon"))
-    argv = ["rollout", "--routes", str(routes), "--prometheus", "http://127.0.0.1:1", "--once"]
-    assert main([*argv, "--facts", str(tmp_path / "facts.jsonl")]) == 1
+    argv = ["rollout", "--routes", str(routes), "--prometheus", "http://127.0.0.1:1", *once]
+    assert main([*argv, "--facts", str(written)]) == ExitCode.CONFIG
     line = ROUTES.splitlines().index("      every: 10m") + 1
     error = f"{routes}:{line}: routes[1].rollout.every: must be a duration"
     assert error in capsys.readouterr().err
+    assert not written.exists(), "no pass ran, no fact was written"
+
+
+def test_git_outside_a_working_copy_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    argv = ["rollout", "--routes", str(routes), "--prometheus", "http://127.0.0.1:1", "--git"]
+    assert main([*argv, "--once", "--facts", str(tmp_path / "facts.jsonl")]) == ExitCode.CONFIG
+    assert "git rev-parse failed" in capsys.readouterr().err
 
 
 def test_a_bad_interval_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,7 +67,8 @@ def test_a_full_plan_is_read_with_its_state() -> None:
         100.0,
     )
     assert (depth.name, depth.metric, depth.min, depth.route) == ("depth", None, 3.0, "other")
-    assert depth.query == 'sum(x{route="$route"}[$window])' and depth.window.seconds == 90
+    assert depth.query == 'sum(x{route="$route"}[$window])'
+    assert depth.window is not None and depth.window.seconds == 90
     assert rollout.state is not None
     assert rollout.state.since == datetime(2025, 5, 1, 10, 0, 0, 250_000, tzinfo=UTC)
     assert rollout.state.gates == (("fallback_ratio", 0.001), ("depth", None))
@@ -301,6 +302,136 @@ CASES: list[tuple[str, str, str]] = [
 ]
 
 
+MIRROR = "  - name: shadow\n    match: {exact: /queue/shadow}\n    mode: mirror\n"
+
+
+def verify_plan(gate: str, extra_routes: str = MIRROR) -> str:
+    """The pay route's plan with one gate line ``gate`` (indented 8), then ``extra_routes``."""
+    return plan(GATES + gate) + extra_routes
+
+
+VERIFY_CASES: list[tuple[str, str, str]] = [
+    (
+        "verify_and_metric",
+        verify_plan(
+            "        - metric: reject_ratio\n          verify: /queue/shadow  # <-\n"
+            "          min_messages: 1\n"
+        ),
+        "routes[0].rollout.gates[0]: has both 'metric' and 'verify'; use one",
+    ),
+    (
+        "verify_a_topic",
+        verify_plan("        - {verify: /topic/shadow, min_messages: 1}  # <-\n"),
+        "routes[0].rollout.gates[0].verify: '/topic/shadow' is not one queue",
+    ),
+    (
+        "verify_a_wildcard",
+        verify_plan("        - {verify: /queue/shadow.>, min_messages: 1}  # <-\n"),
+        "routes[0].rollout.gates[0].verify: '/queue/shadow.>' is not one queue",
+    ),
+    (
+        "verify_with_a_window",
+        verify_plan(
+            "        - verify: /queue/shadow\n          window: 5m  # <-\n"
+            "          min_messages: 1\n"
+        ),
+        "routes[0].rollout.gates[0].window: not allowed for a verify gate (it compares the "
+        "two queues as they are when it runs",
+    ),
+    (
+        "verify_with_min",
+        verify_plan(
+            "        - verify: /queue/shadow\n          min: 1  # <-\n          min_messages: 1\n"
+        ),
+        "routes[0].rollout.gates[0].min: not allowed for a verify gate",
+    ),
+    (
+        "verify_with_route",
+        verify_plan(
+            "        - verify: /queue/shadow\n          route: shadow  # <-\n"
+            "          min_messages: 1\n"
+        ),
+        "routes[0].rollout.gates[0].route: not allowed for a verify gate",
+    ),
+    (
+        "verify_negative_max",
+        verify_plan(
+            "        - verify: /queue/shadow\n          max: -1  # <-\n          min_messages: 1\n"
+        ),
+        "routes[0].rollout.gates[0].max: must not be negative",
+    ),
+    (
+        "verify_without_min_messages",
+        verify_plan("        - {verify: /queue/shadow}  # <-\n"),
+        "routes[0].rollout.gates[0].min_messages: required (below this many messages on "
+        "legacy's queue",
+    ),
+    (
+        "verify_a_queue_no_route_matches",
+        verify_plan("        - {verify: /queue/nowhere, min_messages: 1}  # <-\n"),
+        "routes[0].rollout.gates[0].verify: no route of this file matches /queue/nowhere "
+        "(it goes to legacy only)",
+    ),
+    (
+        "verify_twice_unnamed",
+        verify_plan(
+            "        - {verify: /queue/shadow, min_messages: 1}\n"
+            "        - {verify: /queue/shadow, max: 2, min_messages: 1}  # <-\n"
+        ),
+        "routes[0].rollout.gates[1].name: duplicate gate name 'verify'",
+    ),
+]
+CASES += VERIFY_CASES
+
+
 @pytest.mark.parametrize(("text", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_bad_plan_is_refused_at_its_line(text: str, reason: str) -> None:
     assert_refused(text, reason)
+
+
+def test_a_verify_gate_names_a_mirror_routes_queue() -> None:
+    text = verify_plan(
+        "        - {verify: /queue/shadow, min_messages: 50}\n"
+        "        - {name: strict, verify: /queue/shadow, max: 3, min_messages: 0}\n"
+    )
+    table = parse_routes(text, "routes.yaml")
+    rollout = table.routes[0].rollout
+    assert rollout is not None and not table.warnings
+    default, named = rollout.gates
+    assert (default.name, default.verify, default.max, default.min_messages) == (
+        "verify",
+        "/queue/shadow",
+        0.0,
+        50.0,
+    )
+    assert default.window is None and default.metric is None and default.query is None
+    assert (named.name, named.max, named.min_messages) == ("strict", 3.0, 0.0)
+    assert default.document() == {
+        "name": "verify",
+        "verify": "/queue/shadow",
+        "max": 0.0,
+        "min_messages": 50.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("route", "now"),
+    [
+        ("    mode: legacy\n", "mode legacy"),
+        ("    mode: mirror\n    dry_run: true\n", "dry-run mirror"),
+    ],
+)
+def test_a_verify_gate_on_a_queue_that_is_no_longer_mirrored_loads_with_a_warning(
+    route: str, now: str
+) -> None:
+    """Setting the mirror to legacy stays a one-line rollback: the gate then holds."""
+    shadow = "  - name: shadow\n    match: {exact: /queue/shadow}\n" + route
+    gate = "        - {verify: /queue/shadow, min_messages: 1}\n"
+    text = verify_plan(gate, shadow)
+    table = parse_routes(text, "routes.yaml")
+    line = text.splitlines().index(gate.rstrip("\n")) + 1
+    assert table.warnings == (
+        f"routes.yaml:{line}: routes[0].rollout.gates[0].verify: /queue/shadow is routed by "
+        f"route 'shadow' ({now}), not a mirror: the gate has no answer and holds the rollout "
+        "until that route is a mirror again",
+    )
