@@ -2301,3 +2301,16 @@ def test_relay_passes_slows_stalls_severs_and_cuts() -> None:
                     sock.close()
         finally:
             echo.shutdown()
+
+
+def test_docs_reliability_has_a_row_for_every_cell() -> None:
+    """docs/reliability.md is written only by a whole-matrix run with
+    STRANGLER_WRITE_RELIABILITY=1, so a cell added without a regeneration leaves it
+    silently stale (it once missed 19 cells): name each missing row."""
+    text = (REPO_DIR / "docs" / "reliability.md").read_text()
+    cells = [p.values for p in _cells()] + [p.values for p in _tx_cells()]
+    missing = [
+        f"{fault} x {mode}" for mode, fault in cells if f"| `{fault}` | `{mode}` |" not in text
+    ]
+    missing += [combo for combo in COMBOS if f"| `{combo}` |" not in text]
+    assert not missing, f"regenerate docs/reliability.md (its module docstring says how): {missing}"
