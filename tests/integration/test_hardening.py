@@ -281,3 +281,24 @@ def test_reused_and_oversized_trace_ids_are_replaced_and_recorded(
     assert routed[2]["producer_trace_id"] == "x" * 200
     on_legacy = [m.headers["strangler-trace-id"] for m in drain(legacy, dest)]
     assert on_legacy == [f["trace_id"] for f in routed]  # each message carries its own
+
+
+def test_a_w3c_traceparent_is_recorded_beside_the_trace_id(
+    make_proxy: ProxyFactory, legacy: BrokerInfo
+) -> None:
+    """#17's trace context through a running proxy: the producer's ``traceparent`` is in
+    its message_routed fact (linking the migration to its distributed trace) and reaches
+    the broker untouched."""
+    dest = unique_queue("traceparent")
+    proxy = make_proxy("  []\n")
+    client = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    try:
+        assert client.wait_receipts([client.send(dest, "x", headers={"traceparent": parent})])
+    finally:
+        client.close()
+    (routed,) = proxy.facts("message_routed", destination=dest)
+    assert routed["traceparent"] == parent and routed["trace_id"] != parent
+    (message,) = drain(legacy, dest)
+    assert message.headers["traceparent"] == parent
+    assert message.headers["strangler-trace-id"] == routed["trace_id"]
