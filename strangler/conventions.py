@@ -1,5 +1,6 @@
 """What every ``strangler`` command shares: its exit codes, how it is given routes.yaml and
-the argument types of its counts and rates (``positive_number``, ``positive_count``).
+the argument types of its counts and rates (``positive_number``, ``positive_count``,
+``count``).
 
 Exit codes (docs/commands.md has the table with every command's cases):
 
@@ -74,4 +75,12 @@ def positive_count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number from 0 (retries)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value

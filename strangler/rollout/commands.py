@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any, Final
 
-from ..conventions import ExitCode, add_routes_option, positive_number
+from ..conventions import ExitCode, add_routes_option, count, positive_number
 from ..drain.commands import add_legacy_login_options
 from ..facts import FactSink
 from ..routes import RoutesError, load_routes
@@ -39,13 +39,6 @@ def _seconds(text: str) -> float:
     if duration is None or duration.seconds <= 0:
         raise argparse.ArgumentTypeError(f"expected a duration like 500ms, 30s or 1m, got {text!r}")
     return duration.seconds
-
-
-def _retries(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def add_rollout_command(commands: Any) -> None:
@@ -94,7 +87,7 @@ def add_rollout_command(commands: Any) -> None:
     )
     rollout.add_argument(
         "--retries",
-        type=_retries,
+        type=count,
         default=3,
         help="when the file changed under a step (a rejected push), decide again on the new "
         "content up to this many times, then report it held (default %(default)s)",

@@ -6,6 +6,7 @@ Everything here fails before any network: the commands are refused at start-up.
 
 from __future__ import annotations
 
+import inspect
 import re
 import subprocess
 import sys
@@ -258,8 +259,7 @@ def test_run_takes_the_confirmation_deadline_and_the_limits(
     served: list[Any] = []
 
     def serve(coroutine: Coroutine[Any, Any, None]) -> None:  # the proxy, not started
-        frame = getattr(coroutine, "cr_frame")  # noqa: B009  # the coroutine, not started
-        served.append(frame.f_locals["ctx"].settings)
+        served.append(inspect.getcoroutinelocals(coroutine)["ctx"].settings)
         coroutine.close()
 
     monkeypatch.setattr(cli, "_event_loop_run", serve)
