@@ -390,6 +390,7 @@ async def _serve(ctx: ProxyContext, args: argparse.Namespace) -> None:
     server = ProxyServer(ctx)
     metrics = ProxyMetrics(ctx, open_sessions=lambda: len(server.sessions))
     ctx.facts.writer_listeners.append(metrics.on_fact)
+    ctx.facts.writer_counters.append(metrics.on_facts)
     reloader = RoutesReloader(ctx, args.routes)
     stopping = asyncio.Event()
     listening = asyncio.Event()  # /readyz: not ready before the proxy listens

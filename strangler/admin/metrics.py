@@ -209,19 +209,29 @@ class ProxyMetrics:
 
     # -- facts ------------------------------------------------------------------------
 
-    def _routed(self, fields: Mapping[str, Any]) -> None:
+    def on_facts(self, fact: str, fields: Mapping[str, Any], count: int) -> None:
+        """``count`` facts alike but for their trace ids (a template's, in one batch)."""
+        if fact == Fact.MESSAGE_ROUTED:
+            self._routed(fields, count)
+            return
+        handler = self._handlers.get(fact)
+        if handler is not None:
+            for _ in range(count):
+                handler(fields)
+
+    def _routed(self, fields: Mapping[str, Any], count: int = 1) -> None:
         route = fields["rule"]
         series = self.series(route)
-        series.routed.inc()
+        series.routed.inc(count)
         targets = fields["targets"]
         due = int(AMAZONMQ in targets)
         if LEGACY in targets:
             if fields.get("receipt"):
                 due += 1  # legacy's message_confirmed follows
             else:
-                series.messages[LEGACY].inc()  # nothing will confirm it: forwarded is final
+                series.messages[LEGACY].inc(count)  # nothing confirms it: forwarded is final
         if due:
-            self._owe(fields, route, due)
+            self._owe(fields, route, due * count)
 
     def _confirmed(self, fields: Mapping[str, Any]) -> None:
         route = fields.get("rule", DEFAULT_RULE)

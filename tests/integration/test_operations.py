@@ -86,6 +86,38 @@ def test_reload_mid_stream_moves_every_later_message_and_loses_none(
     assert on_amazonmq == [f["trace_id"] for f in routed]
 
 
+def test_a_reload_moves_a_destination_whose_sends_took_the_hot_path(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo, tmp_path: Path
+) -> None:
+    """Receipt-less SENDs to a legacy route pass through without a decision each (the
+    core's hot path); the decision they reuse must not outlive the routes it came from."""
+    dest = unique_queue("hot")
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(routes_yaml(legacy, amazonmq, _route(dest, "legacy")))
+    proxy = make_proxy("", routes_file=routes_file, watch=True)
+    client = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    for i in range(50):
+        client.send(dest, f"before {i}", receipt=False)
+    assert client.wait_receipts([client.send(dest, "before barrier")])
+    staged = tmp_path / "routes.yaml.new"
+    staged.write_text(routes_yaml(legacy, amazonmq, _route(dest, "cutover")))
+    staged.replace(routes_file)
+    assert proxy.wait_fact("routes_applied")
+    for i in range(50):
+        client.send(dest, f"after {i}", receipt=False)
+    assert client.wait_receipts([client.send(dest, "after barrier")])
+    client.close()
+
+    routed = proxy.facts("message_routed", destination=dest)
+    assert [f["targets"] for f in routed] == [["legacy"]] * 51 + [["amazonmq"]] * 51
+    assert len({f["trace_id"] for f in routed}) == 102
+    proxy.wait_fact("message_confirmed", 51, broker="amazonmq")
+    on_legacy, on_amazonmq = drain(legacy, dest), drain(amazonmq, dest)
+    assert traces_of(on_legacy) == [f["trace_id"] for f in routed[:51]]
+    assert traces_of(on_amazonmq) == [f["trace_id"] for f in routed[51:]]
+    assert [m.body for m in on_amazonmq][-1] == b"after barrier"
+
+
 def test_invalid_routes_file_is_refused_and_routing_is_unchanged(
     make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo, tmp_path: Path
 ) -> None:

@@ -17,7 +17,9 @@ Invariants (the receipt promise, tested row by row in tests/unit/proxy/test_core
 
 from __future__ import annotations
 
-from ...facts import Fact
+from collections.abc import Mapping
+
+from ...facts import Fact, plain_json_string
 from ...routes import Decision, Mode, OnFailure, RouteTable
 from ...routes.decide import choose
 from ...stomp import error_frame, insert_header
@@ -45,6 +47,8 @@ from .transactions import begin_on_amazonmq, moved_send
 # What a queued copy costs besides its bytes: counted too, so the budget bounds memory.
 _COPY_OVERHEAD = 256
 _LEGACY_ONLY = (LEGACY,)
+# Pass-through decisions a session keeps (SessionState.passing); emptied when full.
+PASSING_LIMIT = 1024
 
 
 def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
@@ -112,6 +116,18 @@ def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
     if traceparent is not None:
         fields["traceparent"] = traceparent[:128]
     s.ctx.facts.record(Fact.MESSAGE_ROUTED, fields)
+    if (
+        in_place  # neither the producer's own trace id nor a renamed trace header
+        and not to_amazonmq
+        and not refused
+        and receipt is None
+        and tx_id is None
+        and traceparent is None
+        and resolution.weight is None  # not a split's per-message choice
+        and destination == raw_destination  # nothing the broker trims (1.0)
+        and plain_json_string(trace)
+    ):
+        remember_pass_through(s, raw_destination, fields)
     if refused:
         assert decision.refusal is not None
         reject(s, trace, decision.rule, decision.refusal, receipt, False, why=decision.refusal)
@@ -137,6 +153,17 @@ def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
         s.blocked = BLOCKED_WINDOW
         s.out.append(PauseClient())
     return False
+
+
+def remember_pass_through(s: SessionState, destination: str, fields: Mapping[str, object]) -> None:
+    """A SEND to ``destination`` went to legacy alone with nothing to watch (no receipt,
+    transaction or trace of the producer's own; a decision that does not depend on the
+    message): the next ones take the core's hot path, which forwards them in place and
+    records this same fact with their own trace id, without deciding again."""
+    passing = s.pass_through()  # no transaction: decided under the routes in force
+    if len(passing) >= PASSING_LIMIT:
+        passing.clear()
+    passing[destination] = s.ctx.facts.template(Fact.MESSAGE_ROUTED, fields)
 
 
 def _legacy_bytes(

@@ -59,8 +59,12 @@ from .state import (
     DESTINATION,
     LEGACY,
     LEGACY_FIELDS,
+    OWN_TRACE,
+    RECEIPT,
     RECEIPT_ID,
     SUBSCRIPTION,
+    TRACEPARENT,
+    TRANSACTION,
     Held,
     Kind,
     Phase,
@@ -112,6 +116,8 @@ class SessionCore:
         data = pumped.data
         frames = pumped.frames
         legacy = s.legacy_out
+        passing = s.pass_through()
+        record_from = s.ctx.facts.record_from
         kept = 0  # data[kept:] is not queued for legacy yet
         for index, rec in enumerate(frames):
             if s.blocked is not None or s.error_sent:
@@ -119,7 +125,19 @@ class SessionCore:
                     legacy.append(data[kept : rec.start])  # heart-beats before it
                 s.held.extend(_held(data, frames, index))
                 return
-            if rec.command == "SEND" and rec.values[DESTINATION] is not None:
+            if rec.command == "SEND" and (values := rec.values)[DESTINATION] is not None:
+                # A plain SEND to a destination that passes through: decided already,
+                # its bytes stay in place; only its fact is new (producer.on_send).
+                if (
+                    values[RECEIPT] is None
+                    and values[TRANSACTION] is None
+                    and values[OWN_TRACE] is None
+                    and values[TRACEPARENT] is None
+                    and (template := passing.get(values[DESTINATION])) is not None  # type: ignore[arg-type]
+                ):
+                    s.sent += 1
+                    record_from(template, rec.trace)  # type: ignore[arg-type]
+                    continue
                 result = producer.on_send(s, rec, data)
                 if result is True:
                     continue

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ...facts import Fact
+from ...facts import Fact, FactTemplate
 from ...routes import Decision, RouteTable
 from ...stomp import Frame, Heartbeat, encode_parts
 from ...stomp.connection import Role, StompConnection
@@ -211,6 +211,11 @@ class SessionState:
     login_prefix: bytes = b""  # EOLs legacy sent before answering CONNECT
     legacy_sent_error: bool = False  # an ERROR from legacy went to the client
     gave_up: bool = False  # the settle period is over: pending frames are being dropped
+    # Destinations whose plain SENDs pass through to legacy, decided once under the
+    # table ``passing_table`` (emptied when routes change): destination -> the template
+    # of their message_routed fact. See ``producer.on_send`` and the core's hot path.
+    passing: dict[str, FactTemplate] = field(default_factory=dict)
+    passing_table: RouteTable | None = None
 
     def __post_init__(self) -> None:
         self.trace_header = self.table.trace_header
@@ -261,6 +266,14 @@ class SessionState:
     @property
     def table(self) -> RouteTable:
         return self.ctx.routes.table
+
+    def pass_through(self) -> dict[str, FactTemplate]:
+        """The pass-through decisions of the routes in force (forgotten when they change)."""
+        table = self.ctx.routes.table
+        if self.passing_table is not table:
+            self.passing = {}
+            self.passing_table = table
+        return self.passing
 
     # -- Amazon MQ bookkeeping --------------------------------------------------------
 

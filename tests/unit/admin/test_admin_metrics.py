@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from strangler.admin import ProxyMetrics, StatusWindow
 from strangler.admin.client import render
-from strangler.facts import FactSink
+from strangler.facts import Fact, FactSink
 from strangler.proxy import ProxyContext, ProxySettings, RoutesHolder
 from strangler.routes import parse_routes
 
@@ -70,6 +70,7 @@ class Proxy:
         )
         self.metrics = ProxyMetrics(self.ctx, open_sessions=lambda: 0)
         self.sink.writer_listeners.append(self.metrics.on_fact)
+        self.sink.writer_counters.append(self.metrics.on_facts)
 
     def emit(self, event: str, **fields: Any) -> None:
         self.sink.emit(event, **fields)  # type: ignore[arg-type]  # names a test chose
@@ -225,6 +226,31 @@ def test_a_fallback_without_a_receipt_counts_on_legacy_when_forwarded(proxy: Pro
     assert proxy.value("strangler_messages_total", route="billing", broker="amazonmq") == 0
     assert proxy.value("strangler_in_doubt_total", route="billing", broker="amazonmq") == 1
     assert proxy.value("strangler_unresolved_messages", route="billing") == 0
+
+
+def test_facts_from_a_template_count_as_the_same_facts_recorded_one_by_one() -> None:
+    """The hot path's facts reach the metrics counted per batch (``on_facts``): the series
+    must read as if each fact had come alone, owed outcomes included."""
+    kinds = (
+        routed("billing", ["legacy"], receipt=False),
+        routed("billing", ["legacy"], receipt=True),
+        routed("orders", ["legacy", "amazonmq"], receipt=False),
+        routed("orders", ["amazonmq"], receipt=True, session="s2"),
+    )
+    one_by_one, templated = Proxy(), Proxy()
+    try:
+        for fields in kinds:
+            template = templated.sink.template(Fact.MESSAGE_ROUTED, fields)
+            for n in range(7):
+                one_by_one.sink.record(Fact.MESSAGE_ROUTED, {**fields, "trace_id": f"t{n}"})
+                templated.sink.record_from(template, f"t{n}")
+        expected = one_by_one.samples()
+        assert expected[key("strangler_messages_total", route="billing", broker="legacy")] == 7
+        assert expected[key("strangler_unresolved_messages", route="orders")] == 14
+        assert templated.samples() == expected
+    finally:
+        one_by_one.close()
+        templated.close()
 
 
 def test_a_cutover_confirmed_by_amazonmq_counts_there(proxy: Proxy) -> None:

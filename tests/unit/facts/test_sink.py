@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strangler.facts import Fact, FactSink
+from strangler.facts import Fact, FactSink, plain_json_string
 from strangler.facts.sink import _Timestamps
 
 # The writer waits this long between batches unless woken; large enough that in
@@ -408,3 +408,102 @@ def test_record_takes_a_mapping_as_emit_takes_keywords(sink: FactSink, stream: i
     first, second = stream.getvalue().splitlines()
     assert first.split('"ts"')[0] == second.split('"ts"')[0]
     assert json.loads(first) | {"ts": 0} == json.loads(second) | {"ts": 0}
+
+
+plain_values = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'),
+    max_size=20,
+)
+
+
+@given(
+    fields=st.dictionaries(st.text(max_size=12), json_values, max_size=6),
+    variable=st.text(max_size=12),
+    values=st.lists(plain_values, min_size=1, max_size=3),
+)
+def test_a_template_writes_the_line_record_writes(
+    fields: dict[str, Any], variable: str, values: list[str]
+) -> None:
+    """``record_from(template, value)`` and ``record`` of the same fields: the same bytes
+    (the time aside), whatever the fields, the static ones and where the variable is."""
+    import orjson
+
+    fields = {**fields, variable: "stand-in"}
+    try:
+        orjson.dumps(fields)
+    except TypeError:  # a value orjson refuses: record writes a drop, no template of it
+        return
+    static = {"service": "strangler", "node": "n\u00e9"}
+    stream = io.StringIO()
+    sink = FactSink(stream, interval=IDLE, static=static)
+    try:
+        template = sink.template(Fact.MESSAGE_ROUTED, fields, variable)
+        for value in values:
+            sink.record_from(template, value)
+            sink.record(Fact.MESSAGE_ROUTED, {**fields, variable: value})
+        assert sink.flush()
+    finally:
+        sink.close()
+    lines = stream.getvalue()[:-1].split("\n")
+    assert len(lines) == 2 * len(values)
+    for templated, recorded in zip(lines[::2], lines[1::2], strict=True):
+        ts = json.loads(recorded)["ts"]
+        assert templated.replace(json.loads(templated)["ts"], ts, 1) == recorded
+
+
+def test_plain_json_strings_are_those_json_writes_as_they_are() -> None:
+    import orjson
+
+    for text in ("s1-0000002a", "abc-._~ /x", ""):
+        assert plain_json_string(text) and orjson.dumps(text) == f'"{text}"'.encode()
+    for text in ('a"b', "a\\b", "a\nb", "caf\u00e9", "\x7f"):
+        assert not plain_json_string(text)
+
+
+def test_listeners_see_a_templates_facts_whole_and_counters_count_them_per_batch(
+    stream: io.StringIO,
+) -> None:
+    sink = FactSink(stream, interval=IDLE)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    written: list[str] = []
+    counted: list[tuple[str, dict[str, Any], int]] = []
+    sink.listeners.append(lambda fact, fields: seen.append((str(fact), dict(fields))))
+    sink.writer_listeners.append(lambda fact, fields: written.append(str(fact)))
+    sink.writer_counters.append(
+        lambda fact, fields, count: counted.append((str(fact), dict(fields), count))
+    )
+    try:
+        routed = sink.template(Fact.MESSAGE_ROUTED, {"session": "s1", "trace_id": "", "n": 1})
+        for trace in ("t1", "t2", "t3"):
+            sink.record_from(routed, trace)
+        sink.emit(Fact.MESSAGE_CONFIRMED, trace_id="t1")
+        assert sink.flush()
+    finally:
+        sink.close()
+    assert seen[:3] == [
+        ("message_routed", {"session": "s1", "trace_id": t, "n": 1}) for t in ("t1", "t2", "t3")
+    ]
+    assert written == ["message_confirmed"]  # a template's facts are counted instead
+    assert counted == [("message_routed", {"session": "s1", "n": 1}, 3)]
+    assert [f["trace_id"] for f in lines_of(stream)] == ["t1", "t2", "t3", "t1"]
+
+
+def test_a_template_needs_its_variable_among_its_fields(sink: FactSink) -> None:
+    with pytest.raises(ValueError, match="trace_id"):
+        sink.template(Fact.MESSAGE_ROUTED, {"session": "s1"})
+
+
+def test_facts_from_a_template_beyond_capacity_are_dropped_and_counted(
+    stream: io.StringIO,
+) -> None:
+    sink = FactSink(stream, interval=IDLE, capacity=2)
+    try:
+        template = sink.template(Fact.MESSAGE_ROUTED, {"trace_id": ""})
+        for trace in ("t1", "t2", "t3", "t4"):
+            sink.record_from(template, trace)
+        assert sink.flush()
+    finally:
+        sink.close()
+    facts = lines_of(stream)
+    assert [f.get("trace_id") for f in facts[:2]] == ["t1", "t2"]
+    assert facts[2]["event"] == "facts_dropped" and facts[2]["count"] == 2

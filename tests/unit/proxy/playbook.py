@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from textwrap import dedent
 from typing import Any, TypeVar
 
-from strangler.facts import Fact
+from strangler.facts import Fact, FactTemplate
 from strangler.proxy.context import ProxyContext, ProxySettings, RoutesHolder
 from strangler.proxy.core.commands import (
     Command,
@@ -49,6 +49,12 @@ class Facts:
 
     def record(self, fact: Fact, fields: dict[str, Any]) -> None:
         self.emitted.append((str(fact), fields))
+
+    def template(self, fact: Fact, fields: Mapping[str, Any]) -> FactTemplate:
+        return FactTemplate(fact, fields, "trace_id", {})
+
+    def record_from(self, template: FactTemplate, value: str) -> None:
+        self.emitted.append((str(template.fact), template.with_value(value)))
 
     def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
         return [
