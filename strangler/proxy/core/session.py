@@ -27,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Final, Literal
 
 from ...facts import Fact
@@ -118,6 +119,7 @@ class SessionCore:
         legacy = s.legacy_out
         passing = s.pass_through()
         record_from = s.ctx.facts.record_from
+        now = time.time()  # the facts of one read share its time
         kept = 0  # data[kept:] is not queued for legacy yet
         for index, rec in enumerate(frames):
             if s.blocked is not None or s.error_sent:
@@ -136,7 +138,7 @@ class SessionCore:
                     and (template := passing.get(values[DESTINATION])) is not None  # type: ignore[arg-type]
                 ):
                     s.sent += 1
-                    record_from(template, rec.trace)  # type: ignore[arg-type]
+                    record_from(template, rec.trace, now)  # type: ignore[arg-type]
                     continue
                 result = producer.on_send(s, rec, data)
                 if result is True:

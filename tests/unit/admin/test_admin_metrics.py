@@ -243,7 +243,7 @@ def test_facts_from_a_template_count_as_the_same_facts_recorded_one_by_one() -> 
             template = templated.sink.template(Fact.MESSAGE_ROUTED, fields)
             for n in range(7):
                 one_by_one.sink.record(Fact.MESSAGE_ROUTED, {**fields, "trace_id": f"t{n}"})
-                templated.sink.record_from(template, f"t{n}")
+                templated.sink.record_from(template, f"t{n}", 1.0)
         expected = one_by_one.samples()
         assert expected[key("strangler_messages_total", route="billing", broker="legacy")] == 7
         assert expected[key("strangler_unresolved_messages", route="orders")] == 14

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -439,7 +440,7 @@ def test_a_template_writes_the_line_record_writes(
     try:
         template = sink.template(Fact.MESSAGE_ROUTED, fields, variable)
         for value in values:
-            sink.record_from(template, value)
+            sink.record_from(template, value, time.time())
             sink.record(Fact.MESSAGE_ROUTED, {**fields, variable: value})
         assert sink.flush()
     finally:
@@ -475,7 +476,7 @@ def test_listeners_see_a_templates_facts_whole_and_counters_count_them_per_batch
     try:
         routed = sink.template(Fact.MESSAGE_ROUTED, {"session": "s1", "trace_id": "", "n": 1})
         for trace in ("t1", "t2", "t3"):
-            sink.record_from(routed, trace)
+            sink.record_from(routed, trace, time.time())
         sink.emit(Fact.MESSAGE_CONFIRMED, trace_id="t1")
         assert sink.flush()
     finally:
@@ -500,10 +501,29 @@ def test_facts_from_a_template_beyond_capacity_are_dropped_and_counted(
     try:
         template = sink.template(Fact.MESSAGE_ROUTED, {"trace_id": ""})
         for trace in ("t1", "t2", "t3", "t4"):
-            sink.record_from(template, trace)
+            sink.record_from(template, trace, time.time())
         assert sink.flush()
     finally:
         sink.close()
     facts = lines_of(stream)
     assert [f.get("trace_id") for f in facts[:2]] == ["t1", "t2"]
     assert facts[2]["event"] == "facts_dropped" and facts[2]["count"] == 2
+
+
+def test_a_templates_facts_carry_the_time_they_were_recorded_at(
+    sink: FactSink, stream: io.StringIO
+) -> None:
+    """Facts of one read share a time, formatted once; the next time is formatted anew."""
+    template = sink.template(Fact.MESSAGE_ROUTED, {"trace_id": ""})
+    for trace, ts in (("a", 1_700_000_000.25), ("b", 1_700_000_000.25), ("c", 1_700_000_001.5)):
+        sink.record_from(template, trace, ts)
+    sink.emit(Fact.MESSAGE_CONFIRMED, trace_id="c")
+    sink.record_from(template, "d", 1_700_000_001.5)
+    assert sink.flush()
+    stamps = [f["ts"] for f in lines_of(stream)]
+    assert stamps[:3] == [
+        "2023-11-14T22:13:20.250000+00:00",
+        "2023-11-14T22:13:20.250000+00:00",
+        "2023-11-14T22:13:21.500000+00:00",
+    ]
+    assert stamps[4] == "2023-11-14T22:13:21.500000+00:00"

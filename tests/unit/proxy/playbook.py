@@ -53,7 +53,7 @@ class Facts:
     def template(self, fact: Fact, fields: Mapping[str, Any]) -> FactTemplate:
         return FactTemplate(fact, fields, "trace_id", {})
 
-    def record_from(self, template: FactTemplate, value: str) -> None:
+    def record_from(self, template: FactTemplate, value: str, ts: float) -> None:
         self.emitted.append((str(template.fact), template.with_value(value)))
 
     def named(self, name: str, **match: Any) -> list[dict[str, Any]]:

@@ -66,10 +66,10 @@ def play_out(ops: list[Op], version: str) -> tuple[list[dict[str, Any]], bytes, 
     templated = 0
     record_from = play.facts.record_from
 
-    def counted(template: Any, value: str) -> None:
+    def counted(template: Any, value: str, ts: float) -> None:
         nonlocal templated
         templated += 1
-        record_from(template, value)
+        record_from(template, value, ts)
 
     play.facts.record_from = counted  # type: ignore[method-assign]
     play.connect(version)
