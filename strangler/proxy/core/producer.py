@@ -120,23 +120,21 @@ def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
         in_place  # neither the producer's own trace id nor a renamed trace header
         and not to_amazonmq
         and not refused
-        and receipt is None
         and tx_id is None
         and traceparent is None
         and resolution.weight is None  # not a split's per-message choice
-        and destination == raw_destination  # nothing the broker trims (1.0)
+        # 1.0: the broker trims and decodes; the hot path reads values as they came
+        and (version != "1.0" or (receipt is None and destination == raw_destination))
         and plain_json_string(trace)
     ):
-        remember_pass_through(s, raw_destination, fields)
+        remember_pass_through(s, raw_destination, fields, receipt is not None)
     if refused:
         assert decision.refusal is not None
         reject(s, trace, decision.rule, decision.refusal, receipt, False, why=decision.refusal)
         return False
     if not to_amazonmq or decision.mode is Mode.MIRROR:
         if receipt is not None:
-            s.receipts.note_legacy(receipt)  # in order behind any Amazon MQ receipt owed
-            if len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
-                s.legacy_receipts[receipt] = LegacyReceipt(trace, decision.rule, s.clock())
+            owe_legacy_receipt(s, receipt, trace, decision.rule)
         raw = data[rec.start : rec.end] if in_place else _legacy_bytes(s, rec, data, trace, table)
         if to_amazonmq:
             mirror(
@@ -155,15 +153,26 @@ def on_send(s: SessionState, rec: PumpedFrame, data: bytes) -> bytes | bool:
     return False
 
 
-def remember_pass_through(s: SessionState, destination: str, fields: Mapping[str, object]) -> None:
-    """A SEND to ``destination`` went to legacy alone with nothing to watch (no receipt,
+def remember_pass_through(
+    s: SessionState, destination: str, fields: Mapping[str, object], receipt: bool
+) -> None:
+    """A SEND to ``destination`` went to legacy alone with nothing else to watch (no
     transaction or trace of the producer's own; a decision that does not depend on the
-    message): the next ones take the core's hot path, which forwards them in place and
-    records this same fact with their own trace id, without deciding again."""
-    passing = s.pass_through()  # no transaction: decided under the routes in force
+    message): the next ones (with a receipt, or without, as this one) take the core's hot
+    path, which forwards them in place, owes their receipt to legacy, and records this
+    same fact with their own trace id, without deciding again."""
+    passing = s.pass_through(receipt)  # no transaction: decided under the routes in force
     if len(passing) >= PASSING_LIMIT:
         passing.clear()
     passing[destination] = s.ctx.facts.template(Fact.MESSAGE_ROUTED, fields)
+
+
+def owe_legacy_receipt(s: SessionState, receipt: str, trace: str, rule: str) -> None:
+    """Legacy answers ``receipt``: in order behind any Amazon MQ receipt owed, and its
+    answer is the message's ``message_confirmed``."""
+    s.receipts.note_legacy(receipt)
+    if len(s.legacy_receipts) < MAX_TRACKED_RECEIPTS:
+        s.legacy_receipts[receipt] = LegacyReceipt(trace, rule, s.clock())
 
 
 def _legacy_bytes(

@@ -118,6 +118,7 @@ class SessionCore:
         frames = pumped.frames
         legacy = s.legacy_out
         passing = s.pass_through()
+        receipted = s.passing_receipted
         record_from = s.ctx.facts.record_from
         now = time.time()  # the facts of one read share its time
         kept = 0  # data[kept:] is not queued for legacy yet
@@ -127,19 +128,25 @@ class SessionCore:
                     legacy.append(data[kept : rec.start])  # heart-beats before it
                 s.held.extend(_held(data, frames, index))
                 return
-            if rec.command == "SEND" and (values := rec.values)[DESTINATION] is not None:
-                # A plain SEND to a destination that passes through: decided already,
-                # its bytes stay in place; only its fact is new (producer.on_send).
+            if rec.command == "SEND" and (destination := rec.values[DESTINATION]) is not None:
+                # A SEND to a destination that passes through, with nothing else to watch:
+                # decided already, its bytes stay in place; its fact is new, and legacy
+                # owes its receipt (producer.on_send and remember_pass_through).
+                values = rec.values
                 if (
-                    values[RECEIPT] is None
-                    and values[TRANSACTION] is None
+                    values[TRANSACTION] is None
                     and values[OWN_TRACE] is None
                     and values[TRACEPARENT] is None
-                    and (template := passing.get(values[DESTINATION])) is not None  # type: ignore[arg-type]
                 ):
-                    s.sent += 1
-                    record_from(template, rec.trace, now)  # type: ignore[arg-type]
-                    continue
+                    receipt = values[RECEIPT]
+                    template = (passing if receipt is None else receipted).get(destination)
+                    if template is not None:
+                        trace: str = rec.trace  # type: ignore[assignment]  # every SEND has one
+                        s.sent += 1
+                        record_from(template, trace, now)
+                        if receipt is not None:
+                            producer.owe_legacy_receipt(s, receipt, trace, template.fields["rule"])
+                        continue
                 result = producer.on_send(s, rec, data)
                 if result is True:
                     continue

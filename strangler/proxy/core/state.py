@@ -213,8 +213,10 @@ class SessionState:
     gave_up: bool = False  # the settle period is over: pending frames are being dropped
     # Destinations whose plain SENDs pass through to legacy, decided once under the
     # table ``passing_table`` (emptied when routes change): destination -> the template
-    # of their message_routed fact. See ``producer.on_send`` and the core's hot path.
+    # of their message_routed fact, for SENDs without a receipt (``passing``) and with
+    # one (``passing_receipted``). See ``producer.on_send`` and the core's hot path.
     passing: dict[str, FactTemplate] = field(default_factory=dict)
+    passing_receipted: dict[str, FactTemplate] = field(default_factory=dict)
     passing_table: RouteTable | None = None
 
     def __post_init__(self) -> None:
@@ -267,13 +269,15 @@ class SessionState:
     def table(self) -> RouteTable:
         return self.ctx.routes.table
 
-    def pass_through(self) -> dict[str, FactTemplate]:
-        """The pass-through decisions of the routes in force (forgotten when they change)."""
+    def pass_through(self, receipt: bool = False) -> dict[str, FactTemplate]:
+        """The pass-through decisions of the routes in force (forgotten when they change),
+        for SENDs with a receipt or without."""
         table = self.ctx.routes.table
         if self.passing_table is not table:
             self.passing = {}
+            self.passing_receipted = {}
             self.passing_table = table
-        return self.passing
+        return self.passing_receipted if receipt else self.passing
 
     # -- Amazon MQ bookkeeping --------------------------------------------------------
 

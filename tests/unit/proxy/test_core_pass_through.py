@@ -12,7 +12,7 @@ from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from playbook import BROKERS, Play, submitted, to_client, to_legacy
+from playbook import BROKERS, Play, frames, submitted, to_client, to_legacy
 
 from strangler.proxy.core import producer
 from strangler.routes import parse_routes
@@ -95,6 +95,9 @@ def play_out(ops: list[Op], version: str) -> tuple[list[dict[str, Any]], bytes, 
             out = play.client("SEND\n" + "\n".join(headers) + f"\n\nbody {n}\0")
         for command in submitted(out):  # Amazon MQ confirms everything at once
             play.outcome(command.token)
+        for frame in frames(to_legacy(out), version):  # and legacy answers what it got
+            if (answered := frame.get("receipt")) is not None:
+                play.legacy(f"RECEIPT\nreceipt-id:{answered}\n\n\0\n")
     return (
         [{"event": name, **fields} for name, fields in play.facts.emitted],
         to_legacy(play.log),
@@ -161,11 +164,24 @@ def test_a_reload_reaches_a_destination_that_was_passing_through() -> None:
     assert legacy.count(b"SEND\n") == 2
 
 
+def test_sends_with_a_receipt_take_the_hot_path_and_legacy_still_confirms_each() -> None:
+    receipted: list[Op] = [("send", 0, True, False, False, False)] * 4
+    facts, legacy, client, templated = play_out(receipted, "1.2")
+    assert templated == 3
+    routed = [f for f in facts if f["event"] == "message_routed"]
+    assert all(f["receipt"] is True for f in routed)
+    confirmed = [f for f in facts if f["event"] == "message_confirmed"]
+    assert [f["trace_id"] for f in confirmed] == [f["trace_id"] for f in routed]
+    assert all(f["broker"] == "legacy" and f["rule"] == "stay" for f in confirmed)
+    assert [f.get("receipt-id") for f in frames(client)[1:]] == ["r0", "r1", "r2", "r3"]
+    assert legacy.count(b"receipt:") == 4
+
+
 def test_what_a_send_carries_keeps_it_off_the_hot_path() -> None:
-    """A receipt, a transaction, the producer's own trace id or a traceparent each need
-    the full path (a receipt to track, a transaction's routes, an id to check, a field to
-    record); a 1.0 destination the broker trims is decided on what it stores; a split
-    decides per message."""
+    """A transaction, the producer's own trace id or a traceparent each need the full
+    path (a transaction's routes, an id to check, a field to record), and a receipt the
+    decision made for a SEND with one; a 1.0 destination the broker trims is decided on
+    what it stores, and a 1.0 receipt too; a split decides per message."""
     first: Op = ("send", 0, False, False, False, False)
     for extra in (
         ("send", 0, True, False, False, False),
@@ -177,6 +193,8 @@ def test_what_a_send_carries_keeps_it_off_the_hot_path() -> None:
         assert templated == 0, extra
     padded: list[Op] = [("send", 1, False, False, False, False)] * 3
     assert play_out(padded, "1.0")[3] == 0
+    assert play_out([("send", 0, True, False, False, False)] * 3, "1.0")[3] == 0
+    assert play_out([("send", 0, False, False, False, False)] * 3, "1.0")[3] == 2
     assert play_out(padded, "1.2")[3] == 2
     split: list[Op] = [("send", 5, False, False, False, False)] * 3  # chosen per message
     assert play_out(split, "1.2")[3] == 0
