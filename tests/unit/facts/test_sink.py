@@ -527,3 +527,23 @@ def test_a_templates_facts_carry_the_time_they_were_recorded_at(
         "2023-11-14T22:13:21.500000+00:00",
     ]
     assert stamps[4] == "2023-11-14T22:13:21.500000+00:00"
+
+
+def test_the_writer_gives_the_gil_up_within_a_batch(
+    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of 512 facts rendered in one go held a producer's frame for up to its whole
+    render (bench S2's p99): the writer lets the event loop in every few facts."""
+    from strangler.facts import sink as module
+
+    yields: list[float] = []
+    monkeypatch.setattr(module, "_sleep", yields.append)
+    sink = FactSink(stream, interval=IDLE)
+    try:
+        for n in range(200):
+            sink.emit(Fact.MESSAGE_CONFIRMED, trace_id=f"t{n}")
+        assert sink.flush()
+    finally:
+        sink.close()
+    assert yields == [0] * (200 // module._YIELD_EVERY)
+    assert len(lines_of(stream)) == 200
