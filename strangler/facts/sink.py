@@ -188,15 +188,7 @@ class FactSink:
         """``emit`` for fields already in a mapping (no copy: do not change it after)."""
         if self.listeners:
             self._tell(fact, fields)
-        pending = self._pending
-        waiting = len(pending)
-        self._handoff.handed += 1
-        if waiting >= self._capacity:
-            self._dropped_seen += 1
-            return
-        pending.append((_now(), fact, fields))
-        if waiting == _BATCH:  # a burst: write now rather than at the next interval
-            self._handoff.wake.set()
+        self._append((_now(), fact, fields))
 
     def template(
         self, fact: Fact, fields: Mapping[str, Any], variable: str = "trace_id"
@@ -211,14 +203,17 @@ class FactSink:
         a time once for all the facts in a row that have it)."""
         if self.listeners:
             self._tell(template.fact, template.with_value(value))
+        self._append((ts, template, value))
+
+    def _append(self, entry: _Pending) -> None:
         pending = self._pending
         waiting = len(pending)
         self._handoff.handed += 1
         if waiting >= self._capacity:
             self._dropped_seen += 1
             return
-        pending.append((ts, template, value))
-        if waiting == _BATCH:
+        pending.append(entry)
+        if waiting == _BATCH:  # a burst: write now rather than at the next interval
             self._handoff.wake.set()
 
     def _tell(self, fact: Fact, fields: Mapping[str, Any]) -> None:
