@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -54,8 +55,10 @@ _BATCH = 512
 # The writer gives the GIL up this often within a batch. Otherwise a producer's frame
 # that arrives while a batch is rendered waits for all of it (or for the interpreter's
 # 5 ms switch interval): bench S2's p99 was 1.6-2.6 ms against 0.3 ms directly.
+# os.sched_yield lets go of the GIL for the yield; time.sleep(0) did too, but slept
+# about 90 us each time on this machine (timer slack), which the writer then lost.
 _YIELD_EVERY = 32
-_sleep = time.sleep
+_yield = os.sched_yield
 
 
 class _Timestamps:
@@ -295,7 +298,7 @@ class FactSink:
             ts, fact, fields = pending.popleft()
             processed += 1
             if not processed % _YIELD_EVERY:
-                _sleep(0)  # let the event loop have the GIL: see _YIELD_EVERY
+                _yield()  # let the event loop have the GIL: see _YIELD_EVERY
             if type(fact) is FactTemplate:
                 templated.append(fact)
                 if ts != last_ts:
