@@ -14,6 +14,8 @@ no receipt. Per SEND, median of 7 timings:
   line), on its thread in the proxy but on the same 2 cores;
 - ``total``: core + render, what S1's proxy CPU per message is compared with.
 
+The last row is N = 1 with a receipt on each SEND (S2's producer), legacy's side only.
+
 Hot timings (the same chunk in a loop, caches warm): a lower bound. The socket reads and
 writes (uvloop, the kernel) come on top: bench S1's relay arm puts them at about 0.5 us
 a message.
@@ -46,6 +48,8 @@ SEND = (
     b"SEND\ndestination:/queue/bench.S1.0123456789abcdef\ncontent-type:text/plain\n"
     b"bench-seq:4711\ncontent-length:256\n\n" + b"x" * 256 + b"\0"
 )
+# The same SEND asking for a receipt (one id: legacy's owed receipts stay at one entry).
+RECEIPTED = SEND.replace(b"bench-seq:4711\n", b"bench-seq:4711\nreceipt:r-4711\n")
 
 
 def median_us(step: Callable[[], object], per: int, budget: float = 0.3) -> float:
@@ -70,9 +74,9 @@ def logged_in_core(sink: FactSink) -> SessionCore:
     return core
 
 
-def measure(per: int, devnull: TextIO) -> tuple[float, float, float]:
+def measure(per: int, devnull: TextIO, send: bytes = SEND) -> tuple[float, float, float]:
     """(pump, core, render) in us per SEND, for reads of ``per`` SENDs."""
-    chunk = SEND * per
+    chunk = send * per
     sink = FactSink(devnull, interval=3600.0)  # rendered below, not by its thread
     core = logged_in_core(sink)
     metrics = ProxyMetrics(core.state.ctx, open_sessions=lambda: 1)
@@ -105,10 +109,10 @@ def main() -> None:
     print(f"frame pump: {native.BUILD}; per 256-byte SEND, us (hot, median of 7)")
     print(f"{'frames/read':>11} {'pump':>7} {'core':>7} {'render':>7} {'total':>7}")
     with open(os.devnull, "w", encoding="utf-8") as devnull:
-        for per in (200, 1):
-            pump_us, core_us, render_us = measure(per, devnull)
+        for per, send, label in ((200, SEND, "200"), (1, SEND, "1"), (1, RECEIPTED, "1 receipt")):
+            pump_us, core_us, render_us = measure(per, devnull, send)
             total = core_us + render_us
-            print(f"{per:>11} {pump_us:7.2f} {core_us:7.2f} {render_us:7.2f} {total:7.2f}")
+            print(f"{label:>11} {pump_us:7.2f} {core_us:7.2f} {render_us:7.2f} {total:7.2f}")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,12 @@ class Relay:
             for pair in list(self._pairs):
                 pair.abort()
             self._pairs.clear()
+            # Handlers still connecting or pumping end now, not later in a closed loop
+            # (a "loop is closed" warning from an _accept caught connecting, otherwise).
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         if self._thread is None:
             return
