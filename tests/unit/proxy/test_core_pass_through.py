@@ -1,5 +1,6 @@
-"""The core's hot path: plain SENDs to a destination that passes through to legacy are
-forwarded in place and their fact recorded from a template, without deciding again.
+"""The core's hot path: SENDs (with a receipt or without) to a destination that passes
+through to legacy are forwarded in place and their fact recorded from a template, without
+deciding again; legacy still owes their receipts.
 
 It must be invisible: the same facts, the same bytes to legacy and to the client as the
 full decision gives, whatever the SEND carries, the version, and routes reloaded in
@@ -7,6 +8,7 @@ between (the reference run below has the hot path switched off)."""
 
 from __future__ import annotations
 
+from textwrap import dedent
 from typing import Any
 from unittest import mock
 
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from playbook import BROKERS, Play, frames, submitted, to_client, to_legacy
 
 from strangler.proxy.core import producer
-from strangler.routes import parse_routes
+from strangler.routes import RouteTable, parse_routes
 
 ROUTES = """\
     - {name: stay, match: {prefix: /queue/stay.}, mode: legacy}
@@ -48,9 +50,7 @@ DESTINATIONS = (
 PREFIX = "p-1-"
 
 
-def table(routes: str) -> Any:
-    from textwrap import dedent
-
+def table(routes: str) -> RouteTable:
     return parse_routes(BROKERS + "routes:\n" + dedent(routes), "routes.yaml")
 
 
