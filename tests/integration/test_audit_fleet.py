@@ -340,7 +340,15 @@ def test_audit_of_a_fleet_with_a_killed_proxy_and_a_killed_amazonmq(
     assert report["violations"]["listed"] == []
     assert code == 0 and report["promise"] == "holds"
     unresolved = {producer_id(m): m for m in report["unresolved"]["messages"]}
-    assert set(unresolved) == in_flight  # exactly what proxy 0 had in flight
+    # What proxy 0 had in flight: unresolved, or stored on legacy (message_confirmed) with
+    # its RECEIPT held behind an earlier unresolved one (a producer gets its receipts in
+    # the order of its frames, so a fallback legacy never answered holds the rest).
+    facts0 = fleet[0].read()
+    ids = {f["trace_id"]: producer_id(f) for f in facts0 if f["event"] == "message_routed"}
+    stored = {ids.get(f["trace_id"]) for f in facts0 if f["event"] == "message_confirmed"}
+    held = in_flight - set(unresolved)
+    assert unresolved and set(unresolved) <= in_flight
+    assert held <= stored and all(m > min(unresolved) for m in held), (held, unresolved)
     assert {m["instance"] for m in unresolved.values()} == {f"{files[0]}#1"}
     assert all(m["lost_with_the_proxy"] and m["session"] == "s1" for m in unresolved.values())
     assert report["messages"] == len(sent)  # every message routed is in the report
@@ -349,7 +357,7 @@ def test_audit_of_a_fleet_with_a_killed_proxy_and_a_killed_amazonmq(
     assert len(routed) == len(sent) and report["input"]["replicas"] == 3
     # The per-route table adds up: every message is counted once, unresolved included.
     assert sum(r["messages"] for r in report["routes"]) == len(sent)
-    assert sum(r["unresolved"] for r in report["routes"]) == len(in_flight)
+    assert sum(r["unresolved"] for r in report["routes"]) == len(unresolved)
 
     # -- message by message, the brokers hold what the facts say ---------------------------
     journeys = settled_journeys(files)
