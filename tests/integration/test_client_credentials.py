@@ -263,7 +263,10 @@ def test_doctor_logs_in_as_every_mapped_producer(
     monkeypatch.setenv(A_ENV[1], WRONG_SECRET)
     code, checks, out = doctor()
     assert code == 1
-    assert "login refused" in checks[(f"amazonmq login 'producer-a' {endpoint}", "fail")]
+    refused = checks[(f"amazonmq login 'producer-a' {endpoint}", "fail")]
+    # ActiveMQ answers a bad password with an ERROR and closes at once; over TLS the close
+    # now and then resets the connection before the ERROR is read (seen once in CI).
+    assert "login refused" in refused or "closed the connection at login" in refused, refused
     assert (f"amazonmq login 'producer-b' {endpoint}", "ok") in checks
     assert WRONG_SECRET not in out
 
