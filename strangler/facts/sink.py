@@ -13,7 +13,9 @@ a pass-through SEND: only its trace id changes) can be recorded from a
 :class:`FactTemplate` (``template`` once, then ``record_from`` per fact): the writer
 renders it by joining the template's pieces with the time and the string, no dict and
 no JSON encoding per fact. The line is byte for byte the one ``record`` would write
-(tests/unit/facts/test_sink.py checks it).
+(tests/unit/facts/test_sink.py checks it). ``record_run`` records ``count`` such facts
+at once whose values are a prefix and consecutive counters (the trace ids of SENDs that
+passed through the frame pump): one entry in memory for all of them.
 
 Invariants: at most ``capacity`` facts wait in memory; when the writer cannot
 keep up, new facts are counted and dropped, and a ``facts_dropped`` fact with
@@ -46,8 +48,8 @@ import orjson
 from .handoff import Handoff
 from .vocabulary import Fact
 
-# (time, Fact, fields), or (time, FactTemplate, the variable's value): the writer tells
-# them apart by the second's type.
+# (time, Fact, fields), (time, FactTemplate, the variable's value) or (time, FactTemplate,
+# _Run): the writer tells them apart by the types.
 _Pending = tuple[float, Any, Any]
 # Facts rendered and written at a time; also the backlog that wakes the writer early.
 # Unbounded batches held ~4,000 facts at once in bench S1 (about 10 MB in flight).
@@ -132,6 +134,13 @@ class FactTemplate:
         return {k: (value if k == self._variable else self.fields[k]) for k in self._order}
 
 
+class _Run(tuple[str, int, int]):
+    """Facts of a template whose values are ``prefix`` and ``first``, ``first + 1``, ...
+    as at least 8 lowercase hex digits, ``count`` of them."""
+
+    __slots__ = ()
+
+
 class FactSink:
     def __init__(
         self,
@@ -208,12 +217,23 @@ class FactSink:
             self._tell(template.fact, template.with_value(value))
         self._append((ts, template, value))
 
-    def _append(self, entry: _Pending) -> None:
+    def record_run(
+        self, template: FactTemplate, prefix: str, first: int, count: int, ts: float, /
+    ) -> None:
+        """``record_from`` for ``count`` facts in a row whose values are ``prefix`` and
+        ``first``, ``first + 1``, ... as at least 8 lowercase hex digits (``prefix`` a
+        :func:`plain_json_string`)."""
+        if self.listeners:
+            for n in range(first, first + count):
+                self._tell(template.fact, template.with_value(f"{prefix}{n:08x}"))
+        self._append((ts, template, _Run((prefix, first, count))), count)
+
+    def _append(self, entry: _Pending, facts: int = 1) -> None:
         pending = self._pending
         waiting = len(pending)
-        self._handoff.handed += 1
+        self._handoff.handed += facts
         if waiting >= self._capacity:
-            self._dropped_seen += 1
+            self._dropped_seen += facts
             return
         pending.append(entry)
         if waiting == _BATCH:  # a burst: write now rather than at the next interval
@@ -291,18 +311,28 @@ class FactSink:
         # Each line decoded at once: 512 live orjson outputs (over pymalloc's 512-byte
         # objects, system malloc) made the batch twice as slow, measured by bench/hotpath.
         lines: list[str] = []
-        templated: list[FactTemplate] = []
+        templated: collections.Counter[FactTemplate] = collections.Counter()
         last_ts, last_stamp = None, ""  # a template's facts of one read share their time
-        processed = 0
+        processed = 0  # facts taken (a run is as many as it holds)
+        next_yield = _YIELD_EVERY
         while pending and processed < _BATCH:
             ts, fact, fields = pending.popleft()
             processed += 1
-            if not processed % _YIELD_EVERY:
+            if processed >= next_yield:
                 _yield()  # let the event loop have the GIL: see _YIELD_EVERY
+                next_yield = processed + _YIELD_EVERY
             if type(fact) is FactTemplate:
-                templated.append(fact)
                 if ts != last_ts:
                     last_ts, last_stamp = ts, stamp(ts)
+                if type(fields) is _Run:
+                    prefix, first, count = fields
+                    templated[fact] += count
+                    processed += count - 1
+                    head = f"{fact.head}{last_stamp}{fact.middle}{prefix}"
+                    tail = fact.tail
+                    lines += [f"{head}{n:08x}{tail}" for n in range(first, first + count)]
+                    continue
+                templated[fact] += 1
                 lines.append(f"{fact.head}{last_stamp}{fact.middle}{fields}{fact.tail}")
                 continue
             for listener in listeners:
@@ -322,7 +352,7 @@ class FactSink:
                     "reason": repr(exc)[:200],
                 }
                 lines.append(_dumps(failed, default=_fallback).decode())
-        for template, count in collections.Counter(templated).items():
+        for template, count in templated.items():
             for counter in self.writer_counters:
                 try:
                     counter(template.fact, template.fields, count)

@@ -10,6 +10,12 @@ on the same buffer, which gives the frame or raises the exact error the pure bui
 raises. So the fast path only has to be right about plain frames, and the differential
 property test (tests/unit/stomp/test_pump_differential.py) checks that it is.
 
+Pass-through (``passing``, see pump.py): a SEND that passes gets no PumpedFrame, only
+its trace line's place in a C array (spliced by ``_spliced``) and a place in a run; the
+last destination that passed is compared as bytes, so a stream of SENDs to one
+destination makes no Python object per frame. Both builds give the same runs (the
+differential test).
+
 The buffer: a chunk that starts with no bytes pending is read where it is, and handed
 back as ``data`` itself when it holds only complete frames and nothing is spliced; only
 an incomplete tail is copied into the buffer (a ``bytearray``, which shrinks again when
@@ -18,11 +24,13 @@ a large frame has passed).
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdio cimport snprintf
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
 from strangler.stomp import pump as _pure
@@ -117,16 +125,21 @@ cdef class Pumped:
     cdef readonly bytes data
     cdef readonly list frames
     cdef readonly object error
+    cdef readonly list passed
 
     def __repr__(self):
-        return f"Pumped({len(self.data)} bytes, {len(self.frames)} frames, error={self.error!r})"
+        return (
+            f"Pumped({len(self.data)} bytes, {len(self.frames)} frames, "
+            f"{sum(count for _, _, count in self.passed)} passed, error={self.error!r})"
+        )
 
 
-cdef inline Pumped _pumped(bytes data, list frames, object error):
+cdef inline Pumped _pumped(bytes data, list frames, object error, list passed):
     cdef Pumped out = Pumped.__new__(Pumped)
     out.data = data
     out.frames = frames
     out.error = error
+    out.passed = passed
     return out
 
 
@@ -152,11 +165,29 @@ cdef class FramePump:
     cdef Py_ssize_t _need, _scanned, _shift
     cdef object _error
     cdef readonly unsigned long long slow_frames  # frames the fast path left to the reference
+    cdef public object passing  # set by the session before a feed: see pump.py
+    # Pass-through within one feed: the dict in use (or None), where each passed SEND's
+    # trace line goes (offsets into the feed's input), the first one's counter, the runs
+    # so far and the open run (its value, borrowed from the dict, which outlives the feed).
+    cdef object _passing
+    cdef Py_ssize_t* _pass_at
+    cdef Py_ssize_t _npass, _pass_cap
+    cdef unsigned long long _pass_first
+    cdef list _passed
+    cdef PyObject* _run
+    cdef Py_ssize_t _run_count
+    cdef unsigned long long _run_first
+    # The last destination that passed, as bytes of the input, and its value.
+    cdef const unsigned char* _hit
+    cdef Py_ssize_t _hit_len
+    cdef PyObject* _hit_value
 
     def __cinit__(self):
         self._vstart = NULL
         self._vend = NULL
         self._trace = NULL
+        self._pass_at = NULL
+        self._pass_cap = 0
 
     def __init__(
         self,
@@ -199,11 +230,13 @@ cdef class FramePump:
         self._scanned = 0
         self._error = None
         self.slow_frames = 0
+        self.passing = None
 
     def __dealloc__(self):
         free(self._vstart)
         free(self._vend)
         free(self._trace)
+        free(self._pass_at)
 
     @property
     def version(self):
@@ -240,8 +273,9 @@ cdef class FramePump:
         cdef object error = None
         cdef bytes out
         cdef PumpedFrame record
+        cdef Py_ssize_t framed
         if self._error is not None:
-            return _pumped(b"", [], self._error)
+            return _pumped(b"", [], self._error, [])
         chunk = data if type(data) is bytes else bytes(data)
         if PyByteArray_GET_SIZE(self._buf) == 0:
             src = chunk
@@ -253,6 +287,14 @@ cdef class FramePump:
             p = <const unsigned char*>PyByteArray_AS_STRING(self._buf)
             n = PyByteArray_GET_SIZE(self._buf)
         self._shift = 0
+        self._passing = None
+        if self._splice is not None and self._nfields and self.passing is not None:
+            self._passing = <dict?>self.passing
+        self._npass = 0
+        self._passed = []
+        self._run = NULL
+        self._run_count = 0
+        self._hit = NULL
         try:
             while pos < n:
                 c = p[pos]
@@ -268,6 +310,7 @@ cdef class FramePump:
                     continue
                 if self._need and n - pos < self._need:
                     break
+                framed = len(records)
                 end = self._fast(p, n, pos, records)
                 if end == DECLINE:
                     end = self._slow(src, p, pos, records)
@@ -275,6 +318,9 @@ cdef class FramePump:
                     break
                 self._need = 0
                 self._scanned = 0
+                if len(records) == framed:  # it passed through
+                    pos = end
+                    continue
                 record = records[len(records) - 1]
                 if end < n and p[end] == LF:
                     record.eol_end = record.end + 1
@@ -294,12 +340,17 @@ cdef class FramePump:
             out = PyBytes_FromStringAndSize(<const char*>p, pos)
         for record in records:
             record._data = out
+        if self._run_count:
+            self._passed.append((<object>self._run, self._run_first, self._run_count))
+        self._run = NULL
+        self._hit_value = NULL
+        self._passing = None
         if src is chunk:
             if pos < n:
                 self._buf += memoryview(chunk)[pos:]
         elif pos:
             del self._buf[:pos]
-        return _pumped(out, records, error)
+        return _pumped(out, records, error, self._passed)
 
     cdef bytes _spliced(self, const unsigned char* p, Py_ssize_t pos, list records):
         """p[:pos] with each record's trace line inserted at its splice_at."""
@@ -308,6 +359,19 @@ cdef class FramePump:
         cdef Py_ssize_t w = 0, copied = 0, at, head = PyBytes_GET_SIZE(self._head)
         cdef bytes trace
         cdef PumpedFrame record
+        cdef Py_ssize_t i, digits
+        for i in range(self._npass):
+            at = self._pass_at[i]  # passes come first, in the input's offsets
+            memcpy(q + w, p + copied, at - copied)
+            w += at - copied
+            copied = at
+            memcpy(q + w, PyBytes_AS_STRING(self._head), head)
+            w += head
+            digits = snprintf(self._trace + self._prefix_len, 17, "%08llx", self._pass_first + i)
+            memcpy(q + w, self._trace, self._prefix_len + digits)
+            w += self._prefix_len + digits
+            q[w] = LF
+            w += 1
         for record in records:
             if record.splice_at < 0:
                 continue
@@ -324,6 +388,44 @@ cdef class FramePump:
             w += 1
         memcpy(q + w, p + copied, pos - copied)
         return out
+
+    cdef bint _pass(self, object value, Py_ssize_t line_at) except -1:
+        """Pass the SEND whose first header line starts at ``line_at`` (input offsets)
+        when its first field's ``value`` is a key of ``passing`` (see pump.py)."""
+        cdef PyObject* found
+        if value is None:
+            return False
+        found = PyDict_GetItem(self._passing, value)
+        if found == NULL:
+            return False
+        self._passed_one(found, line_at)
+        return True
+
+    cdef int _passed_one(self, PyObject* found, Py_ssize_t line_at) except -1:
+        """Count a passed SEND: its trace line's place and length, its run."""
+        cdef Py_ssize_t* grown
+        cdef int digits
+        if self._npass == self._pass_cap:
+            grown = <Py_ssize_t*>realloc(self._pass_at, (self._pass_cap * 2 + 64) * sizeof(Py_ssize_t))
+            if grown == NULL:
+                raise MemoryError()
+            self._pass_at = grown
+            self._pass_cap = self._pass_cap * 2 + 64
+        self._count += 1
+        if self._npass == 0:
+            self._pass_first = self._count
+        self._pass_at[self._npass] = line_at
+        self._npass += 1
+        digits = snprintf(self._trace + self._prefix_len, 17, "%08llx", self._count)
+        self._shift += PyBytes_GET_SIZE(self._head) + self._prefix_len + digits + 1
+        if found != self._run or self._run_count == 0:
+            if self._run_count:
+                self._passed.append((<object>self._run, self._run_first, self._run_count))
+            self._run = found
+            self._run_first = self._count
+            self._run_count = 0
+        self._run_count += 1
+        return 0
 
     cdef inline object _next_trace(self):
         cdef int digits
@@ -442,6 +544,29 @@ cdef class FramePump:
             end = q - p
         if end + 1 - s > self._max_frame:
             return DECLINE
+        # A pass-through SEND: its first field (the destination) only, and a known one.
+        if command == _SEND and self._passing is not None and not records and vstart[0] >= 0:
+            for k in range(1, nfields):
+                if vstart[k] >= 0:
+                    break
+            else:
+                length = vend[0] - vstart[0]
+                if (
+                    self._hit != NULL
+                    and self._hit_len == length
+                    and memcmp(self._hit, p + vstart[0], length) == 0
+                ):
+                    self._passed_one(self._hit_value, nl + 1)
+                    return end + 1
+                if high:
+                    value = PyUnicode_DecodeUTF8(<const char*>p + vstart[0], length, NULL)
+                else:
+                    value = PyUnicode_DecodeASCII(<const char*>p + vstart[0], length, NULL)
+                if self._pass(value, nl + 1):
+                    self._hit = p + vstart[0]
+                    self._hit_len = length
+                    self._hit_value = self._run
+                    return end + 1
         # The record.
         record = PumpedFrame.__new__(PumpedFrame)
         record.command = _COMMAND_NAMES[command]
@@ -493,6 +618,16 @@ cdef class FramePump:
         parser._need = 0
         parser._scanned = 0
         self.slow_frames += 1
+        values = tuple(map(frame.get, self._fields))
+        if (
+            self._passing is not None
+            and frame.command == "SEND"
+            and not records
+            and values.count(None) == self._nfields - 1
+        ):
+            nl = <const unsigned char*>memchr(p + s, LF, end - s) - p
+            if self._pass(values[0], nl + 1):
+                return end
         record = PumpedFrame.__new__(PumpedFrame)
         record.command = frame.command
         record.start = s + self._shift
@@ -508,7 +643,7 @@ cdef class FramePump:
         record.end = end + self._shift
         record.body_end = record.end - 1
         record.body_start = record.body_end - len(frame.body)
-        record.values = tuple(map(frame.get, self._fields))
+        record.values = values
         record._parsed = frame
         record._splice = self._splice
         record._limits = self.limits

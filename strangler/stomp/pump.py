@@ -13,6 +13,16 @@ per frame. This is the reference build; ``_pump.pyx`` is its compiled twin and
 - ``frames``: one :class:`PumpedFrame` per complete frame, with offsets into ``data``.
 - ``error``: the :class:`ProtocolError` that stopped the input, or None. Frames complete
   before it are still returned; every later ``feed`` returns the same error.
+- ``passed``: the SENDs that *passed through* (see below) as runs ``(value, first,
+  count)``: ``count`` SENDs in a row whose first field's value maps to ``value`` in
+  ``passing``, with trace counters ``first``, ``first + 1``, ... They have no record.
+
+Pass-through: when ``passing`` (a dict) is set and ``splice`` is, a SEND whose first
+field's value is a key of ``passing`` and that has none of the other ``fields`` is
+forwarded as usual (trace line spliced) but gets no record, only a place in a run.
+Only the frames before a read's first record can pass: the session decides the frames
+after a record one by one (a record may block or end the session), so a passed frame
+is always one that would have been forwarded right away.
 
 Invariants (the compiled twin keeps them too, checked by a differential property test):
 - frames, limits and errors are :class:`FrameParser`'s: this build drives the parser's
@@ -28,7 +38,7 @@ Invariants (the compiled twin keeps them too, checked by a differential property
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from .errors import MalformedFrame, ProtocolError
 from .frame import Frame
@@ -124,15 +134,25 @@ class PumpedFrame:
 class Pumped:
     """What one ``feed`` gives: bytes to forward, a record per frame, an error or None."""
 
-    __slots__ = ("data", "error", "frames")
+    __slots__ = ("data", "error", "frames", "passed")
 
-    def __init__(self, data: bytes, frames: list[PumpedFrame], error: ProtocolError | None) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        frames: list[PumpedFrame],
+        error: ProtocolError | None,
+        passed: list[tuple[Any, int, int]] | None = None,
+    ) -> None:
         self.data = data
         self.frames = frames
         self.error = error
+        self.passed = passed if passed is not None else []
 
     def __repr__(self) -> str:
-        return f"Pumped({len(self.data)} bytes, {len(self.frames)} frames, error={self.error!r})"
+        return (
+            f"Pumped({len(self.data)} bytes, {len(self.frames)} frames, "
+            f"{sum(count for _, _, count in self.passed)} passed, error={self.error!r})"
+        )
 
 
 class FramePump:
@@ -153,6 +173,7 @@ class FramePump:
         "_slow",
         "_splice",
         "limits",
+        "passing",
     )
 
     def __init__(
@@ -177,6 +198,8 @@ class FramePump:
         self._count = 0
         self._slow = 0
         self._error: ProtocolError | None = None
+        # Set by the session before a feed: the SENDs that may pass through (above).
+        self.passing: dict[str, Any] | None = None
 
     @property
     def version(self) -> str:
@@ -216,6 +239,10 @@ class FramePump:
         fields = self._fields
         splice = self._splice
         records: list[PumpedFrame] = []
+        passing = self.passing if splice is not None and fields else None
+        passed: list[tuple[Any, int, int]] = []
+        run: Any = None  # the open run's value; run_first, run_count: its counters
+        run_first = run_count = 0
         view = memoryview(buf)  # slices without copies; released before buf is resized
         pieces: list[bytes | memoryview] = []  # the output when something is spliced in
         copied = 0  # buf[:copied] is in pieces
@@ -242,12 +269,10 @@ class FramePump:
                 if frame is None:
                     break
                 parser._need = parser._scanned = 0
-                record = PumpedFrame()
-                record.command = frame.command
-                record._parsed = frame
-                record._splice = splice
-                record.values = tuple(map(frame._first.get, fields))  # Frame.get without its call
-                record.start = pos + shift
+                values = tuple(map(frame._first.get, fields))  # Frame.get without its call
+                start = pos + shift
+                trace: str | None = None
+                splice_at = -1
                 if splice is not None and frame.command == "SEND":
                     self._count += 1
                     trace = f"{self._prefix}{self._count:08x}"
@@ -256,12 +281,30 @@ class FramePump:
                     pieces.append(view[copied:line_at])
                     pieces.append(line)
                     copied = line_at
-                    record.trace = trace
-                    record.splice_at = line_at + shift
+                    splice_at = line_at + shift
                     shift += len(line)
-                else:
-                    record.trace = None
-                    record.splice_at = -1
+                    if (
+                        passing is not None
+                        and not records
+                        and values[0] in passing
+                        and values.count(None) == len(values) - 1
+                    ):
+                        value = passing[values[0]]  # a key
+                        if value is not run or not run_count:
+                            if run_count:
+                                passed.append((run, run_first, run_count))
+                            run, run_first, run_count = value, self._count, 0
+                        run_count += 1
+                        pos = end
+                        continue
+                record = PumpedFrame()
+                record.command = frame.command
+                record._parsed = frame
+                record._splice = splice
+                record.values = values
+                record.start = start
+                record.trace = trace
+                record.splice_at = splice_at
                 record.end = end + shift
                 record.body_end = record.end - 1
                 record.body_start = record.body_end - len(frame.body)
@@ -286,5 +329,7 @@ class FramePump:
             del buf[:pos]
         for record in records:
             record._data = out
-        self._slow += len(records)
-        return Pumped(out, records, error)
+        if run_count:
+            passed.append((run, run_first, run_count))
+        self._slow += len(records) + sum(count for _, _, count in passed)
+        return Pumped(out, records, error, passed)

@@ -110,7 +110,13 @@ async def exchange_connect(
             while True:
                 data = await reader.read(65536)
                 if not data:
-                    raise BrokerUnavailable(broker, "closed the connection at login")
+                    # ActiveMQ closes right after the ERROR of a refused login, and
+                    # over TLS the close may arrive before the ERROR is read.
+                    raise BrokerUnavailable(
+                        broker,
+                        "closed the connection at login without CONNECTED or ERROR "
+                        "(a refused login can end so: check the credentials)",
+                    )
                 for event in parser.feed(data):
                     if isinstance(event, Frame):
                         return event, parser

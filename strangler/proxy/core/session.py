@@ -95,8 +95,13 @@ class SessionCore:
         s = self.state
         if not s.client_open or s.error_sent or s.phase is Phase.ENDED:
             return []  # after an ERROR the client's input is read and dropped
-        pumped = s.client_pump.feed(data)
-        if pumped.frames:
+        pump = s.client_pump
+        # SENDs the hot path below would pass may pass in the pump already, when this
+        # read's frames go straight to _client_pumped.
+        steady = s.phase is Phase.CONNECTED and not s.held and s.blocked is None
+        pump.passing = s.pass_through() if steady else None
+        pumped = pump.feed(data)
+        if pumped.frames or pumped.passed:
             s.frames_seen += 1
         self._account_buffer(pumped.frames)
         if pumped.error is not None and s.held_error is None:
@@ -121,6 +126,10 @@ class SessionCore:
         receipted = s.passing_receipted
         record_from = s.ctx.facts.record_from
         now = time.time()  # the facts of one read share its time
+        # SENDs the pump passed through (the read's first frames): in place, as below.
+        for template, first, count in pumped.passed:
+            s.sent += count
+            s.ctx.facts.record_run(template, s.trace_prefix, first, count, now)
         kept = 0  # data[kept:] is not queued for legacy yet
         for index, rec in enumerate(frames):
             if s.blocked is not None or s.error_sent:

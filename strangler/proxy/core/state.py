@@ -164,6 +164,7 @@ class SessionState:
     legacy_pump: FramePump = field(init=False)
     # The header name the client pump splices trace ids under (routes.yaml's, at CONNECT).
     trace_header: str = ""
+    trace_prefix: str = ""
     out: list[Command] = field(default_factory=list)
     legacy_out: list[bytes] = field(default_factory=list)
     # What legacy ends its frames with (ActiveMQ: one LF), learnt from CONNECTED: frames
@@ -221,6 +222,7 @@ class SessionState:
 
     def __post_init__(self) -> None:
         self.trace_header = self.table.trace_header
+        self.trace_prefix = session_trace_prefix()  # the client pump's trace ids start so
         self.client_pump = self.new_client_pump()
         self.legacy_pump = FramePump(self.ctx.settings.limits, fields=LEGACY_FIELDS)
 
@@ -230,7 +232,7 @@ class SessionState:
             version=self.version,
             fields=(*CLIENT_FIELDS, self.trace_header),
             splice=self.trace_header,
-            trace_prefix=session_trace_prefix(),
+            trace_prefix=self.trace_prefix,
         )
 
     # -- output ---------------------------------------------------------------------

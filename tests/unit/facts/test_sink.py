@@ -547,3 +547,56 @@ def test_the_writer_gives_the_gil_up_within_a_batch(
         sink.close()
     assert len(yields) == 200 // module._YIELD_EVERY
     assert len(lines_of(stream)) == 200
+
+
+@given(
+    prefix=st.sampled_from(["", "p-1-", "0123456789abcdef"]),
+    first=st.sampled_from([1, 0xFF, 0xFFFFFFFE, 2**40]),
+    count=st.integers(min_value=1, max_value=40),
+)
+def test_a_run_writes_the_lines_record_from_writes(prefix: str, first: int, count: int) -> None:
+    """``record_run`` (the frame pump's passed SENDs) and ``record_from`` of each trace id:
+    the same lines, counters past 8 hex digits included."""
+    stream = io.StringIO()
+    sink = FactSink(stream, interval=IDLE, static={"service": "strangler"})
+    try:
+        template = sink.template(Fact.MESSAGE_ROUTED, {"session": "s", "trace_id": "", "n": 1})
+        sink.record_run(template, prefix, first, count, 1_700_000_000.5)
+        for n in range(first, first + count):
+            sink.record_from(template, f"{prefix}{n:08x}", 1_700_000_000.5)
+        assert sink.flush()
+    finally:
+        sink.close()
+    lines = stream.getvalue()[:-1].split("\n")
+    assert lines[:count] == lines[count:]
+    assert [json.loads(line)["trace_id"] for line in lines[:count]] == [
+        f"{prefix}{n:08x}" for n in range(first, first + count)
+    ]
+
+
+def test_a_runs_facts_are_told_counted_and_dropped_one_by_one(stream: io.StringIO) -> None:
+    sink = FactSink(stream, interval=IDLE, capacity=2)
+    seen: list[str] = []
+    counted: list[int] = []
+    sink.listeners.append(lambda fact, fields: seen.append(fields["trace_id"]))
+    sink.writer_counters.append(lambda fact, fields, count: counted.append(count))
+    try:
+        template = sink.template(Fact.MESSAGE_ROUTED, {"trace_id": ""})
+        sink.record_run(template, "p", 1, 3, time.time())
+        sink.record_from(template, "q", time.time())
+        sink.record_run(template, "r", 7, 4, time.time())  # beyond capacity: 4 dropped
+        assert sink.flush()
+    finally:
+        sink.close()
+    assert seen == [
+        "p00000001",
+        "p00000002",
+        "p00000003",
+        "q",
+        *(f"r{n:08x}" for n in range(7, 11)),
+    ]
+    assert counted == [4]
+    facts = lines_of(stream)
+    assert [f.get("trace_id") for f in facts[:4]] == ["p00000001", "p00000002", "p00000003", "q"]
+    assert facts[4]["event"] == "facts_dropped" and facts[4]["count"] == 4
+    assert sink.dropped_total == 4 and sink.written_total == 5

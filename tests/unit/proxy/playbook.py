@@ -56,6 +56,12 @@ class Facts:
     def record_from(self, template: FactTemplate, value: str, ts: float) -> None:
         self.emitted.append((str(template.fact), template.with_value(value)))
 
+    def record_run(
+        self, template: FactTemplate, prefix: str, first: int, count: int, ts: float
+    ) -> None:
+        for n in range(first, first + count):
+            self.record_from(template, f"{prefix}{n:08x}", ts)
+
     def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
         return [
             f for n, f in self.emitted if n == name and all(f.get(k) == v for k, v in match.items())

@@ -57,8 +57,11 @@ def table(routes: str) -> RouteTable:
 Op = tuple[str, int, bool, bool, bool, bool]
 
 
-def play_out(ops: list[Op], version: str) -> tuple[list[dict[str, Any]], bytes, bytes, int]:
-    """Facts, bytes to legacy, bytes to the client, facts recorded from a template."""
+def play_out(
+    ops: list[Op], version: str, together: bool = False
+) -> tuple[list[dict[str, Any]], bytes, bytes, int]:
+    """Facts, bytes to legacy, bytes to the client, facts recorded from a template;
+    ``together``: the SENDs between two reloads in one read (the frame pump passes them)."""
     tables = (table(ROUTES), table(RELOADED))
     with mock.patch("strangler.proxy.core.state.session_trace_prefix", lambda: PREFIX):
         play = Play(ROUTES)
@@ -75,8 +78,20 @@ def play_out(ops: list[Op], version: str) -> tuple[list[dict[str, Any]], bytes, 
     play.connect(version)
     play.client("BEGIN\ntransaction:t1\n\n\0")
     current = 0
+    burst: list[str] = []
+
+    def answer(out: list[Any]) -> None:
+        for command in submitted(out):  # Amazon MQ confirms everything at once
+            play.outcome(command.token)
+        for frame in frames(to_legacy(out), version):  # and legacy answers what it got
+            if (answered := frame.get("receipt")) is not None:
+                play.legacy(f"RECEIPT\nreceipt-id:{answered}\n\n\0\n")
+
     for n, (kind, index, receipt, tx, own, traceparent) in enumerate(ops):
         if kind == "reload":
+            if burst:
+                answer(play.client("".join(burst)))
+                burst.clear()
             current = 1 - current
             play.ctx.routes.table = tables[current]
             out = play.record(play.core.routes_changed())
@@ -92,12 +107,14 @@ def play_out(ops: list[Op], version: str) -> tuple[list[dict[str, Any]], bytes, 
                 headers.append(
                     "traceparent:00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
                 )
-            out = play.client("SEND\n" + "\n".join(headers) + f"\n\nbody {n}\0")
-        for command in submitted(out):  # Amazon MQ confirms everything at once
-            play.outcome(command.token)
-        for frame in frames(to_legacy(out), version):  # and legacy answers what it got
-            if (answered := frame.get("receipt")) is not None:
-                play.legacy(f"RECEIPT\nreceipt-id:{answered}\n\n\0\n")
+            send = "SEND\n" + "\n".join(headers) + f"\n\nbody {n}\0"
+            if together:
+                burst.append(send)
+                continue
+            out = play.client(send)
+        answer(out)
+    if burst:
+        answer(play.client("".join(burst)))
     return (
         [{"event": name, **fields} for name, fields in play.facts.emitted],
         to_legacy(play.log),
@@ -124,14 +141,15 @@ ops = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=ops, version=st.sampled_from(["1.0", "1.1", "1.2"]))
+@given(ops=ops, version=st.sampled_from(["1.0", "1.1", "1.2"]), together=st.booleans())
 def test_the_hot_path_changes_nothing_a_producer_or_an_auditor_can_see(
-    ops: list[Op], version: str
+    ops: list[Op], version: str, together: bool
 ) -> None:
+    """One SEND a read, or a read of many (the frame pump's pass-through then)."""
     with mock.patch.object(producer, "remember_pass_through", lambda *args: None):
-        reference = play_out(ops, version)
+        reference = play_out(ops, version, together)
     assert reference[3] == 0
-    facts, legacy, client, _ = play_out(ops, version)
+    facts, legacy, client, _ = play_out(ops, version, together)
     assert facts == reference[0]
     assert legacy == reference[1]
     assert client == reference[2]
@@ -206,3 +224,28 @@ def test_a_session_remembers_a_bounded_number_of_destinations() -> None:
     for n in range(producer.PASSING_LIMIT + 10):
         play.client(f"SEND\ndestination:/queue/stay.{n}\n\nx\0")
     assert 0 < len(play.core.state.passing) <= producer.PASSING_LIMIT
+
+
+def test_a_read_s_first_plain_sends_pass_through_in_the_frame_pump() -> None:
+    """Cached SENDs at the start of a read pass in the pump as one run (no record each);
+    from the first SEND the core must see, the rest go the core's way, in order."""
+    with mock.patch("strangler.proxy.core.state.session_trace_prefix", lambda: PREFIX):
+        play = Play(ROUTES)
+    runs: list[tuple[int, int]] = []
+    record_run = play.facts.record_run
+
+    def counted(template: Any, prefix: str, first: int, count: int, ts: float) -> None:
+        runs.append((first, count))
+        record_run(template, prefix, first, count, ts)
+
+    play.facts.record_run = counted  # type: ignore[method-assign]
+    play.connect()
+    send = "SEND\ndestination:/queue/stay.a\n\nx\0"
+    play.client(send)  # decided, then cached
+    out = play.client(send * 5 + "SEND\ndestination:/queue/stay.a\nreceipt:r\n\nx\0" + send)
+    assert runs == [(2, 5)]
+    routed = play.facts.emitted[-7:]
+    assert [f["trace_id"] for _, f in routed] == [f"{PREFIX}{n:08x}" for n in range(2, 9)]
+    assert [f["receipt"] for _, f in routed] == [False] * 5 + [True, False]
+    assert frames(to_legacy(out))[5].get("receipt") == "r"
+    assert to_legacy(out).count(b"SEND\nstrangler-trace-id:") == 7

@@ -15,11 +15,12 @@ some of them, so both the compiled fast path and its fallback to the reference r
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pump_builds import compiled_pump
 from test_properties import chunked, text_with
@@ -40,6 +41,9 @@ LIMITS = (
 NAMES = ("destination", "receipt", "transaction", "content-length", "a:b", "dést", "x\\y", "")
 SPLICE = "strangler-trace"
 FIELDS = ("destination", "receipt", "transaction", "content-length")
+PASS_FIELDS = ("destination", "receipt", "transaction")
+PASSABLE = ("/q/a", "/q/b", "1", "é", "x\\y", "a:b", "")  # destinations that may pass
+RUNS = ("run-1", "run-2")  # what they map to: one run per value in a row
 
 
 # -- streams ----------------------------------------------------------------------------
@@ -106,6 +110,29 @@ def valid_frame(draw: st.DrawFn, version: str, plain: bool = False) -> Piece:
     return Piece(wire, len(wire), len(lines), max(len(line) for line in lines))
 
 
+@st.composite
+def send_frame(draw: st.DrawFn, version: str) -> Piece:
+    """A SEND as producers send them: a destination (one a case may let pass, mostly),
+    sometimes a receipt, transaction or another header, LF or CRLF lines."""
+    odd = draw(st.integers(min_value=0, max_value=3)) == 0
+    destination = draw(plain_text if odd else st.sampled_from(["/q/a", "/q/a", *PASSABLE]))
+    headers = [("destination", destination)]
+    extra = st.sampled_from(
+        [("receipt", "r-1"), ("transaction", "tx"), ("persistent", "true"), ("destination", "/q/b")]
+    )
+    for header in draw(st.lists(extra, max_size=2)) if draw(st.booleans()) else ():
+        headers.insert(draw(st.integers(min_value=0, max_value=len(headers))), header)
+    body = draw(st.binary(max_size=20))
+    if draw(st.booleans()) or b"\0" in body:
+        headers.append(("content-length", str(len(body))))
+    head = encode(Frame("SEND", tuple(headers)), version)[:-3] + b"\n\n"
+    if draw(st.integers(min_value=0, max_value=5)) == 0:
+        head = head.replace(b"\n", b"\r\n")  # the compiled build's slow path
+    wire = head + body + b"\0"
+    lines = head.split(b"\n")
+    return Piece(wire, len(wire), len(lines) - 2, max(len(line) for line in lines))
+
+
 def raw_line() -> st.SearchStrategy[bytes]:
     return st.sampled_from(
         [
@@ -147,11 +174,14 @@ def streams(draw: st.DrawFn, hostile: bool) -> tuple[str, list[Piece]]:
     """Valid frames and heart-beats; ``hostile`` adds near-frames, stray bytes and noise."""
     version = draw(st.sampled_from(VERSIONS))
     pieces = []
+    producer = draw(st.booleans())  # SENDs as a producer sends them, mostly
     for _ in range(draw(st.integers(min_value=1, max_value=8))):
         # Weighted by hand: hypothesis' one_of would merge repeated branches.
         kind = draw(st.integers(min_value=0, max_value=19 if hostile else 15))
-        if kind < 14:
+        if kind < (2 if producer else 9):
             pieces.append(draw(valid_frame(version)))
+        elif kind < 14:
+            pieces.append(draw(send_frame(version)))
         elif kind < 16:
             pieces.append(Piece(draw(st.sampled_from([b"\n", b"\r\n"]))))
         elif kind < 18:
@@ -173,6 +203,9 @@ class Case:
     splice: str | None
     prefix: str
     switch: tuple[int, str] | None  # before chunk i, set the version (as after CONNECTED)
+    # The pump's ``passing`` for every chunk but those in ``passing_off`` (None for them).
+    passing: dict[str, str] | None = None
+    passing_off: frozenset[int] = frozenset()
 
 
 @st.composite
@@ -229,11 +262,20 @@ def cases(draw: st.DrawFn, hostile: bool) -> Case:
         data=bytes(data),
         chunks=chunks,
         limits=limits,
-        fields=draw(st.sampled_from([(), ("destination",), FIELDS]))
+        fields=draw(st.sampled_from([(), ("destination",), PASS_FIELDS, PASS_FIELDS, FIELDS]))
         + tuple(draw(st.lists(st.sampled_from([*NAMES, "missing"]), max_size=3))),
-        splice=draw(st.sampled_from([None, SPLICE])),
+        splice=draw(st.sampled_from([None, SPLICE, SPLICE])),
         prefix=draw(st.sampled_from(["", "ab12"])),
         switch=switch,
+        passing=draw(
+            st.none()
+            | st.dictionaries(st.sampled_from(PASSABLE), st.sampled_from(RUNS)).map(
+                lambda d: {"/q/a": "run-1", **d}
+            )
+        ),
+        passing_off=draw(
+            st.frozensets(st.integers(min_value=0, max_value=len(chunks)), max_size=2)
+        ),
     )
 
 
@@ -263,7 +305,7 @@ def error_of(error: ProtocolError | None) -> tuple[str, str] | None:
 
 
 def run_pump(cls: type[pump.FramePump], case: Case) -> list[tuple[Any, ...]]:
-    """Per chunk: (forwarded bytes, records, error, buffered)."""
+    """Per chunk: (forwarded bytes, records, error, buffered, passed runs)."""
     pumper = cls(
         case.limits,
         version=case.version,
@@ -275,6 +317,7 @@ def run_pump(cls: type[pump.FramePump], case: Case) -> list[tuple[Any, ...]]:
     for i, chunk in enumerate(case.chunks):
         if case.switch and case.switch[0] == i:
             pumper.version = case.switch[1]
+        pumper.passing = None if i in case.passing_off else case.passing
         result = pumper.feed(chunk)
         for record in result.frames:
             assert result.data[record.start : record.end].endswith(b"\0")
@@ -285,6 +328,7 @@ def run_pump(cls: type[pump.FramePump], case: Case) -> list[tuple[Any, ...]]:
                 [record_of(r) for r in result.frames],
                 error_of(result.error),
                 pumper.buffered,
+                result.passed,
             )
         )
     return out
@@ -316,6 +360,44 @@ def test_both_builds_and_the_parser_agree_on_hostile_streams_in_any_chunking(cas
     check_agreement(case)
 
 
+@st.composite
+def producer_cases(draw: st.DrawFn) -> Case:
+    """A producer's SENDs (and a few other frames) in a few reads, with pass-through on."""
+    version = draw(st.sampled_from(VERSIONS))
+    pieces = [
+        draw(valid_frame(version) if draw(st.integers(0, 5)) == 0 else send_frame(version))
+        for _ in range(draw(st.integers(min_value=1, max_value=12)))
+    ]
+    data = b"".join(p.wire for p in pieces)
+    chunks = chunked(data, draw(st.lists(st.integers(min_value=0), max_size=3)))
+    return Case(
+        version=version,
+        data=data,
+        chunks=chunks,
+        limits=LIMITS[1],
+        fields=draw(st.sampled_from([("destination",), PASS_FIELDS, (*PASS_FIELDS, SPLICE)])),
+        splice=SPLICE,
+        prefix=draw(st.sampled_from(["", "ab12"])),
+        switch=None,
+        passing=draw(
+            st.dictionaries(st.sampled_from(PASSABLE), st.sampled_from(RUNS)).map(
+                lambda d: {"/q/a": "run-1", **d}
+            )
+        ),
+        passing_off=draw(
+            st.frozensets(st.integers(min_value=0, max_value=len(chunks)), max_size=1)
+        ),
+    )
+
+
+@SETTINGS
+@given(case=producer_cases())
+def test_both_builds_agree_on_what_passes_through(case: Case) -> None:
+    """Runs of pass-through SENDs: the same in both builds, and each chunk exactly what
+    it is without pass-through but for the records of the SENDs that passed."""
+    check_agreement(case)
+
+
 @SETTINGS
 @given(data=st.data())
 def test_both_builds_agree_at_a_plain_frames_limits_in_any_chunking(data: st.DataObject) -> None:
@@ -340,10 +422,13 @@ def test_both_builds_agree_at_a_plain_frames_limits_in_any_chunking(data: st.Dat
 
 
 def check_agreement(case: Case) -> None:
-    pure = run_pump(pump.FramePump, case)
-    compiled = run_pump(compiled_pump(), case)
-    for i, (a, b) in enumerate(zip(pure, compiled, strict=True)):
-        assert a == b, f"chunk {i}: the builds differ"
+    for pumped in (case, replace(case, passing=None)):
+        pure = run_pump(pump.FramePump, pumped)
+        compiled = run_pump(compiled_pump(), pumped)
+        for i, (a, b) in enumerate(zip(pure, compiled, strict=True)):
+            assert a == b, f"chunk {i}: the builds differ"
+    if case.passing is not None:
+        check_passing(case, run_pump(pump.FramePump, case), pure)
 
     parser_frames, parser_error = run_parser(case)
     errors = [(i, chunk[2]) for i, chunk in enumerate(pure) if chunk[2] is not None]
@@ -368,7 +453,7 @@ def check_agreement(case: Case) -> None:
     # Forwarded bytes: the input, in order, with one trace line per SEND.
     forwarded = b""
     sends = 0
-    for data, records, _, _ in pure:
+    for data, records, _, _, _ in pure:
         at = 0
         for r in records:
             if r[7] is not None:
@@ -383,3 +468,38 @@ def check_agreement(case: Case) -> None:
         assert forwarded + case.data[len(case.data) - pure[-1][3] :] == case.data
     else:
         assert case.data.startswith(forwarded)
+
+
+def check_passing(case: Case, passing: list[tuple[Any, ...]], plain: list[tuple[Any, ...]]) -> None:
+    """A chunk pumped with ``passing`` is the same chunk pumped without, but for the
+    records of its first SENDs in a row that may pass: those are runs, and only those."""
+    assert case.passing is not None
+    for i, (got, want) in enumerate(zip(passing, plain, strict=True)):
+        data, records, error, buffered, runs = got
+        assert (data, error, buffered) == (want[0], want[2], want[3]), f"chunk {i}"
+        expanded = [(value, first + k) for value, first, count in runs for k in range(count)]
+        assert all(count > 0 for _, _, count in runs)
+        assert all(a[0] is not b[0] for a, b in itertools.pairwise(runs)), "runs not merged"
+        passed = len(expanded)
+        event(f"passed: {min(passed, 3)}, after: {min(len(records), 2)}")
+        assert records == want[1][passed:], f"chunk {i}: records differ"
+        on = bool(case.splice is not None and case.fields and i not in case.passing_off)
+        for (value, counter), record in zip(expanded, want[1], strict=False):
+            assert passes(case, on, record)
+            assert value == case.passing[record[6][0]]
+            assert record[7] == f"{case.prefix}{counter:08x}"
+        if passed < len(want[1]):
+            assert not passes(case, on, want[1][passed]), f"chunk {i}: a SEND did not pass"
+
+
+def passes(case: Case, on: bool, record: tuple[Any, ...]) -> bool:
+    """The record's frame may pass: a SEND with its first field a key of ``passing`` and
+    none of the others."""
+    assert case.passing is not None
+    command, values = record[0], record[6]
+    return (
+        on
+        and command == "SEND"
+        and values[0] in case.passing
+        and all(v is None for v in values[1:])
+    )
