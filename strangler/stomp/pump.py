@@ -241,6 +241,7 @@ class FramePump:
         records: list[PumpedFrame] = []
         passing = self.passing if splice is not None and fields else None
         passed: list[tuple[Any, int, int]] = []
+        npassed = 0
         run: Any = None  # the open run's value; run_first, run_count: its counters
         run_first = run_count = 0
         view = memoryview(buf)  # slices without copies; released before buf is resized
@@ -295,6 +296,7 @@ class FramePump:
                                 passed.append((run, run_first, run_count))
                             run, run_first, run_count = value, self._count, 0
                         run_count += 1
+                        npassed += 1
                         pos = end
                         continue
                 record = PumpedFrame()
@@ -331,5 +333,5 @@ class FramePump:
             record._data = out
         if run_count:
             passed.append((run, run_first, run_count))
-        self._slow += len(records) + sum(count for _, _, count in passed)
+        self._slow += len(records) + npassed
         return Pumped(out, records, error, passed)

@@ -249,3 +249,25 @@ def test_a_read_s_first_plain_sends_pass_through_in_the_frame_pump() -> None:
     assert [f["receipt"] for _, f in routed] == [False] * 5 + [True, False]
     assert frames(to_legacy(out))[5].get("receipt") == "r"
     assert to_legacy(out).count(b"SEND\nstrangler-trace-id:") == 7
+
+
+def test_nothing_passes_in_the_pump_while_the_session_holds_frames() -> None:
+    """With Amazon MQ's window full the session holds the producer's frames: SENDs to a
+    destination that passes through wait behind the cutover SEND that filled it, and
+    pass (in order, with their facts) once Amazon MQ confirmed it."""
+    with mock.patch("strangler.proxy.core.state.session_trace_prefix", lambda: PREFIX):
+        play = Play(ROUTES, max_inflight=1)
+    play.connect()
+    stay = "SEND\ndestination:/queue/stay.a\n\nx\0"
+    play.client(stay)  # decided, then cached
+    out = play.client("SEND\ndestination:/queue/cut.a\n\ny\0")
+    (primary,) = submitted(out)
+    assert play.core.state.blocked is not None
+    out = play.client(stay * 3)
+    assert b"SEND" not in to_legacy(out)
+    routed = [f for name, f in play.facts.emitted if name == "message_routed"]
+    assert len(routed) == 2
+    out = play.outcome(primary.token)
+    assert to_legacy(out).count(b"SEND\nstrangler-trace-id:") == 3
+    routed = [f for name, f in play.facts.emitted if name == "message_routed"]
+    assert [f["trace_id"] for f in routed[2:]] == [f"{PREFIX}{n:08x}" for n in range(3, 6)]
