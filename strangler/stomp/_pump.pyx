@@ -396,7 +396,7 @@ cdef class FramePump:
         if value is None:
             return False
         found = PyDict_GetItem(self._passing, value)
-        if found == NULL:
+        if found == NULL or found == <PyObject*>None:
             return False
         self._passed_one(found, line_at)
         return True

@@ -18,7 +18,8 @@ per frame. This is the reference build; ``_pump.pyx`` is its compiled twin and
   ``passing``, with trace counters ``first``, ``first + 1``, ... They have no record.
 
 Pass-through: when ``passing`` (a dict) is set and ``splice`` is, a SEND whose first
-field's value is a key of ``passing`` and that has none of the other ``fields`` is
+field's value maps to a value other than None in ``passing`` and that has none of the
+other ``fields`` is
 forwarded as usual (trace line spliced) but gets no record, only a place in a run.
 Only the frames before a read's first record can pass: the session decides the frames
 after a record one by one (a record may block or end the session), so a passed frame
@@ -287,10 +288,9 @@ class FramePump:
                     if (
                         passing is not None
                         and not records
-                        and values[0] in passing
+                        and (value := passing.get(values[0])) is not None  # type: ignore[arg-type]
                         and values.count(None) == len(values) - 1
                     ):
-                        value = passing[values[0]]  # a key
                         if value is not run or not run_count:
                             if run_count:
                                 passed.append((run, run_first, run_count))

@@ -216,8 +216,8 @@ class SessionState:
     # table ``passing_table`` (emptied when routes change): destination -> the template
     # of their message_routed fact, for SENDs without a receipt (``passing``) and with
     # one (``passing_receipted``). See ``producer.on_send`` and the core's hot path.
-    passing: dict[str, FactTemplate] = field(default_factory=dict)
-    passing_receipted: dict[str, FactTemplate] = field(default_factory=dict)
+    passing: dict[str, FactTemplate | None] = field(default_factory=dict)
+    passing_receipted: dict[str, FactTemplate | None] = field(default_factory=dict)
     passing_table: RouteTable | None = None
 
     def __post_init__(self) -> None:
@@ -271,13 +271,13 @@ class SessionState:
     def table(self) -> RouteTable:
         return self.ctx.routes.table
 
-    def pass_through(self, receipt: bool = False) -> dict[str, FactTemplate]:
+    def pass_through(self, receipt: bool = False) -> dict[str, FactTemplate | None]:
         """The pass-through decisions of the routes in force (forgotten when they change),
         for SENDs with a receipt or without."""
         table = self.ctx.routes.table
         if self.passing_table is not table:
-            self.passing = {}
-            self.passing_receipted = {}
+            self.passing.clear()  # in place: a session's first call allocates nothing
+            self.passing_receipted.clear()
             self.passing_table = table
         return self.passing_receipted if receipt else self.passing
 

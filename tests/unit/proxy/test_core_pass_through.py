@@ -159,7 +159,7 @@ def test_plain_sends_to_a_legacy_destination_take_the_hot_path() -> None:
     """The property above would hold if the hot path were never taken: here it is."""
     plain: list[Op] = [("send", 0, False, False, False, False)] * 5
     facts, legacy, _, templated = play_out(plain, "1.2")
-    assert templated == 4  # the first is decided; the next four are not
+    assert templated == 3  # the first two are decided (the second makes the template)
     routed = [f for f in facts if f["event"] == "message_routed"]
     assert [f["trace_id"] for f in routed] == [f"{PREFIX}{n:08x}" for n in range(1, 6)]
     assert legacy.count(b"SEND\nstrangler-trace-id:") == 5
@@ -172,20 +172,21 @@ def test_a_reload_reaches_a_destination_that_was_passing_through() -> None:
     moved: list[Op] = [
         ("send", 0, False, False, False, False),
         ("send", 0, False, False, False, False),
+        ("send", 0, False, False, False, False),
         ("reload", 0, False, False, False, False),
         ("send", 0, False, False, False, False),
     ]
     facts, legacy, _, templated = play_out(moved, "1.2")
     routed = [f for f in facts if f["event"] == "message_routed"]
     assert templated == 1
-    assert [list(f["targets"]) for f in routed] == [["legacy"], ["legacy"], ["amazonmq"]]
-    assert legacy.count(b"SEND\n") == 2
+    assert [list(f["targets"]) for f in routed] == [["legacy"]] * 3 + [["amazonmq"]]
+    assert legacy.count(b"SEND\n") == 3
 
 
 def test_sends_with_a_receipt_take_the_hot_path_and_legacy_still_confirms_each() -> None:
     receipted: list[Op] = [("send", 0, True, False, False, False)] * 4
     facts, legacy, client, templated = play_out(receipted, "1.2")
-    assert templated == 3
+    assert templated == 2
     routed = [f for f in facts if f["event"] == "message_routed"]
     assert all(f["receipt"] is True for f in routed)
     confirmed = [f for f in facts if f["event"] == "message_confirmed"]
@@ -207,14 +208,14 @@ def test_what_a_send_carries_keeps_it_off_the_hot_path() -> None:
         ("send", 0, False, False, True, False),
         ("send", 0, False, False, False, True),
     ):
-        _, _, _, templated = play_out([first, extra], "1.2")
+        _, _, _, templated = play_out([first, first, extra], "1.2")
         assert templated == 0, extra
-    padded: list[Op] = [("send", 1, False, False, False, False)] * 3
+    padded: list[Op] = [("send", 1, False, False, False, False)] * 4
     assert play_out(padded, "1.0")[3] == 0
-    assert play_out([("send", 0, True, False, False, False)] * 3, "1.0")[3] == 0
-    assert play_out([("send", 0, False, False, False, False)] * 3, "1.0")[3] == 2
+    assert play_out([("send", 0, True, False, False, False)] * 4, "1.0")[3] == 0
+    assert play_out([("send", 0, False, False, False, False)] * 4, "1.0")[3] == 2
     assert play_out(padded, "1.2")[3] == 2
-    split: list[Op] = [("send", 5, False, False, False, False)] * 3  # chosen per message
+    split: list[Op] = [("send", 5, False, False, False, False)] * 4  # chosen per message
     assert play_out(split, "1.2")[3] == 0
 
 
@@ -241,11 +242,12 @@ def test_a_read_s_first_plain_sends_pass_through_in_the_frame_pump() -> None:
     play.facts.record_run = counted  # type: ignore[method-assign]
     play.connect()
     send = "SEND\ndestination:/queue/stay.a\n\nx\0"
-    play.client(send)  # decided, then cached
+    play.client(send)  # decided, noted
+    play.client(send)  # decided, cached
     out = play.client(send * 5 + "SEND\ndestination:/queue/stay.a\nreceipt:r\n\nx\0" + send)
-    assert runs == [(2, 5)]
+    assert runs == [(3, 5)]
     routed = play.facts.emitted[-7:]
-    assert [f["trace_id"] for _, f in routed] == [f"{PREFIX}{n:08x}" for n in range(2, 9)]
+    assert [f["trace_id"] for _, f in routed] == [f"{PREFIX}{n:08x}" for n in range(3, 10)]
     assert [f["receipt"] for _, f in routed] == [False] * 5 + [True, False]
     assert frames(to_legacy(out))[5].get("receipt") == "r"
     assert to_legacy(out).count(b"SEND\nstrangler-trace-id:") == 7
@@ -259,15 +261,16 @@ def test_nothing_passes_in_the_pump_while_the_session_holds_frames() -> None:
         play = Play(ROUTES, max_inflight=1)
     play.connect()
     stay = "SEND\ndestination:/queue/stay.a\n\nx\0"
-    play.client(stay)  # decided, then cached
+    play.client(stay)  # decided, noted
+    play.client(stay)  # decided, cached
     out = play.client("SEND\ndestination:/queue/cut.a\n\ny\0")
     (primary,) = submitted(out)
     assert play.core.state.blocked is not None
     out = play.client(stay * 3)
     assert b"SEND" not in to_legacy(out)
     routed = [f for name, f in play.facts.emitted if name == "message_routed"]
-    assert len(routed) == 2
+    assert len(routed) == 3
     out = play.outcome(primary.token)
     assert to_legacy(out).count(b"SEND\nstrangler-trace-id:") == 3
     routed = [f for name, f in play.facts.emitted if name == "message_routed"]
-    assert [f["trace_id"] for f in routed[2:]] == [f"{PREFIX}{n:08x}" for n in range(3, 6)]
+    assert [f["trace_id"] for f in routed[3:]] == [f"{PREFIX}{n:08x}" for n in range(4, 7)]

@@ -43,7 +43,7 @@ SPLICE = "strangler-trace"
 FIELDS = ("destination", "receipt", "transaction", "content-length")
 PASS_FIELDS = ("destination", "receipt", "transaction")
 PASSABLE = ("/q/a", "/q/b", "1", "é", "x\\y", "a:b", "")  # destinations that may pass
-RUNS = ("run-1", "run-2")  # what they map to: one run per value in a row
+RUNS = ("run-1", "run-2", None)  # what they map to: one run per value in a row; None: no pass
 
 
 # -- streams ----------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Case:
     prefix: str
     switch: tuple[int, str] | None  # before chunk i, set the version (as after CONNECTED)
     # The pump's ``passing`` for every chunk but those in ``passing_off`` (None for them).
-    passing: dict[str, str] | None = None
+    passing: dict[str, str | None] | None = None
     passing_off: frozenset[int] = frozenset()
 
 
@@ -486,20 +486,20 @@ def check_passing(case: Case, passing: list[tuple[Any, ...]], plain: list[tuple[
         on = bool(case.splice is not None and case.fields and i not in case.passing_off)
         for (value, counter), record in zip(expanded, want[1], strict=False):
             assert passes(case, on, record)
-            assert value == case.passing[record[6][0]]
+            assert value == case.passing[record[6][0]] and value is not None
             assert record[7] == f"{case.prefix}{counter:08x}"
         if passed < len(want[1]):
             assert not passes(case, on, want[1][passed]), f"chunk {i}: a SEND did not pass"
 
 
 def passes(case: Case, on: bool, record: tuple[Any, ...]) -> bool:
-    """The record's frame may pass: a SEND with its first field a key of ``passing`` and
-    none of the others."""
+    """The record's frame may pass: a SEND with its first field mapped to a value (not
+    None) in ``passing`` and none of the others."""
     assert case.passing is not None
     command, values = record[0], record[6]
     return (
         on
         and command == "SEND"
-        and values[0] in case.passing
+        and case.passing.get(values[0]) is not None
         and all(v is None for v in values[1:])
     )
