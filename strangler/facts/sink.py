@@ -301,8 +301,9 @@ class FactSink:
             self._write_batch()
 
     def _write_batch(self) -> None:
-        """Render and write up to ``_BATCH`` facts: what a burst costs in memory while it
-        is written stays small (rendered lines, their joined text, its encoding)."""
+        """Render and write about ``_BATCH`` facts (a run is not split, so one read's
+        run may take a batch past it): what a burst costs in memory while it is written
+        stays small (rendered lines, their joined text, its encoding)."""
         if self._reopen_requested:
             self._reopen_now()
         pending = self._pending
