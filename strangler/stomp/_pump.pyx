@@ -70,6 +70,9 @@ for _i in range(_NCOMMANDS):
     _CMD_VERBATIM[_i] = _COMMAND_NAMES[_i] in UNESCAPED_COMMANDS
 
 
+cdef dict _FIELD_BYTES = {}  # fields -> their names as bytes
+
+
 cdef inline int _command(const unsigned char* p, Py_ssize_t n):
     cdef int i
     for i in range(_NCOMMANDS):
@@ -147,7 +150,7 @@ cdef class FramePump:
     """Bytes in, bytes to forward plus a PumpedFrame per frame out (compiled build)."""
 
     cdef readonly object limits
-    cdef object _parser  # FrameParser: the slow path, and the version it unescapes for
+    cdef object _parser  # FrameParser for the slow path, made at its first frame (or None)
     cdef str _version
     cdef bint _escapes  # version != "1.0"
     cdef bytearray _buf
@@ -202,12 +205,20 @@ cdef class FramePump:
             _pure.check_token("splice", splice, empty=False)
         _pure.check_token("trace_prefix", trace_prefix, empty=True)
         self.limits = limits
-        self._parser = FrameParser(limits, _pure.check_version(version))
+        self._parser = None  # most sessions never need it: ~200 bytes each saved
+        _pure.check_version(version)
         self._version = version
         self._escapes = version != "1.0"
         self._buf = bytearray()
         self._fields = tuple(fields)
-        self._field_bytes = tuple(f.encode("utf-8") for f in self._fields)
+        # Shared by every pump with these fields (a session has two pumps; 1,000 of them).
+        self._field_bytes = _FIELD_BYTES.get(self._fields)
+        if self._field_bytes is None:
+            if len(_FIELD_BYTES) > 64:
+                _FIELD_BYTES.clear()
+            self._field_bytes = _FIELD_BYTES[self._fields] = tuple(
+                f.encode("utf-8") for f in self._fields
+            )
         self._nfields = len(self._fields)
         free(self._vstart)
         free(self._vend)
@@ -244,7 +255,9 @@ cdef class FramePump:
 
     @version.setter
     def version(self, version):
-        self._parser.version = _pure.check_version(version)
+        _pure.check_version(version)
+        if self._parser is not None:
+            self._parser.version = version
         self._version = version
         self._escapes = version != "1.0"
 
@@ -608,6 +621,8 @@ cdef class FramePump:
         cdef PumpedFrame record
         cdef Py_ssize_t end, nl
         parser = self._parser
+        if parser is None:
+            parser = self._parser = FrameParser(self.limits, self._version)
         parser._need = 0
         parser._scanned = self._scanned
         frame, end = parser._parse_frame(src, s)
