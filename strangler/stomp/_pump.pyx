@@ -73,6 +73,14 @@ for _i in range(_NCOMMANDS):
 cdef dict _FIELD_BYTES = {}  # fields -> their names as bytes
 
 
+cdef inline int _hex_digits(unsigned long long n):
+    """How many digits ``%08llx`` writes for ``n``."""
+    cdef int digits = 8
+    while digits < 16 and (n >> (4 * digits)) != 0:
+        digits += 1
+    return digits
+
+
 cdef inline int _command(const unsigned char* p, Py_ssize_t n):
     cdef int i
     for i in range(_NCOMMANDS):
@@ -163,6 +171,7 @@ cdef class FramePump:
     cdef bytes _head  # b"<splice>:"
     cdef char* _trace  # the trace prefix, then room for 16 hex digits
     cdef Py_ssize_t _prefix_len
+    cdef readonly str trace_prefix
     cdef unsigned long long _count
     cdef Py_ssize_t _max_frame, _max_headers, _max_line
     cdef Py_ssize_t _need, _scanned, _shift
@@ -226,6 +235,7 @@ cdef class FramePump:
         self._vend = <Py_ssize_t*>malloc((self._nfields + 1) * sizeof(Py_ssize_t))
         self._splice = splice
         self._head = b"" if splice is None else f"{splice}:".encode("ascii")
+        self.trace_prefix = trace_prefix
         prefix = trace_prefix.encode("ascii")
         self._prefix_len = len(prefix)
         free(self._trace)
@@ -417,7 +427,6 @@ cdef class FramePump:
     cdef int _passed_one(self, PyObject* found, Py_ssize_t line_at) except -1:
         """Count a passed SEND: its trace line's place and length, its run."""
         cdef Py_ssize_t* grown
-        cdef int digits
         if self._npass == self._pass_cap:
             grown = <Py_ssize_t*>realloc(self._pass_at, (self._pass_cap * 2 + 64) * sizeof(Py_ssize_t))
             if grown == NULL:
@@ -429,9 +438,9 @@ cdef class FramePump:
             self._pass_first = self._count
         self._pass_at[self._npass] = line_at
         self._npass += 1
-        digits = snprintf(self._trace + self._prefix_len, 17, "%08llx", self._count)
-        self._shift += PyBytes_GET_SIZE(self._head) + self._prefix_len + digits + 1
-        if found != self._run or self._run_count == 0:
+        # The line's length only: _spliced writes it.
+        self._shift += PyBytes_GET_SIZE(self._head) + self._prefix_len + _hex_digits(self._count) + 1
+        if found != self._run:  # never NULL: a run starts
             if self._run_count:
                 self._passed.append((<object>self._run, self._run_first, self._run_count))
             self._run = found

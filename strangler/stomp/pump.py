@@ -142,12 +142,12 @@ class Pumped:
         data: bytes,
         frames: list[PumpedFrame],
         error: ProtocolError | None,
-        passed: list[tuple[Any, int, int]] | None = None,
+        passed: list[tuple[Any, int, int]],
     ) -> None:
         self.data = data
         self.frames = frames
         self.error = error
-        self.passed = passed if passed is not None else []
+        self.passed = passed
 
     def __repr__(self) -> str:
         return (
@@ -170,11 +170,11 @@ class FramePump:
         "_fields",
         "_line_head",
         "_parser",
-        "_prefix",
         "_slow",
         "_splice",
         "limits",
         "passing",
+        "trace_prefix",
     )
 
     def __init__(
@@ -195,7 +195,7 @@ class FramePump:
         self._fields = tuple(fields)
         self._splice = splice
         self._line_head = b"" if splice is None else f"{splice}:".encode()
-        self._prefix = trace_prefix
+        self.trace_prefix = trace_prefix  # read only: the prefix of every trace id
         self._count = 0
         self._slow = 0
         self._error: ProtocolError | None = None
@@ -233,7 +233,7 @@ class FramePump:
     def feed(self, data: bytes) -> Pumped:
         """Add ``data``; return the complete frames and EOLs, their records, any error."""
         if self._error is not None:
-            return Pumped(b"", [], self._error)
+            return Pumped(b"", [], self._error, [])
         buf = self._buf
         buf += data
         parser = self._parser
@@ -277,7 +277,7 @@ class FramePump:
                 splice_at = -1
                 if splice is not None and frame.command == "SEND":
                     self._count += 1
-                    trace = f"{self._prefix}{self._count:08x}"
+                    trace = f"{self.trace_prefix}{self._count:08x}"
                     line_at = buf.index(b"\n", pos) + 1
                     line = self._line_head + trace.encode() + b"\n"
                     pieces.append(view[copied:line_at])
@@ -291,7 +291,7 @@ class FramePump:
                         and (value := passing.get(values[0])) is not None  # type: ignore[arg-type]
                         and values.count(None) == len(values) - 1
                     ):
-                        if value is not run or not run_count:
+                        if value is not run:  # never None: a run starts
                             if run_count:
                                 passed.append((run, run_first, run_count))
                             run, run_first, run_count = value, self._count, 0

@@ -96,10 +96,11 @@ class SessionCore:
         if not s.client_open or s.error_sent or s.phase is Phase.ENDED:
             return []  # after an ERROR the client's input is read and dropped
         pump = s.client_pump
-        # SENDs the hot path below would pass may pass in the pump already, when this
-        # read's frames go straight to _client_pumped.
-        steady = s.phase is Phase.CONNECTED and not s.held and s.blocked is None
-        pump.passing = s.pass_through() if steady else None
+        # Nothing the session waits for: this read's frames go to _client_pumped (the
+        # feed changes neither), and once connected the SENDs its hot path would pass
+        # may pass in the pump already.
+        direct = not s.held and s.blocked is None
+        pump.passing = s.pass_through() if direct and s.phase is Phase.CONNECTED else None
         pumped = pump.feed(data)
         if pumped.frames or pumped.passed:
             s.frames_seen += 1
@@ -108,7 +109,7 @@ class SessionCore:
             s.held_error = pumped.error.reason
         if s.phase is Phase.AWAIT_CONNECT:
             self._first_frames(pumped)
-        elif s.held or s.blocked is not None:
+        elif not direct:
             s.held.extend(_held(pumped.data, pumped.frames, 0))
         else:
             self._client_pumped(pumped)
@@ -129,7 +130,7 @@ class SessionCore:
         # SENDs the pump passed through (the read's first frames): in place, as below.
         for template, first, count in pumped.passed:
             s.sent += count
-            s.ctx.facts.record_run(template, s.trace_prefix, first, count, now)
+            s.ctx.facts.record_run(template, s.client_pump.trace_prefix, first, count, now)
         kept = 0  # data[kept:] is not queued for legacy yet
         for index, rec in enumerate(frames):
             if s.blocked is not None or s.error_sent:

@@ -164,7 +164,6 @@ class SessionState:
     legacy_pump: FramePump = field(init=False)
     # The header name the client pump splices trace ids under (routes.yaml's, at CONNECT).
     trace_header: str = ""
-    trace_prefix: str = ""  # the client pump's trace ids: this, then its SEND counter
     out: list[Command] = field(default_factory=list)
     legacy_out: list[bytes] = field(default_factory=list)
     # What legacy ends its frames with (ActiveMQ: one LF), learnt from CONNECTED: frames
@@ -227,13 +226,12 @@ class SessionState:
 
     def new_client_pump(self) -> FramePump:
         # A new prefix for each pump (its counter starts again): trace ids stay unique.
-        self.trace_prefix = session_trace_prefix()
         return FramePump(
             self.ctx.settings.limits,
             version=self.version,
             fields=(*CLIENT_FIELDS, self.trace_header),
             splice=self.trace_header,
-            trace_prefix=self.trace_prefix,
+            trace_prefix=session_trace_prefix(),
         )
 
     # -- output ---------------------------------------------------------------------
