@@ -376,41 +376,42 @@ cdef class FramePump:
         return _pumped(out, records, error, self._passed)
 
     cdef bytes _spliced(self, const unsigned char* p, Py_ssize_t pos, list records):
-        """p[:pos] with each record's trace line inserted at its splice_at."""
+        """p[:pos] with each passed SEND's and each record's trace line inserted."""
         cdef bytes out = PyBytes_FromStringAndSize(NULL, pos + self._shift)
         cdef char* q = PyBytes_AS_STRING(out)
-        cdef Py_ssize_t w = 0, copied = 0, at, head = PyBytes_GET_SIZE(self._head)
+        cdef Py_ssize_t w = 0, copied = 0
         cdef bytes trace
         cdef PumpedFrame record
         cdef Py_ssize_t i, digits
-        for i in range(self._npass):
-            at = self._pass_at[i]  # passes come first, in the input's offsets
-            memcpy(q + w, p + copied, at - copied)
-            w += at - copied
-            copied = at
-            memcpy(q + w, PyBytes_AS_STRING(self._head), head)
-            w += head
+        for i in range(self._npass):  # passes come first, at input offsets
             digits = snprintf(self._trace + self._prefix_len, 17, "%08llx", self._pass_first + i)
-            memcpy(q + w, self._trace, self._prefix_len + digits)
-            w += self._prefix_len + digits
-            q[w] = LF
-            w += 1
+            w = self._line(q, w, p, &copied, self._pass_at[i], self._trace, self._prefix_len + digits)
         for record in records:
             if record.splice_at < 0:
                 continue
-            at = record.splice_at - (w - copied)  # where it goes in p
-            memcpy(q + w, p + copied, at - copied)
-            w += at - copied
-            copied = at
-            memcpy(q + w, PyBytes_AS_STRING(self._head), head)
-            w += head
             trace = record.trace.encode("ascii")
-            memcpy(q + w, PyBytes_AS_STRING(trace), PyBytes_GET_SIZE(trace))
-            w += PyBytes_GET_SIZE(trace)
-            q[w] = LF
-            w += 1
+            w = self._line(
+                q, w, p, &copied, record.splice_at - (w - copied),  # output offset -> p's
+                PyBytes_AS_STRING(trace), PyBytes_GET_SIZE(trace)
+            )
         memcpy(q + w, p + copied, pos - copied)
         return out
+
+    cdef inline Py_ssize_t _line(
+        self, char* q, Py_ssize_t w, const unsigned char* p, Py_ssize_t* copied,
+        Py_ssize_t at, const char* trace, Py_ssize_t length
+    ):
+        """Copy p[copied:at] to q at w, then ``<splice>:<trace>`` LF; the new w."""
+        cdef Py_ssize_t head = PyBytes_GET_SIZE(self._head)
+        memcpy(q + w, p + copied[0], at - copied[0])
+        w += at - copied[0]
+        copied[0] = at
+        memcpy(q + w, PyBytes_AS_STRING(self._head), head)
+        w += head
+        memcpy(q + w, trace, length)
+        w += length
+        q[w] = LF
+        return w + 1
 
     cdef bint _pass(self, object value, Py_ssize_t line_at) except -1:
         """Pass the SEND whose first header line starts at ``line_at`` (input offsets)
