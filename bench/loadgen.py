@@ -38,7 +38,10 @@ from typing import Any, TypeVar, cast
 
 CHUNK = 256 * 1024  # bytes handed to one transport.write
 WRITE_HIGH_WATER = 1 << 20  # pause the producer when this much is queued in user space
-TRACE_HEADER = "strangler-trace-id"  # the proxy's default; used only for split markers
+TRACE_HEADER = "strangler-trace-id"  # the proxy's default: split markers, stamped runs
+# A trace id shaped like the proxy's (a 16-hex-digit process prefix, the session, then
+# 8 hex digits), for runs that send the proxy's header directly: what it costs the broker.
+STAMP_PREFIX = "5f0c1d2e3a4b6978-1-"
 
 T = TypeVar("T")
 
@@ -339,11 +342,20 @@ def split_marker_traces(weight: float = 50.0) -> tuple[str, str]:
     return to_amazonmq, to_legacy
 
 
-def prepare(shape: Shape, destination: str, *, first_seq: int = 0) -> list[list[Batch]]:
-    """Every producer's batches, fully encoded (done before the clock starts)."""
+def prepare(
+    shape: Shape, destination: str, *, first_seq: int = 0, stamped: bool = False
+) -> list[list[Batch]]:
+    """Every producer's batches, fully encoded (done before the clock starts).
+
+    ``stamped``: each SEND carries a trace header as the proxy adds it (right after the
+    command line, an id of the same length), so a direct run shows what that header
+    alone costs the broker."""
     body = body_of(shape.size)
     persistent = "persistent:true\n" if shape.persistent else ""
     prefix = f"SEND\ndestination:{destination}\ncontent-length:{shape.size}\n{persistent}"
+    stamp = f"SEND\n{TRACE_HEADER}:{STAMP_PREFIX}" if stamped else ""
+    if stamped and shape.split_markers:
+        raise ValueError("split markers carry their own trace ids: a run is not stamped")
     tail = b"\n" + body + b"\0"
     markers = split_marker_traces() if shape.split_markers else None
     plan: list[list[Batch]] = []
@@ -366,7 +378,10 @@ def prepare(shape: Shape, destination: str, *, first_seq: int = 0) -> list[list[
                 rid = f"r{producer}-{i}"
                 extra += f"receipt:{rid}\n"
                 receipts.append(rid.encode())
-            frames.append(f"{prefix}bench-seq:{seq}\n{extra}".encode() + tail)
+            head = f"{prefix}bench-seq:{seq}\n{extra}"
+            if stamped:
+                head = f"{stamp}{seq:08x}\n{head[5:]}"
+            frames.append(head.encode() + tail)
             ends_batch = receipted and not (markers is not None and i == last - 1)
             if ends_batch:
                 batches.append(Batch(_chunk(frames), receipts))
@@ -724,6 +739,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain-port", type=int, help="drain from here (default: --port)")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="S2")
     parser.add_argument("--messages", type=int, help="per producer (default: the shape's)")
+    parser.add_argument(
+        "--stamped", action="store_true", help="each SEND carries a trace header like the proxy's"
+    )
     args = parser.parse_args(argv)
     shape = SHAPES[args.shape]
     if args.messages:
@@ -742,7 +760,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         )
         async with asyncio.timeout(30):
             await subscribed.wait()
-        stats = await run_plan(ep, prepare(shape, destination))
+        stats = await run_plan(ep, prepare(shape, destination, stamped=args.stamped))
         tallies = await consumer
         check = check_once(tallies["drain"])
         p50, p99 = stats.percentile(0.5), stats.percentile(0.99)

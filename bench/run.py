@@ -552,6 +552,9 @@ class Bench:
     log: Callable[[str], None]
     floor: bool = True  # a relay arm (bench/relay.py) next to direct and proxied, legacy mode
     haproxy: str | None = None  # the haproxy binary: an arm for S1-S4 and M-S2
+    # A direct arm whose SENDs carry the proxy's trace header (legacy mode): the broker's
+    # cost of that header, which no proxy that stamps messages can avoid.
+    stamped: bool = True
     runs: list[Run] = field(default_factory=list)
     conn_runs: list[dict[str, Any]] = field(default_factory=list)
     proxies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -579,12 +582,17 @@ class Bench:
             info["rss_warm"] = proxy.rss()
             for arm in arms.values():
                 arm.start()
+            targets = ["direct", "proxied", *arms]
+            if self.stamped and sc.mode == "legacy":
+                targets.append("stamped")
             for r in range(self.repeat):
-                for target in ("direct", "proxied", *arms):
+                for target in targets:
                     if not proxy.alive():
                         raise RuntimeError(f"proxy exited: {proxy.stderr()[-2000:]}")
                     if target in arms:
                         result = await self._one(sc, None, r, arms[target], target)
+                    elif target == "stamped":
+                        result = await self._one(sc, None, r, stamped=True)
                     else:
                         result = await self._one(sc, proxy if target == "proxied" else None, r)
                     self.runs.append(result)
@@ -647,15 +655,18 @@ class Bench:
         r: int,
         arm: _Child | None = None,
         arm_name: str = "",
+        *,
+        stamped: bool = False,
     ) -> Run:
-        """One run: direct, through the proxy, or through another ``arm`` (the floor relay,
-        HAProxy), which passes bytes to legacy as they are."""
+        """One run: direct (``stamped``: with the proxy's trace header on each SEND),
+        through the proxy, or through another ``arm`` (the floor relay, HAProxy), which
+        passes bytes to legacy as they are."""
         destination = f"/queue/bench.{sc.name}.{uuid.uuid4().hex}"
         middle: _Child | None = arm or proxy
-        target = arm_name if arm else "proxied" if proxy else "direct"
+        target = arm_name if arm else "proxied" if proxy else "stamped" if stamped else "direct"
         result = Run(sc.name, target, r, destination)
         result.loadavg_1m = os.getloadavg()[0]
-        plan = prepare(sc.shape, destination)
+        plan = prepare(sc.shape, destination, stamped=stamped)
         ep = middle.endpoint if middle else self.brokers.legacy
         cpu0 = middle.cpu() if middle else None
         broker0 = proc_cpu(self.brokers.legacy_pid)
@@ -1045,7 +1056,9 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
         proxied = [r for r in runs if r.target == "proxied" and not r.error]
         relayed = [r for r in runs if r.target == "relay" and not r.error]
         haproxied = [r for r in runs if r.target == "haproxy" and not r.error]
+        stamped = [r for r in runs if r.target == "stamped" and not r.error]
         h = _median([r.rate for r in haproxied])
+        s = _median([r.rate for r in stamped])
         d = _median([r.rate for r in direct])
         p = _median([r.rate for r in proxied])
         f = _median([r.rate for r in relayed])
@@ -1077,6 +1090,11 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
                 "haproxy_p50_ms": _median([r.p50_ms for r in haproxied]),
                 "haproxy_p99_ms": _median([r.p99_ms for r in haproxied]),
                 "haproxy_cpu_per_msg_us": _median([r.proxy_cpu_per_msg_us for r in haproxied]),
+                # Direct with the proxy's trace header on each SEND: what the header alone
+                # costs the broker, and the proxy's ratio to that.
+                "stamped_median": s,
+                "stamped_ratio": s / d if s and d else None,
+                "ratio_to_stamped": p / s if p and s else None,
                 "target": target,
                 "meets_target": None if target is None or not (p and d) else p / d >= target,
                 "direct_p50_ms": _median([r.p50_ms for r in direct]),
@@ -1125,7 +1143,7 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
     head = (
         f"{'scenario':<8} {'msgs':>6} {'direct msg/s':>12} {'(min-max)':>13} "
         f"{'proxied msg/s':>13} {'(min-max)':>13} {'ratio':>6} {'target':>7} {'floor':>6} "
-        f"{'haproxy':>7} {'CPU us/msg: proxy':>17} {'relay':>6} {'haproxy':>7} "
+        f"{'haproxy':>7} {'stamped':>7} {'CPU us/msg: proxy':>17} {'relay':>6} {'haproxy':>7} "
         f"{'proxy RSS MB':>13}  verify"
     )
     if rows:
@@ -1141,7 +1159,8 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
             f"{_fmt_rate(row['proxied_median']):>13} "
             f"{_fmt_range(row['proxied_min'], row['proxied_max']):>13} "
             f"{_x(row['ratio']):>6} {target:>7} {_x(row['relay_ratio']):>6} "
-            f"{_x(row['haproxy_ratio']):>7} {_us(row['proxy_cpu_per_msg_us']):>17} "
+            f"{_x(row['haproxy_ratio']):>7} {_x(row['stamped_ratio']):>7} "
+            f"{_us(row['proxy_cpu_per_msg_us']):>17} "
             f"{_us(row['relay_cpu_per_msg_us']):>6} {_us(row['haproxy_cpu_per_msg_us']):>7} "
             f"{_mb(row['rss_start']) + '->' + _mb(row['rss_end']):>13}  {row['verify'][:70]}"
         )
@@ -1171,6 +1190,14 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
         out.append(
             "Both pass bytes to legacy as they are; ratio to direct in the same run. CPU: "
             "utime+stime of each middle process per message (direct has none)."
+        )
+    stamped = [r for r in rows if r["stamped_ratio"] is not None]
+    if stamped:
+        out.append("")
+        out.append(
+            "stamped: direct, each SEND with the proxy's trace header (what the header alone "
+            "costs the broker). proxied / stamped: "
+            + ", ".join(f"{r['scenario']} {_x(r['ratio_to_stamped'])}" for r in stamped)
         )
     if conn:
         out.append("")
@@ -1289,6 +1316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip the relay arm (bench/relay.py, the floor) in legacy-mode scenarios",
     )
     parser.add_argument(
+        "--no-stamped",
+        action="store_true",
+        help="skip the stamped arm (direct, each SEND with the proxy's trace header) in "
+        "legacy-mode scenarios",
+    )
+    parser.add_argument(
         "--no-haproxy",
         action="store_true",
         help="skip the HAProxy arm (S1-S4, M-S2); it needs Debian's haproxy: "
@@ -1332,7 +1365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if haproxy is None and not args.no_haproxy:
         log("bench: no haproxy on PATH, so no HAProxy arm (apt-get install -y haproxy)")
     bench = Bench(
-        brokers, workdir, repeat, args.timeout, profile_dir, log, not args.no_floor, haproxy
+        brokers,
+        workdir,
+        repeat,
+        args.timeout,
+        profile_dir,
+        log,
+        not args.no_floor,
+        haproxy,
+        stamped=not args.no_stamped,
     )
     chosen = scenarios(names, args.quick, not args.no_verify)
     soak: dict[str, Any] | None = None

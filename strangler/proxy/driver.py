@@ -102,12 +102,15 @@ class SessionDriver:
         if self.ctx.tap is not None:
             self.ctx.tap.from_client(self.id, data)
         self._run(self.core.client_data, data, where="client data")
+        self._client.ack_may_wait = self.core.client_ack_may_wait()
 
     def _client_end(self, reason: str | None) -> None:
         self._run(self.core.client_closed, where="client closed")
 
     def _legacy_data(self, data: bytes) -> None:
         self._run(self.core.legacy_data, data, where="legacy data")
+        if self._legacy is not None:
+            self._legacy.ack_may_wait = self.core.legacy_ack_may_wait()
 
     def _legacy_end(self, reason: str | None) -> None:
         self._run(self.core.legacy_closed, reason or "closed", where="legacy closed")

@@ -56,6 +56,7 @@ MAX_TRACKED = 10_000
 
 
 def on_subscribe(s: SessionState, frame: Frame) -> None:
+    s.subscribed = True
     version = s.version
     written = frame.get("destination") or ""
     destination = broker_value(written, version, "SUBSCRIBE") or ""

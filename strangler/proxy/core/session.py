@@ -114,7 +114,43 @@ class SessionCore:
         else:
             self._client_pumped(pumped)
         self._drain_held()
+        frames = pumped.frames
+        s.reply_due = (
+            direct
+            and bool(frames)
+            and frames[-1].values[RECEIPT] is not None
+            and not pump.buffered
+            and not s.held
+            and s.blocked is None
+            and not s.error_sent
+            and s.phase is Phase.CONNECTED
+        )
         return self._done()
+
+    # -- when an ACK may wait for a reply (TCP_QUICKACK, see proxy/connection.py) --------
+
+    def client_ack_may_wait(self) -> bool:
+        """After a client read: its ACK may ride on the proxy's reply. A client with Nagle
+        on holds its next small write until this read is acknowledged; the RECEIPT owed
+        for the read's last frame does that within a round trip to the broker."""
+        return self.state.reply_due
+
+    def legacy_ack_may_wait(self) -> bool:
+        """After a legacy read: legacy is owed no answer it could hold back behind an
+        unacknowledged write (a broker with Nagle on): no receipt the proxy waits for, no
+        subscription ever made (a consumer's session always acknowledges at once), no
+        transaction, nothing held. The proxy's next write to legacy
+        then carries the ACK, as a direct client's would."""
+        s = self.state
+        return (
+            s.phase is Phase.CONNECTED
+            and not s.legacy_receipts
+            and not s.receipts.active
+            and not s.subscribed
+            and not s.transactions
+            and not s.commit_receipts
+            and not s.held
+        )
 
     def _client_pumped(self, pumped: Pumped) -> None:
         """The hot path: one read's frames; legacy's bytes stay where they are in the

@@ -218,6 +218,10 @@ class SessionState:
     passing: dict[str, FactTemplate | None] = field(default_factory=dict)
     passing_receipted: dict[str, FactTemplate | None] = field(default_factory=dict)
     passing_table: RouteTable | None = None
+    # The client's last read ended with a whole frame that asked for a receipt and nothing
+    # holds it: the RECEIPT will acknowledge the read (``SessionCore.client_ack_may_wait``).
+    reply_due: bool = False
+    subscribed: bool = False  # the client subscribed once: legacy may send any time
 
     def __post_init__(self) -> None:
         self.trace_header = self.table.trace_header

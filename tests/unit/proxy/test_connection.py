@@ -134,3 +134,41 @@ def test_writing_pauses_for_a_peer_that_reads_slowly_and_says_when_it_drained(ru
         client.close()
 
     run(main())
+
+
+class _Recording:
+    """The connection's socket, with its TCP_QUICKACK re-arms counted."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.quickacks = 0
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        if option == socket.TCP_QUICKACK:
+            self.quickacks += 1
+        self.sock.setsockopt(level, option, value)
+
+
+def test_quickack_is_re_armed_after_each_read_unless_the_reader_lets_the_ack_wait(
+    run: Any,
+) -> None:
+    async def main() -> None:
+        connection, _, client = await pair()
+        recording = _Recording(connection._socket)
+        connection._socket = recording  # type: ignore[assignment]
+        seen: list[bytes] = []
+
+        def on_data(data: bytes) -> None:
+            seen.append(data)
+            if data.endswith(b"wait"):  # for this read only: the next one re-arms again
+                connection.ack_may_wait = True
+
+        connection.take(on_data, lambda reason: None)
+        for n, chunk in enumerate((b"ack", b"wait", b"ack")):
+            client.write(chunk)
+            await until(lambda n=n: len(seen) > n)  # type: ignore[misc]
+        assert seen == [b"ack", b"wait", b"ack"]
+        assert recording.quickacks == 2
+        client.close()
+
+    run(main())
