@@ -352,8 +352,7 @@ def prepare(
     alone costs the broker."""
     body = body_of(shape.size)
     persistent = "persistent:true\n" if shape.persistent else ""
-    prefix = f"SEND\ndestination:{destination}\ncontent-length:{shape.size}\n{persistent}"
-    stamp = f"SEND\n{TRACE_HEADER}:{STAMP_PREFIX}" if stamped else ""
+    headers = f"destination:{destination}\ncontent-length:{shape.size}\n{persistent}"
     if stamped and shape.split_markers:
         raise ValueError("split markers carry their own trace ids: a run is not stamped")
     tail = b"\n" + body + b"\0"
@@ -378,10 +377,8 @@ def prepare(
                 rid = f"r{producer}-{i}"
                 extra += f"receipt:{rid}\n"
                 receipts.append(rid.encode())
-            head = f"{prefix}bench-seq:{seq}\n{extra}"
-            if stamped:
-                head = f"{stamp}{seq:08x}\n{head[5:]}"
-            frames.append(head.encode() + tail)
+            stamp = f"{TRACE_HEADER}:{STAMP_PREFIX}{seq:08x}\n" if stamped else ""
+            frames.append(f"SEND\n{stamp}{headers}bench-seq:{seq}\n{extra}".encode() + tail)
             ends_batch = receipted and not (markers is not None and i == last - 1)
             if ends_batch:
                 batches.append(Batch(_chunk(frames), receipts))

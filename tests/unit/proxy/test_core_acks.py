@@ -69,7 +69,7 @@ def test_legacy_may_wait_for_its_ack_only_when_it_owes_nothing() -> None:
     assert play.core.legacy_ack_may_wait()
 
 
-def test_legacy_is_acknowledged_at_once_while_a_subscription_or_transaction_is_open() -> None:
+def test_a_consumers_legacy_is_acknowledged_at_once_for_good() -> None:
     play = Play()
     play.connect()
     play.client("SUBSCRIBE\nid:1\ndestination:/queue/b\n\n\0")
@@ -77,8 +77,10 @@ def test_legacy_is_acknowledged_at_once_while_a_subscription_or_transaction_is_o
     assert not play.core.legacy_ack_may_wait()
     play.client("UNSUBSCRIBE\nid:1\n\n\0")
     play.legacy("\n")
-    assert not play.core.legacy_ack_may_wait()  # a consumer's session, for good
+    assert not play.core.legacy_ack_may_wait()
 
+
+def test_legacy_is_acknowledged_at_once_while_a_transaction_is_open() -> None:
     play = Play()
     play.connect()
     play.client("BEGIN\ntransaction:t1\n\n\0")
