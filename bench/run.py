@@ -102,6 +102,7 @@ class Brokers:
     legacy_url: str
     amazonmq_url: str
     legacy_pid: int | None
+    amazonmq_pid: int | None = None
 
 
 def ensure_brokers() -> Brokers:
@@ -134,10 +135,13 @@ def ensure_brokers() -> Brokers:
         "amazonmq", "STRANGLER_AMAZONMQ", env["STRANGLER_AMAZONMQ_CA"]
     )
     state = Path(os.environ.get("STRANGLER_BROKERS_DIR") or REPO / ".brokers")
-    pid: int | None = None
-    with contextlib.suppress(OSError, ValueError):
-        pid = int((state / "legacy" / "broker.pid").read_text().split()[0])
-    return Brokers(legacy, amazonmq, legacy_url, amazonmq_url, pid)
+
+    def pid(name: str) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int((state / name / "broker.pid").read_text().split()[0])
+        return None
+
+    return Brokers(legacy, amazonmq, legacy_url, amazonmq_url, pid("legacy"), pid("amazonmq"))
 
 
 # -- /proc -------------------------------------------------------------------------
@@ -537,6 +541,8 @@ class Run:
     proxy_rss_before: int | None = None
     proxy_rss_after: int | None = None
     broker_cpu_per_msg_us: float | None = None
+    # The Amazon MQ stand-in's CPU, until the copies are drained (mirror and split runs).
+    amazonmq_cpu_per_msg_us: float | None = None
     loadavg_1m: float | None = None  # machine load when the run started (noise indicator)
     verify: str = ""
     verified: bool | None = None
@@ -673,6 +679,7 @@ class Bench:
         ep = middle.endpoint if middle else self.brokers.legacy
         cpu0 = middle.cpu() if middle else None
         broker0 = proc_cpu(self.brokers.legacy_pid)
+        amazonmq0 = proc_cpu(self.brokers.amazonmq_pid) if sc.mode != "legacy" else None
         if middle:
             result.proxy_rss_before = middle.rss()
         live = await self._live_drains(sc, proxy, destination) if sc.drain_live else None
@@ -700,6 +707,9 @@ class Bench:
             if broker0 is not None and broker1 is not None and stats.messages:
                 result.broker_cpu_per_msg_us = (broker1 - broker0) / stats.messages * 1e6
         await self._settle(sc, proxy, result, live)
+        amazonmq1 = proc_cpu(self.brokers.amazonmq_pid) if amazonmq0 is not None else None
+        if amazonmq0 is not None and amazonmq1 is not None and result.messages:
+            result.amazonmq_cpu_per_msg_us = (amazonmq1 - amazonmq0) / result.messages * 1e6
         if middle is not None:
             result.proxy_rss_after = middle.rss()
             cpu1 = middle.cpu()
@@ -1109,6 +1119,12 @@ def summarize(bench: Bench, order: list[str]) -> list[dict[str, Any]]:
                 "broker_cpu_per_msg_us_proxied": _median(
                     [r.broker_cpu_per_msg_us for r in proxied]
                 ),
+                "amazonmq_cpu_per_msg_us_direct": _median(
+                    [r.amazonmq_cpu_per_msg_us for r in direct]
+                ),
+                "amazonmq_cpu_per_msg_us_proxied": _median(
+                    [r.amazonmq_cpu_per_msg_us for r in proxied]
+                ),
                 "gen_cpu_share": _median([r.gen_cpu_share for r in runs]),
                 "rss_start": info.get("rss_start"),
                 "rss_end": info.get("rss_end"),
@@ -1184,6 +1200,18 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
             if row["haproxy_p50_ms"] is not None:
                 line += f"  [haproxy {_f3(row['haproxy_p50_ms'])} / {_f3(row['haproxy_p99_ms'])}]"
             out.append(line)
+    copied = [r for r in rows if r["amazonmq_cpu_per_msg_us_proxied"] is not None]
+    if copied:
+        out.append("")
+        out.append(
+            "Amazon MQ broker CPU us/msg (utime+stime of the stand-in until the copies are "
+            "drained): proxied [direct, which sends it nothing]"
+        )
+        for row in copied:
+            out.append(
+                f"  {row['scenario']:<6} {_f1(row['amazonmq_cpu_per_msg_us_proxied'])}"
+                f"  [{_f1(row['amazonmq_cpu_per_msg_us_direct'])}]"
+            )
     if any(r["relay_ratio"] is not None or r["haproxy_ratio"] is not None for r in rows):
         out.append("")
         out.append(
@@ -1238,6 +1266,10 @@ def render(rows: list[dict[str, Any]], conn: list[dict[str, Any]], bench: Bench)
 
 def _f3(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def _f1(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def render_connections(conn: list[dict[str, Any]]) -> str:

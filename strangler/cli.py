@@ -20,7 +20,14 @@ from collections.abc import Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from .conventions import ExitCode, add_routes_option, positive_count, positive_number, routes_path
+from .conventions import (
+    ExitCode,
+    add_routes_option,
+    batch_milliseconds,
+    positive_count,
+    positive_number,
+    routes_path,
+)
 from .drain import commands as drain_commands
 from .facts import Fact, FactSink
 from .ledger import commands as ledger_commands
@@ -150,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an Amazon MQ frame without a receipt after this long means the connection is "
         "hung: it is dropped, its frames are in doubt and their routes' on_failure applies "
         "(default %(default)s)",
+    )
+    run.add_argument(
+        "--amazonmq-batch-ms",
+        type=batch_milliseconds,
+        default=ProxySettings().amazonmq_batch_delay * 1000,
+        metavar="MS",
+        help="mirror copies and receipt-less Amazon MQ primaries wait at most this long to "
+        "go out together, one receipt for up to 64 of them; 0 writes them at once "
+        "(default %(default)g)",
     )
     run.add_argument(
         "--max-connections",
@@ -311,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
         backlog_check_interval=args.backlog_check,
         mirror_backlog_bytes=args.mirror_backlog,
         confirm_timeout=args.confirm_timeout,
+        amazonmq_batch_delay=args.amazonmq_batch_ms / 1000,
         max_connections=args.max_connections,
         max_buffered_bytes=args.max_buffered,
     )

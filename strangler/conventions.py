@@ -70,6 +70,14 @@ def positive_number(text: str) -> float:
     return value
 
 
+def batch_milliseconds(text: str) -> float:
+    """An argparse type: milliseconds from 0 to 1000 (how long a batch may wait)."""
+    value = float(text)
+    if not 0 <= value <= 1000:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be from 0 to 1000 (milliseconds)")
+    return value
+
+
 def positive_count(text: str) -> int:
     """An argparse type: a whole number from 1 (a window, a maximum)."""
     value = int(text)

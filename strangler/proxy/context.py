@@ -31,6 +31,9 @@ class ProxySettings:
     # An Amazon MQ frame (primary, copy, transaction control, ACK) without a receipt after
     # this long means the connection is hung: it is dropped and on_failure applies.
     confirm_timeout: float = 5.0
+    # Batchable Amazon MQ frames (mirror copies, receipt-less primaries) wait this long at
+    # most to go out together, with one receipt (0: each turn's frames at once).
+    amazonmq_batch_delay: float = 0.002
     frame_timeout: float = 60.0  # a frame begun must be complete within this (slowloris)
     write_timeout: float = 60.0  # a client that reads nothing for this long is closed
     tls: ssl.SSLContext | None = None  # producers that already speak stomp+ssl keep doing so

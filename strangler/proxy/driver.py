@@ -384,6 +384,7 @@ class SessionDriver:
                 self.ctx.health,
                 limits=settings.limits,
                 connect_timeout=settings.connect_timeout,
+                batch_delay=settings.amazonmq_batch_delay,
                 # Shared, mapped from the legacy login, or refused (client_credentials).
                 login=config.login_for(state.login),
                 session=self.id,

@@ -13,12 +13,18 @@ Invariants:
 - the broker handles a connection's frames in order, so a RECEIPT confirms its frame
   and every frame written before it on that connection: a batchable frame (a mirror
   copy, a primary whose producer asked no receipt) gets no receipt of its own when a
-  later frame of the same write has one; an ERROR naming a receipt fails that frame
+  later frame of the same write has one. Batchable frames are held back (not written)
+  until a frame that is not batchable comes, ``batch_delay`` seconds pass or
+  ``MAX_BATCH`` of them wait; then they go out in one write with a receipt on the last.
+  A stream of copies so costs one write and one receipt per batch, and each is written
+  within ``batch_delay`` of its submit; an ERROR naming a receipt fails that frame
   (those before it were confirmed); a lost connection leaves every unconfirmed frame
-  unconfirmed (resent, or failed ``possibly_stored``);
+  unconfirmed (resent, or failed ``possibly_stored``); after an ERROR that names no
+  receipt, the frames resent each carry their own receipt until all of them are
+  answered, so a frame the broker refused is found, not resent for ever;
 - ``possibly_stored`` is true exactly when the frame had been written to a connection
   and no answer for it came (it may be stored there); a frame the broker refused with an
-  ERROR naming its receipt, or one never written, is not;
+  ERROR naming its receipt, or one never written (queued or held back), is not;
 - when a live connection is lost, resendable frames are written again on the next
   endpoint that accepts us (active/standby failover, ``message_resent`` facts), the
   rest fail; if no endpoint accepts, everything fails and the link stays down for a
@@ -65,6 +71,11 @@ LostHandler = Callable[[str], None]
 
 _ids = itertools.count(1)
 _READ_SIZE = 65536
+# Batchable frames held back together at most, so what a lost connection leaves to
+# resend stays small.
+MAX_BATCH = 64
+# How long a batchable frame may wait for others to go out (and be confirmed) with it.
+BATCH_DELAY = 0.002
 
 
 @dataclass(slots=True)
@@ -99,8 +110,10 @@ class BrokerLink:
         backoff_max: float = 30.0,
         login: SessionLogin | None = None,
         session: str | None = None,
+        batch_delay: float = BATCH_DELAY,
     ) -> None:
         self.broker = broker
+        self._batch_delay = batch_delay
         self._session = session  # the producer session this link serves, for its facts
         self._config = config
         # None: the config's own credentials (the proxy's), read again on every connect.
@@ -135,6 +148,14 @@ class BrokerLink:
         self._reading = asyncio.Event()
         self._reading.set()
         self._outgoing: list[_Waiting] = []  # written at the end of this event loop turn
+        # Batchable frames not written yet: they go out with the next frame that is not,
+        # or together with a receipt on the last once ``_release`` runs.
+        self._held: list[_Waiting] = []
+        self._release_timer: asyncio.TimerHandle | None = None
+        # After an ERROR naming no receipt, every frame gets its own receipt until this
+        # one (the last frame resent) is answered: the refused frame is found.
+        self._careful: _Waiting | None = None
+        self._lost_by_error = False
         self.last_failure: str | None = None
         self.on_outcome: OutcomeHandler = _ignore_outcome
         self.on_message: MessageHandler = lambda frame: None
@@ -174,8 +195,9 @@ class BrokerLink:
     ) -> None:
         """Send ``payload`` (a frame without receipt); its outcome comes as ``token``.
 
-        ``batch``: the frame needs no receipt of its own when a later frame written in
-        the same turn has one (a mirror copy, a primary whose producer asked none)."""
+        ``batch``: the frame needs no receipt of its own when a later frame has one (a
+        mirror copy, a primary whose producer asked none); it may be held back for up to
+        ``batch_delay`` to go out with others."""
         if self._refused is not None:
             self.on_outcome(token, self._refused, False)
             return
@@ -198,22 +220,40 @@ class BrokerLink:
         """Queue a frame; what one turn of the event loop queues goes out in one write
         (a burst of copies was one syscall and one TLS record per frame)."""
         self._outgoing.append(waiting)
-        waiting.written = True
         if len(self._outgoing) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._last_write = time.monotonic()
 
-    def _flush(self) -> None:
-        """Write this turn's frames. The receipt header goes first in each frame that gets
-        one: every frame but a batchable one with a later receipt in the same write."""
+    def _flush(self, *, hold: bool = True) -> None:
+        """Write the frames held back and this turn's. The receipt header goes first in
+        each frame that gets one: every frame but a batchable one with a later receipt.
+        ``hold``: when every frame is batchable, keep them back for ``batch_delay``."""
         outgoing, self._outgoing = self._outgoing, []
+        if self._held:
+            outgoing[:0] = self._held
+            self._held = []
         if not outgoing or self._writer is None:
             return
+        if (
+            hold
+            and self._batch_delay > 0
+            and self._careful is None
+            and len(outgoing) < MAX_BATCH
+            and all(waiting.batch for waiting in outgoing)
+        ):
+            self._held = outgoing
+            if self._release_timer is None:
+                loop = asyncio.get_running_loop()
+                self._release_timer = loop.call_later(self._batch_delay, self._release)
+            return
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         parts: list[bytes] = []
         later_receipt = False
         for waiting in reversed(outgoing):
+            waiting.written = True
             payload = waiting.payload
-            if waiting.batch and later_receipt:
+            if waiting.batch and later_receipt and self._careful is None:
                 waiting.receipt = None
                 parts.append(payload)
                 continue
@@ -224,6 +264,12 @@ class BrokerLink:
             later_receipt = True
         parts.reverse()
         self._writer.write(b"".join(parts))
+        self._last_write = time.monotonic()
+
+    def _release(self) -> None:
+        """The held frames waited long enough: write them, a receipt on the last."""
+        self._release_timer = None
+        self._flush(hold=False)
 
     # -- consuming -------------------------------------------------------------
 
@@ -347,6 +393,8 @@ class BrokerLink:
         # Write order is the order of outcomes: subscriptions first, then what waited.
         earlier, self._pending = self._pending, deque()
         self._by_receipt.clear()
+        self._careful = earlier[-1] if self._lost_by_error and earlier else None
+        self._lost_by_error = False
         for sub_id, payload in self._standing.items():
             self._write_standing(sub_id, payload)
         for waiting in earlier:
@@ -407,6 +455,8 @@ class BrokerLink:
                         refused = event.get("receipt-id")
                         if refused is not None:  # the broker refused that one frame
                             self._answered(refused.encode(), reason)
+                        else:  # it may have refused a frame written without a receipt
+                            self._lost_by_error = True
                         return
         except asyncio.CancelledError:
             # Whoever cancelled us (a drop, a close) already handles the connection and
@@ -453,6 +503,8 @@ class BrokerLink:
             earlier = pending.popleft()
             if earlier.receipt is not None:
                 self._by_receipt.pop(earlier.receipt, None)
+            if earlier is self._careful:
+                self._careful = None
             if earlier is waiting:
                 self._outcome(waiting, failure, False)
                 return
@@ -468,6 +520,10 @@ class BrokerLink:
         """Close the live connection (if any) and its tasks; True if there was one."""
         writer, self._writer = self._writer, None
         self._outgoing = []
+        self._held = []
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         if writer is not None:
             writer.close()
         current = asyncio.current_task()
@@ -520,7 +576,7 @@ class BrokerLink:
         self._fail(reason)
 
     def _fail(self, reason: str) -> None:
-        self._resending = False
+        self._resending = self._lost_by_error = False
         self.last_failure = reason
         jitter = random.uniform(0.8, 1.2)
         self._down_until = time.monotonic() + self._backoff * jitter
@@ -546,7 +602,7 @@ class BrokerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
             self._connecting = None
-        self._flush()  # what is queued goes before DISCONNECT
+        self._flush(hold=False)  # what is queued or held goes before DISCONNECT
         writer = self._writer
         if writer is not None and graceful:
             with contextlib.suppress(OSError, RuntimeError):

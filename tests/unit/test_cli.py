@@ -266,13 +266,22 @@ def test_run_takes_the_confirmation_deadline_and_the_limits(
     common = ["run", "--routes", routes(tmp_path), "--facts", str(tmp_path / "facts.jsonl")]
     assert main(common) == ExitCode.OK
     flags = ["--confirm-timeout", "0.5", "--max-connections", "7", "--max-buffered", "65536"]
-    assert main([*common, *flags]) == ExitCode.OK
+    assert main([*common, *flags, "--amazonmq-batch-ms", "0"]) == ExitCode.OK
     default, chosen = served
     assert (default.confirm_timeout, default.max_connections) == (5.0, 4096)
     assert default.max_buffered_bytes == 256 * 1024 * 1024
+    assert default.amazonmq_batch_delay == 0.002
     assert chosen.confirm_timeout == 0.5
     assert (chosen.max_connections, chosen.max_buffered_bytes) == (7, 65536)
-    for wrong in (["--confirm-timeout", "0"], ["--max-connections", "0"]):
+    assert chosen.amazonmq_batch_delay == 0
+    wrongs = (
+        ["--confirm-timeout", "0"],
+        ["--max-connections", "0"],
+        ["--amazonmq-batch-ms", "-1"],
+        ["--amazonmq-batch-ms", "nan"],
+        ["--amazonmq-batch-ms", "1001"],
+    )
+    for wrong in wrongs:
         with pytest.raises(SystemExit) as exited:
             main([*common, *wrong])
         assert exited.value.code == ExitCode.CONFIG
