@@ -105,6 +105,10 @@ class Brokers:
     amazonmq_pid: int | None = None
 
 
+def brokers_state_dir() -> Path:
+    return Path(os.environ.get("STRANGLER_BROKERS_DIR") or REPO / ".brokers")
+
+
 def ensure_brokers() -> Brokers:
     """Start the two local brokers if needed and read their addresses."""
     started = subprocess.run(
@@ -134,7 +138,7 @@ def ensure_brokers() -> Brokers:
     amazonmq, amazonmq_url = endpoint(
         "amazonmq", "STRANGLER_AMAZONMQ", env["STRANGLER_AMAZONMQ_CA"]
     )
-    state = Path(os.environ.get("STRANGLER_BROKERS_DIR") or REPO / ".brokers")
+    state = brokers_state_dir()
 
     def pid(name: str) -> int | None:
         with contextlib.suppress(OSError, ValueError):
@@ -142,6 +146,32 @@ def ensure_brokers() -> Brokers:
         return None
 
     return Brokers(legacy, amazonmq, legacy_url, amazonmq_url, pid("legacy"), pid("amazonmq"))
+
+
+# Both brokers' KahaDB limit (scripts/brokers.sh: storeUsage 2 gb). Near it, producer
+# flow control stalls persistent sends: a default run took 610 s instead of 266 s, and
+# one hung in S3's warm-up. Messages that runs failing part-way never drained fill it.
+STORE_LIMIT = 2 << 30
+STORE_WARN = STORE_LIMIT // 2
+
+
+def store_warnings(state: Path) -> list[str]:
+    """A line for each broker whose message store holds more than half its limit."""
+    lines = []
+    for name in ("legacy", "amazonmq"):
+        store = state / name / "data" / "kahadb"
+        if not store.is_dir():
+            continue
+        used = sum(f.stat().st_size for f in store.iterdir() if f.is_file())
+        if used > STORE_WARN:
+            lines.append(
+                f"bench: {name}'s message store holds {used >> 20} MiB of its "
+                f"{STORE_LIMIT >> 20} MiB (messages of failed runs, never drained); near the "
+                "limit, persistent scenarios stall and their ratios mean little. Reset: "
+                f"scripts/brokers.sh stop; rm -rf {state / name / 'data'}; "
+                "scripts/brokers.sh start"
+            )
+    return lines
 
 
 # -- /proc -------------------------------------------------------------------------
@@ -1391,6 +1421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     log(f"bench: starting brokers (scripts/brokers.sh start); loop={loop_name()}")
     brokers = ensure_brokers()
+    for line in store_warnings(brokers_state_dir()):
+        log(line)
     workdir = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
     profile_dir = None
     if args.profile:
