@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,7 +22,9 @@ from strangler.stomp import Limits
 from strangler.upstream import BrokerHealth, BrokerLink
 
 from .brokers import BrokerInfo
-from .harness import drain, routes_yaml, unique_queue
+from .conftest import ProxyFactory
+from .faults import Relay
+from .harness import connect, drain, routes_yaml, traces_of, unique_queue
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +70,46 @@ def test_a_copy_refused_without_a_receipt_fails_alone_and_the_others_are_confirm
     # which frame was refused): each is on the broker, none is lost.
     on_broker = [m.body.decode() for m in drain(amazonmq, queue)]
     assert set(on_broker) == set(bodies) and "bad" not in on_broker
+
+
+@pytest.fixture
+def relay(amazonmq: BrokerInfo) -> Iterator[Relay]:
+    """Amazon MQ behind a relay the test can sever."""
+    with Relay(amazonmq.port) as started:
+        yield started
+
+
+def test_receipt_less_primaries_in_batches_survive_a_lost_connection(
+    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo, relay: Relay
+) -> None:
+    """A cutover producer that asks no receipts: its messages go to Amazon MQ in batches
+    with one receipt each. The connection is severed in the middle of the stream; every
+    message still ends on Amazon MQ (resent, a second copy named by ``message_resent``)
+    or on legacy with ``message_fell_back``: none is lost."""
+    dest = unique_queue("batch.sever")
+    proxy = make_proxy(
+        f"  - {{name: moved, match: {{exact: '{dest}'}}, mode: cutover, on_failure: legacy}}\n",
+        amazonmq_port=relay.port,
+    )
+    client = connect(proxy.host, proxy.port, legacy.username, legacy.password)
+    assert client.wait_receipts([client.send(dest, "warm")])  # the link is up
+    bodies = [f"m{n}" for n in range(400)]
+    for n, body in enumerate(bodies):
+        client.send(dest, body, receipt=False)
+        if n == 200:
+            relay.sever()  # frames held, written or awaiting their batch's receipt
+    assert client.wait_receipts([client.send(dest, "end")])  # confirms all before it
+    client.close()
+    on_amazonmq = drain(amazonmq, dest)
+    on_legacy = drain(legacy, dest)
+    assert relay.stats.severed >= 1
+    facts = proxy.facts()
+    resent = {f["trace_id"] for f in facts if f["event"] == "message_resent"}
+    fell_back = {f["trace_id"] for f in facts if f["event"] == "message_fell_back"}
+    copies = Counter(traces_of(on_amazonmq))
+    got = Counter(m.body.decode() for m in on_amazonmq + on_legacy)
+    assert {b for b in bodies if got[b] == 0} == set()  # none lost
+    assert {t for t, n in copies.items() if n > 1} <= resent  # a second copy is named
+    assert set(traces_of(on_legacy)) <= fell_back  # legacy only by a fallback
+    confirmed = proxy.facts("message_confirmed", broker="amazonmq", role="primary")
+    assert len(confirmed) + len(fell_back) >= len(bodies) + 2  # each has its outcome
