@@ -4,7 +4,9 @@ Batchable frames ask one receipt for many, so a frame the broker refuses may hav
 written without one. ActiveMQ then answers with an ERROR that names no receipt and keeps
 the connection open (checked by hand: a receipt-less SEND with ``transaction:nope``, then
 a receipted SEND, gets ``ERROR`` without ``receipt-id`` and then the ``RECEIPT``). The
-link must not take that later RECEIPT as confirming the refused frame.
+link must not take that later RECEIPT as confirming the refused frame. And a batch lost
+with its connection (held, written, or awaiting its receipt) is resent or falls back,
+never lost.
 """
 
 from __future__ import annotations
