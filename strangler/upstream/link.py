@@ -217,8 +217,9 @@ class BrokerLink:
             self._connecting = asyncio.create_task(self._connect())
 
     def _write(self, waiting: _Waiting) -> None:
-        """Queue a frame; what one turn of the event loop queues goes out in one write
-        (a burst of copies was one syscall and one TLS record per frame)."""
+        """Queue a frame; what one turn of the event loop queues goes out in one write, or
+        is held back with other batchable frames (a burst of copies was one syscall and
+        one TLS record per frame)."""
         self._outgoing.append(waiting)
         if len(self._outgoing) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
