@@ -4,9 +4,11 @@ Batchable frames ask one receipt for many, so a frame the broker refuses may hav
 written without one. ActiveMQ then answers with an ERROR that names no receipt and keeps
 the connection open (checked by hand: a receipt-less SEND with ``transaction:nope``, then
 a receipted SEND, gets ``ERROR`` without ``receipt-id`` and then the ``RECEIPT``). The
-link must not take that later RECEIPT as confirming the refused frame. And a batch lost
-with its connection (held, written, or awaiting its receipt) is resent or falls back,
-never lost.
+link must not take that later RECEIPT as confirming the refused frame. And batches caught
+by a severed, cut or stalled connection (held, written, or awaiting their receipt) are
+resent, fall back or fail with a fact: never lost, never silently doubled. (The fault
+matrix's producers ask a receipt for each message; these cells are its receipt-less
+counterpart.)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from strangler.upstream import BrokerHealth, BrokerLink
 from .brokers import BrokerInfo
 from .conftest import ProxyFactory
 from .faults import Relay
-from .harness import connect, drain, routes_yaml, traces_of, unique_queue
+from .harness import WAIT, connect, drain, routes_yaml, traces_of, unique_queue
 
 pytestmark = pytest.mark.integration
 
@@ -81,37 +83,88 @@ def relay(amazonmq: BrokerInfo) -> Iterator[Relay]:
         yield started
 
 
-def test_receipt_less_primaries_in_batches_survive_a_lost_connection(
-    make_proxy: ProxyFactory, legacy: BrokerInfo, amazonmq: BrokerInfo, relay: Relay
+FAULTS = ("sever", "cut", "stall")
+
+
+@pytest.mark.parametrize("mode", ["cutover", "mirror"])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_receipt_less_messages_in_batches_survive_amazonmq_faults(
+    fault: str,
+    mode: str,
+    make_proxy: ProxyFactory,
+    legacy: BrokerInfo,
+    amazonmq: BrokerInfo,
+    relay: Relay,
 ) -> None:
-    """A cutover producer that asks no receipts: its messages go to Amazon MQ in batches
-    with one receipt each. The connection is severed in the middle of the stream; every
-    message still ends on Amazon MQ (resent, a second copy named by ``message_resent``)
-    or on legacy with ``message_fell_back``: none is lost."""
-    dest = unique_queue("batch.sever")
+    """A producer that asks no receipts: its cutover primaries or mirror copies go to
+    Amazon MQ in batches, one receipt each. Halfway through the stream Amazon MQ's
+    connection is severed (the next one works), cut (nothing connects until healed) or
+    stalled (connections kept, nothing answered: the confirmation deadline settles it).
+    Whatever the batches held, had written or awaited, nothing is lost, and each copy
+    beyond the first, each fallback and each missing copy is named by a fact."""
+    dest = unique_queue(f"batch.{fault}.{mode}")
+    on_failure = ", on_failure: legacy" if mode == "cutover" else ""
     proxy = make_proxy(
-        f"  - {{name: moved, match: {{exact: '{dest}'}}, mode: cutover, on_failure: legacy}}\n",
+        f"  - {{name: moved, match: {{exact: '{dest}'}}, mode: {mode}{on_failure}}}\n",
         amazonmq_port=relay.port,
+        confirm_timeout=1.0,
     )
     client = connect(proxy.host, proxy.port, legacy.username, legacy.password)
-    assert client.wait_receipts([client.send(dest, "warm")])  # the link is up
+    assert client.wait_receipts([client.send(dest, "warm")])
+    if mode == "mirror":  # legacy answered: the copy's link may still be connecting
+        proxy.wait_fact("message_confirmed", role="mirror")
     bodies = [f"m{n}" for n in range(400)]
     for n, body in enumerate(bodies):
         client.send(dest, body, receipt=False)
-        if n == 200:
-            relay.sever()  # frames held, written or awaiting their batch's receipt
-    assert client.wait_receipts([client.send(dest, "end")])  # confirms all before it
+        if n == 200:  # frames held, written or awaiting their batch's receipt
+            {"sever": relay.sever, "cut": relay.cut, "stall": relay.stall}[fault]()
+    # Answered once everything before it has an outcome (or, for a copy, once legacy
+    # has it): the deadline settles a stall within a second.
+    assert client.wait_receipts([client.send(dest, "end")])
     client.close()
+    role = "primary" if mode == "cutover" else "mirror"
+    failure = "message_fell_back" if mode == "cutover" else "message_mirror_failed"
+
+    def settled() -> bool:  # every message's Amazon MQ part has its outcome
+        outcomes: int = sum(
+            name == failure
+            or (name == "message_confirmed" and f.get("broker") == "amazonmq" and f["role"] == role)
+            for name, f in proxy.emitted
+        )
+        return outcomes >= len(bodies) + 2
+
+    with proxy.changed:
+        assert proxy.changed.wait_for(settled, WAIT)
+    relay.pass_through()
     on_amazonmq = drain(amazonmq, dest)
     on_legacy = drain(legacy, dest)
-    assert relay.stats.severed >= 1
     facts = proxy.facts()
-    resent = {f["trace_id"] for f in facts if f["event"] == "message_resent"}
-    fell_back = {f["trace_id"] for f in facts if f["event"] == "message_fell_back"}
+
+    def traces(event: str, **match: object) -> set[str]:
+        return {
+            f["trace_id"]
+            for f in facts
+            if f["event"] == event and all(f.get(k) == v for k, v in match.items())
+        }
+
+    resent, in_doubt = traces("message_resent"), traces("message_fell_back", possibly_stored=True)
     copies = Counter(traces_of(on_amazonmq))
-    got = Counter(m.body.decode() for m in on_amazonmq + on_legacy)
-    assert {b for b in bodies if got[b] == 0} == set()  # none lost
-    assert {t for t, n in copies.items() if n > 1} <= resent  # a second copy is named
-    assert set(traces_of(on_legacy)) <= fell_back  # legacy only by a fallback
-    confirmed = proxy.facts("message_confirmed", broker="amazonmq", role="primary")
-    assert len(confirmed) + len(fell_back) >= len(bodies) + 2  # each has its outcome
+    twice = {t for t, n in copies.items() if n > 1}
+    if mode == "cutover":
+        got = Counter(m.body.decode() for m in on_amazonmq + on_legacy)
+        assert {b for b in bodies if got[b] == 0} == set()  # none lost
+        assert set(traces_of(on_legacy)) <= traces("message_fell_back")  # by a fallback
+        assert twice <= resent  # a second copy on Amazon MQ is named
+        assert set(copies) & set(traces_of(on_legacy)) <= in_doubt  # on both: in doubt
+    else:
+        primaries = dict(
+            zip((m.body.decode() for m in on_legacy), traces_of(on_legacy), strict=True)
+        )
+        assert set(bodies) <= set(primaries)  # legacy has every primary
+        failed = traces("message_mirror_failed")
+        assert {t for t in primaries.values() if t not in copies} <= failed  # explained
+        assert twice <= resent | traces("message_mirror_failed", possibly_stored=True)
+    if fault == "sever":
+        assert relay.stats.severed >= 1
+    else:  # the link gave up: its frames fell back or failed
+        assert traces(failure)
