@@ -78,7 +78,7 @@ def test_a_copy_refused_without_a_receipt_fails_alone_and_the_others_are_confirm
 
 @pytest.fixture
 def relay(amazonmq: BrokerInfo) -> Iterator[Relay]:
-    """Amazon MQ behind a relay the test can sever."""
+    """Amazon MQ behind a relay the test can sever, cut or stall."""
     with Relay(amazonmq.port) as started:
         yield started
 
