@@ -246,9 +246,7 @@ class BrokerLink:
                 loop = asyncio.get_running_loop()
                 self._release_timer = loop.call_later(self._batch_delay, self._release)
             return
-        if self._release_timer is not None:
-            self._release_timer.cancel()
-            self._release_timer = None
+        self._cancel_release()
         parts: list[bytes] = []
         later_receipt = False
         for waiting in reversed(outgoing):
@@ -271,6 +269,11 @@ class BrokerLink:
         """The held frames waited long enough: write them, a receipt on the last."""
         self._release_timer = None
         self._flush(hold=False)
+
+    def _cancel_release(self) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
 
     # -- consuming -------------------------------------------------------------
 
@@ -522,9 +525,7 @@ class BrokerLink:
         writer, self._writer = self._writer, None
         self._outgoing = []
         self._held = []
-        if self._release_timer is not None:
-            self._release_timer.cancel()
-            self._release_timer = None
+        self._cancel_release()
         if writer is not None:
             writer.close()
         current = asyncio.current_task()

@@ -11,6 +11,7 @@ import pytest
 
 from . import brokers
 from .brokers import BrokerInfo
+from .faults import Relay
 from .harness import RunningProxy, routes_yaml, start_proxy
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,14 @@ def legacy(standard_brokers: tuple[BrokerInfo, BrokerInfo]) -> BrokerInfo:
 @pytest.fixture
 def amazonmq(standard_brokers: tuple[BrokerInfo, BrokerInfo]) -> BrokerInfo:
     return standard_brokers[1]
+
+
+@pytest.fixture
+def relay(amazonmq: BrokerInfo) -> Iterator[Relay]:
+    """Amazon MQ behind a relay the test can sever, cut or stall (``make_proxy(...,
+    amazonmq_port=relay.port)``)."""
+    with Relay(amazonmq.port) as started:
+        yield started
 
 
 ProxyFactory = Callable[..., RunningProxy]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import select
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,13 +25,6 @@ def cutover(name: str, dest: str, on_failure: str) -> str:
 
 def mirror(name: str, dest: str) -> str:
     return f"  - {{name: {name}, match: {{exact: '{dest}'}}, mode: mirror}}\n"
-
-
-@pytest.fixture
-def relay(amazonmq: BrokerInfo) -> Iterator[Relay]:
-    """Amazon MQ behind a relay the test can stall or cut."""
-    with Relay(amazonmq.port) as started:
-        yield started
 
 
 # -- 14.1: what the broker stores into decides the route ----------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -74,13 +73,6 @@ def test_a_copy_refused_without_a_receipt_fails_alone_and_the_others_are_confirm
     # which frame was refused): each is on the broker, none is lost.
     on_broker = [m.body.decode() for m in drain(amazonmq, queue)]
     assert set(on_broker) == set(bodies) and "bad" not in on_broker
-
-
-@pytest.fixture
-def relay(amazonmq: BrokerInfo) -> Iterator[Relay]:
-    """Amazon MQ behind a relay the test can sever, cut or stall."""
-    with Relay(amazonmq.port) as started:
-        yield started
 
 
 FAULTS = ("sever", "cut", "stall")
