@@ -358,7 +358,7 @@ class Attempt:
     trace: str  # also the receipt id: one per attempt, so copies say which attempt they are
     conn: int  # the producer connection it went out on
     sent_at: float
-    outcome: str = "pending"  # receipt | error | closed | silent
+    outcome: str = "pending"  # receipt | error | closed | silent | unasked (no receipt asked)
 
 
 @dataclass
@@ -366,6 +366,7 @@ class Message:
     id: str
     phase: str
     attempts: list[Attempt] = field(default_factory=list)
+    ask: bool = True  # a receipt is asked for (a receipt-less producer asks only at its end)
 
     @property
     def receipted(self) -> bool:
@@ -379,9 +380,21 @@ class Producer(ProducerThread):
     everything the producer saw is kept for the analysis.
     """
 
-    def __init__(self, address: tuple[str, int], dest: str, login: str, passcode: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dest: str,
+        login: str,
+        passcode: str,
+        *,
+        receipts: bool = True,
+    ) -> None:
         super().__init__("fault-matrix-producer", address, login, passcode, RECEIPT_TIMEOUT)
         self.dest = dest
+        # False: a fire-and-forget producer. It asks no receipts, so it resends nothing;
+        # ``finish`` sends one last message with a receipt and waits for it (the proxy
+        # answers it once everything before it on that connection is handled).
+        self.receipts = receipts
         self.tag = uuid.uuid4().hex[:6]
         self.messages: dict[str, Message] = {}
         self.todo: deque[Message] = deque()
@@ -392,6 +405,7 @@ class Producer(ProducerThread):
         # what the producer saw
         self.errors: list[dict[str, str]] = []
         self.lost = 0  # connections that ended without our DISCONNECT
+        self.ended: set[int] = set()  # those connections' numbers
 
     # -- control (test thread) ------------------------------------------------
 
@@ -409,6 +423,8 @@ class Producer(ProducerThread):
     def finish(self, timeout: float = DEADLINE) -> None:
         with self.cond:
             self.paced = None
+            if not self.receipts:
+                self._new("end")
             self.finishing = True
             self.cond.notify_all()
         self.join(timeout)
@@ -459,7 +475,8 @@ class Producer(ProducerThread):
     # -- the loop (this thread) -------------------------------------------------------
 
     def _new(self, phase: str) -> None:
-        msg = Message(f"{self.tag}-{len(self.messages):04d}", phase)
+        ask = self.receipts or phase == "end"
+        msg = Message(f"{self.tag}-{len(self.messages):04d}", phase, ask=ask)
         self.messages[msg.id] = msg
         self.todo.append(msg)
 
@@ -522,6 +539,7 @@ class Producer(ProducerThread):
                 return
             outcome = "error" if state["error"] else "closed" if ended else "silent"
             self.lost += 1
+            self.ended.add(self._conn_no)
             retry = []
             for attempt in self.inflight.values():
                 attempt.outcome = outcome
@@ -543,14 +561,15 @@ class Producer(ProducerThread):
                     msg.id, f"{msg.id}.{len(msg.attempts) + 1}", self._conn_no, time.monotonic()
                 )
                 msg.attempts.append(attempt)
-                self.inflight[attempt.trace] = attempt
+                headers = {TRACE: attempt.trace, "persistent": "true"}
+                if msg.ask:
+                    self.inflight[attempt.trace] = attempt
+                    headers["receipt"] = attempt.trace
+                else:
+                    attempt.outcome = "unasked"
                 conn = self._conn
             try:
-                conn.send(
-                    self.dest,
-                    msg.id.encode(),
-                    headers={"receipt": attempt.trace, TRACE: attempt.trace, "persistent": "true"},
-                )
+                conn.send(self.dest, msg.id.encode(), headers=headers)
             except Exception:  # stomp.py: not connected any more
                 with self.cond:
                     self._state["closed"] = True  # settled (and resent) on the next turn
@@ -590,12 +609,16 @@ class Cell:
         return int(self.producer.sent_since(self.injected_at))
 
 
-def _inject(cell: Cell) -> None:
-    """Inject the fault right behind a burst of WINDOW messages, so some are in flight."""
-    producer = cell.producer
+def _burst(producer: Producer, n: int) -> None:
     before = len(producer.attempts)
-    producer.add(WINDOW, "during")
-    assert producer.wait(lambda p: len(p.attempts) >= before + WINDOW, 10), "burst not sent"
+    producer.add(n, "during")
+    assert producer.wait(lambda p: len(p.attempts) >= before + n, 10), "burst not sent"
+
+
+def _inject(cell: Cell, burst: int = WINDOW) -> None:
+    """Inject the fault right behind a burst of messages, so some are in flight."""
+    producer = cell.producer
+    _burst(producer, burst)
     cell.injected_at = time.monotonic()
     with producer.cond:
         cell.inflight_at_fault = len(producer.inflight)
@@ -634,7 +657,10 @@ def _break(cell: Cell) -> None:
     elif fault == "proxy_sigterm":
         assert isinstance(cell.proxy, CliProxy) and cell.relay_amazonmq is not None
         cell.relay_amazonmq.slow(SIGTERM_SLOW)
-        cell.producer.wait(lambda p: len(p.inflight) >= 3, HOLD)  # full load: frames in flight
+        if cell.producer.receipts:  # full load: frames in flight
+            cell.producer.wait(lambda p: len(p.inflight) >= 3, HOLD)
+        else:  # a burst into the slowed link: batches held, written and unanswered
+            _burst(cell.producer, RL_BURST)
         cell.proxy.terminate()
 
 
@@ -751,6 +777,7 @@ class Row:
 class Report:
     rows: dict[str, Row] = field(default_factory=dict)
     tx_rows: dict[str, TxRow] = field(default_factory=dict)
+    rl_rows: dict[str, Row] = field(default_factory=dict)
     combo_rows: dict[str, TxRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -762,8 +789,8 @@ def fault_report() -> Iterator[Report]:
     if os.environ.get("STRANGLER_WRITE_RELIABILITY") != "1":
         return
     # The cells as parametrized (some faults run in some modes only: FAULT_MODES).
-    expected = len(_cells()) + len(_tx_cells()) + len(COMBOS)
-    ran = len(report.rows) + len(report.tx_rows) + len(report.combo_rows)
+    expected = len(_cells()) + len(_rl_cells()) + len(_tx_cells()) + len(COMBOS)
+    ran = len(report.rows) + len(report.rl_rows) + len(report.tx_rows) + len(report.combo_rows)
     if ran != expected:
         sys.stderr.write(
             f"fault matrix: {ran} of {expected} cells ran;"
@@ -903,6 +930,7 @@ def _render(report: Report, seconds: float) -> str:
                 f"| {row.reconnects} | {row.facts} | {row.seconds:.1f} s | {row.promise} "
                 f"| {row.told} |"
             )
+    out += _render_receipt_less(report)
     out += _render_transactions(report)
     out += _render_soak()
     out += ["", "## Bugs this matrix found (fixed; the cells above pass with the fix)", ""]
@@ -912,6 +940,51 @@ def _render(report: Report, seconds: float) -> str:
     out += ["", "## Not covered", ""]
     out += [f"- {text}" for text in NOT_COVERED]
     return "\n".join(out) + "\n"
+
+
+def _render_receipt_less(report: Report) -> list[str]:
+    out = [
+        "",
+        "## Producers that ask no receipts",
+        "",
+        "**A cell.** The same producer, asking no receipt for any message but its last: it",
+        f"sends {FIRST} messages, waits until the facts show each settled (Amazon MQ's link is",
+        f"up), then one every {PACE:g} s; the fault is injected right behind a burst of",
+        f"{RL_BURST} (`proxy_sigterm`: a second burst once Amazon MQ is slowed), so batches of",
+        "cutover primaries and mirror copies are held, written and awaiting their one receipt",
+        '(docs/architecture.md, "Confirmations in batches"). It resends nothing: on an ERROR',
+        "or a lost connection it reconnects and goes on with new messages. At the end it sends",
+        "one message with a receipt on its last connection and waits for it. Checks:",
+        "",
+        "1. the last message was receipted (the producer finished);",
+        "2. every message the proxy routed is where its facts say: its Amazon MQ part has an",
+        "   outcome (`message_confirmed` by amazonmq, `message_fell_back`,",
+        "   `message_mirror_failed` or `message_rejected`); a message not rejected is on its",
+        "   primary (legacy after `message_fell_back`); a confirmed copy is on Amazon MQ, a",
+        "   failed one only when `possibly_stored`; a rejected one on no broker unless",
+        "   `possibly_stored`. A message with no `message_routed` fact is allowed only on a",
+        "   connection that broke (*lost with their connection*: written into a closing",
+        "   socket, as with any broker) and must be on no broker;",
+        "3. and 4. as above (every copy explained, the facts tell the fault's story); an",
+        "   ERROR without a receipt id must end a connection a `message_rejected` came from.",
+        "",
+        "| fault | mode | sent | legacy | Amazon MQ | dups | ERRORs | reconn. | facts | time"
+        " | promise | story told |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+    ]
+    for fault in RL_FAULTS:
+        for mode in RL_MODES:
+            row = report.rl_rows.get(f"rl-{mode}-{fault}")
+            if row is None:
+                continue
+            why = ", ".join(f"{n} {fact}" for fact, n in sorted(row.explained.items()))
+            dups = f"{row.duplicates}" + (f" ({why})" if why else "")
+            out.append(
+                f"| `{fault}`, no receipts | `{mode}` | {row.sent} | {row.on_legacy} "
+                f"| {row.on_amazonmq} | {dups} | {row.errors} | {row.reconnects} | {row.facts} "
+                f"| {row.seconds:.1f} s | {row.promise} | {row.told} |"
+            )
+    return out
 
 
 def _tx_line(fault: str, mode: str, row: TxRow) -> str:
@@ -1113,7 +1186,10 @@ NOT_COVERED = (
     "Active/standby Amazon MQ failover (two endpoints): `test_failover.py` covers it; the"
     " matrix uses one endpoint.",
     "Faults in combination beyond the three cells above, faults during a graceful shutdown,"
-    " SEND without a receipt, consumers (SUBSCRIBE passes through to legacy).",
+    " consumers (SUBSCRIBE passes through to legacy). SEND without a receipt only under"
+    " the receipt-less section's three faults (and `test_link_receipts.py`'s sever, cut"
+    " and stall); a receipt-less producer under legacy's faults or a SIGKILLed proxy is"
+    " told nothing, and loses what was in flight as it would with the broker itself.",
     "Transactions: split with `on_failure: reject`, legacy stalled, Amazon MQ's login"
     " refused, and the moment between Amazon MQ storing a COMMIT and its RECEIPT coming back"
     " (only `COMMIT not confirmed` with a connection that closed is exercised).",
@@ -1126,6 +1202,36 @@ NOT_COVERED = (
 # -- the analysis -----------------------------------------------------------------------
 
 
+def _found(on_legacy: list[StompFrame], on_amazonmq: list[StompFrame]) -> dict[str, Counter[str]]:
+    """Copies per trace id, per broker."""
+    return {
+        LEGACY: Counter(m.headers.get(TRACE, "") for m in on_legacy),
+        AMAZONMQ: Counter(m.headers.get(TRACE, "") for m in on_amazonmq),
+    }
+
+
+def _count_row(
+    cell: Cell,
+    row: Row,
+    facts: list[dict[str, Any]],
+    on_legacy: list[StompFrame],
+    on_amazonmq: list[StompFrame],
+) -> None:
+    p = cell.producer
+    row.sent = len(p.messages)
+    row.inflight = cell.inflight_at_fault
+    row.attempts = len(p.attempts)
+    row.receipted = p.count(receipted=True)
+    row.on_legacy, row.on_amazonmq = len(on_legacy), len(on_amazonmq)
+    row.errors = len(p.errors)
+    row.reconnects = max(0, p.connections - 1)
+    row.facts = _summarise(facts, cell.fault)
+    if p.crash is not None:
+        row.violations.append(f"producer crashed: {p.crash!r}")
+    if p.gave_up:
+        row.violations.append(f"producer {p.gave_up}")
+
+
 def _analyse(
     cell: Cell,
     row: Row,
@@ -1136,27 +1242,10 @@ def _analyse(
     p = cell.producer
     v = row.violations
     attempts = {a.trace: a for a in p.attempts}
-    found = {
-        LEGACY: Counter(m.headers.get(TRACE, "") for m in on_legacy),
-        AMAZONMQ: Counter(m.headers.get(TRACE, "") for m in on_amazonmq),
-    }
+    found = _found(on_legacy, on_amazonmq)
     routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
-
-    def traces_of(event: str) -> set[str]:
-        return {str(f.get("trace_id")) for f in facts if f["event"] == event}
-
-    fell_back, resent = traces_of("message_fell_back"), traces_of("message_resent")
-    rejected = traces_of("message_rejected")
-    doubted = {str(f.get("trace_id")) for f in facts if f.get("possibly_stored")}
-
-    row.sent = len(p.messages)
-    row.inflight = cell.inflight_at_fault
-    row.attempts = len(attempts)
-    row.receipted = p.count(receipted=True)
-    row.on_legacy, row.on_amazonmq = len(on_legacy), len(on_amazonmq)
-    row.errors = len(p.errors)
-    row.reconnects = max(0, p.connections - 1)
-    row.facts = _summarise(facts, cell.fault)
+    fell_back = {str(f.get("trace_id")) for f in facts if f["event"] == "message_fell_back"}
+    _count_row(cell, row, facts, on_legacy, on_amazonmq)
 
     def lost_with_proxy(trace: str) -> bool:
         """A SIGKILLed proxy's last facts may be lost: only for attempts sent to it."""
@@ -1164,10 +1253,6 @@ def _analyse(
         return cell.conn_at_kill is not None and a is not None and a.conn <= cell.conn_at_kill
 
     # 1. nothing silently dropped, and the producer's retry path ends
-    if p.crash is not None:
-        v.append(f"producer crashed: {p.crash!r}")
-    if p.gave_up:
-        v.append(f"producer {p.gave_up}")
     unreceipted = [m.id for m in p.messages.values() if not m.receipted]
     if unreceipted:
         v.append(f"{len(unreceipted)} messages never receipted, e.g. {unreceipted[:3]}")
@@ -1193,6 +1278,33 @@ def _analyse(
             v.append(f"receipted {a.trace} is not on {'/'.join(where)}")
 
     # 3. every copy is explained
+    _explain_copies(cell, row, facts, found, lost_with_proxy)
+
+    # 4. the story
+    row.story += _story(cell, facts, p)
+    if row.facts_lost:
+        row.facts += f", copies whose facts died with the proxy {row.facts_lost}"
+
+
+def _explain_copies(
+    cell: Cell,
+    row: Row,
+    facts: list[dict[str, Any]],
+    found: dict[str, Counter[str]],
+    lost_with_proxy: Callable[[str], bool],
+) -> None:
+    """Check 3: every copy on a broker, every extra copy and every ERROR has its reason."""
+    p = cell.producer
+    v = row.violations
+    attempts = {a.trace: a for a in p.attempts}
+    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
+
+    def traces_of(event: str) -> set[str]:
+        return {str(f.get("trace_id")) for f in facts if f["event"] == event}
+
+    fell_back, resent = traces_of("message_fell_back"), traces_of("message_resent")
+    rejected = traces_of("message_rejected")
+    doubted = {str(f.get("trace_id")) for f in facts if f.get("possibly_stored")}
     for broker, counter in found.items():
         for trace, n in counter.items():
             if trace not in attempts:
@@ -1230,21 +1342,23 @@ def _analyse(
             row.explained["possibly_stored"] += extra
         elif any(a.trace in fell_back for a in msg.attempts):
             row.explained["message_fell_back"] += extra
-        elif any(a.outcome != "receipt" for a in msg.attempts):
+        elif any(a.outcome not in ("receipt", "unasked") for a in msg.attempts):
             row.explained["producer resent"] += extra
         else:
-            v.append(f"{msg.id} has {extra} extra copies, all attempts receipted, no fact")
+            v.append(f"{msg.id} has {extra} extra copies, none resent by the producer, no fact")
     for error in p.errors:
         receipt = error["receipt-id"]
         if receipt and receipt not in rejected:
             v.append(f"ERROR for {receipt} without message_rejected: {error['message']}")
-        if not receipt and not any(f["event"] == "client_refused" for f in facts):
-            v.append(f"ERROR without receipt-id and no client_refused: {error['message']}")
-
-    # 4. the story
-    row.story += _story(cell, facts, p)
-    if row.facts_lost:
-        row.facts += f", copies whose facts died with the proxy {row.facts_lost}"
+        # A receipt-less SEND's rejection names no receipt: it ends the connection it came on.
+        refused_here = any(
+            attempts[t].conn == int(error["conn"]) for t in rejected if t in attempts
+        )
+        refused = any(f["event"] == "client_refused" for f in facts)
+        if not receipt and not refused_here and not refused:
+            v.append(
+                f"ERROR without receipt-id, no client_refused or rejection: {error['message']}"
+            )
 
 
 def _story(cell: Cell, facts: list[dict[str, Any]], p: Producer) -> Iterator[str]:
@@ -1418,6 +1532,156 @@ def test_fault_matrix(
     _analyse(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
     row.seconds = time.monotonic() - started
     _judge_cell(cell_id, row, facts, ("message_routed", "message_confirmed"))
+
+
+# -- producers that ask no receipts ---------------------------------------------------------
+
+# Their cutover primaries and mirror copies go to Amazon MQ in batches with one receipt
+# (docs/architecture.md, "Confirmations in batches"); these faults catch batches held,
+# written and awaiting their receipt.
+RL_MODES = ("mirror", "split-legacy", "cutover-legacy", "cutover-reject")
+RL_FAULTS = ("amq_killed", "amq_hung", "proxy_sigterm")
+RL_BURST = 50  # messages sent at once right before the fault (a few batches' worth)
+AMQ_OUTCOMES = ("message_fell_back", "message_mirror_failed", "message_rejected")
+
+
+def _rl_cells() -> list[Any]:
+    return [
+        pytest.param(mode, fault, id=f"rl-{mode}-{fault}")
+        for fault in RL_FAULTS
+        for mode in RL_MODES
+    ]
+
+
+def _amazonmq_settled(facts: list[dict[str, Any]], traces: list[str]) -> bool:
+    """Every one of ``traces`` is routed, and its Amazon MQ part (if any) has an outcome."""
+    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
+    settled = {
+        f.get("trace_id")
+        for f in facts
+        if f["event"] in AMQ_OUTCOMES
+        or (f["event"] == "message_confirmed" and f.get("broker") == AMAZONMQ)
+    }
+    return all(
+        t in routed and (AMAZONMQ not in routed[t]["targets"] or t in settled) for t in traces
+    )
+
+
+@pytest.mark.parametrize(("mode", "fault"), _rl_cells())
+def test_fault_matrix_receipt_less(
+    fault_report: Report, bed: Bed, mode: str, fault: str, tmp_path: Path
+) -> None:
+    """The matrix's producer asking no receipts (its last message excepted): nothing it
+    sent may vanish while its connection stays up, and every message's Amazon MQ part
+    has its outcome in the facts, SIGTERM included."""
+    started = time.monotonic()
+    cell_id = f"rl-{mode}-{fault}"
+    row = Row(mode, fault)
+    fault_report.rl_rows[cell_id] = row
+    dest = unique_queue(f"fm.{cell_id}")
+    relay_legacy, relay_amazonmq, proxy = _open_cell(
+        bed,
+        tmp_path,
+        dest,
+        mode,
+        fault,
+        legacy_relay=False,
+        amazonmq_relay=fault in ("amq_hung", "proxy_sigterm"),
+    )
+    producer = Producer(
+        proxy.address, dest, bed.legacy.username, bed.legacy.password, receipts=False
+    )
+    cell = Cell(mode, fault, bed, proxy, producer, relay_legacy, relay_amazonmq)
+    stopped = False
+    try:
+        producer.start()
+        producer.add(FIRST, "first")
+        assert producer.wait(lambda p: len(p.attempts) >= FIRST, 10)
+        first = [a.trace for a in producer.attempts]
+        # Amazon MQ's link is up and confirming before the fault (else the cell would
+        # only test "unreachable at first connect").
+        assert _wait_until(lambda: _amazonmq_settled(proxy.facts(), first), 30), (
+            "the cell's first messages were not settled before any fault"
+        )
+        producer.pace("during")
+        _inject(cell, RL_BURST)
+        effect = _hold(cell)
+        _finish_cell(cell, producer, proxy, row, effect, LAST)
+        stopped = True
+    finally:
+        _clean_up_cell(bed, producer, proxy, stopped, (relay_legacy, relay_amazonmq))
+    facts = proxy.facts()
+    _analyse_receipt_less(cell, row, facts, drain(bed.legacy, dest), drain(bed.amazonmq, dest))
+    row.seconds = time.monotonic() - started
+    _judge_cell(cell_id, row, facts, ("message_routed", "message_confirmed"))
+
+
+def _analyse_receipt_less(
+    cell: Cell,
+    row: Row,
+    facts: list[dict[str, Any]],
+    on_legacy: list[StompFrame],
+    on_amazonmq: list[StompFrame],
+) -> None:
+    """The checks for a receipt-less producer. It is told nothing, so the promise is
+    the proxy's: what it took is where its facts say, and only a lost connection may
+    take a message the facts never mention."""
+    p: Producer = cell.producer
+    v = row.violations
+    found = _found(on_legacy, on_amazonmq)
+    _count_row(cell, row, facts, on_legacy, on_amazonmq)
+    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
+
+    def traces_of(event: str, **match: Any) -> set[str]:
+        return {
+            str(f.get("trace_id"))
+            for f in facts
+            if f["event"] == event and all(f.get(k) == val for k, val in match.items())
+        }
+
+    confirmed = traces_of("message_confirmed", broker=AMAZONMQ)
+    fell_back, rejected = traces_of("message_fell_back"), traces_of("message_rejected")
+    failed = traces_of("message_mirror_failed")
+    doubted = {str(f.get("trace_id")) for f in facts if f.get("possibly_stored")}
+
+    # 1. the producer finished: its last message, the one with a receipt, was receipted
+    unreceipted = [m.id for m in p.messages.values() if m.ask and not m.receipted]
+    if unreceipted:
+        v.append(f"the last message was never receipted: {unreceipted}")
+    # 2. what the proxy took is where its facts say; nothing else vanished
+    unrouted = 0
+    for a in p.attempts:
+        if a.outcome != "unasked":
+            continue
+        fact = routed.get(a.trace)
+        if fact is None:
+            if a.conn not in p.ended:
+                v.append(f"{a.trace}, sent on a connection that never broke, was not routed")
+            unrouted += 1  # written into a connection that broke: as with any broker
+            continue
+        if AMAZONMQ in fact["targets"] and a.trace not in confirmed | fell_back | failed | rejected:
+            v.append(f"{a.trace}: its Amazon MQ part has no outcome")
+        if a.trace in rejected:
+            where = [b for b in (LEGACY, AMAZONMQ) if found[b][a.trace]]
+            if where and a.trace not in doubted:
+                v.append(f"{a.trace} rejected (not possibly stored), yet on {where}")
+            continue
+        home = LEGACY if a.trace in fell_back else str(fact["primary"])
+        if home == AMAZONMQ and a.trace not in confirmed:
+            continue  # no outcome: named above
+        if not found[home][a.trace]:
+            v.append(f"{a.trace} is not on {home}, and no fact says it failed")
+        if len(fact["targets"]) == 2:  # a mirror copy
+            if a.trace in confirmed and not found[AMAZONMQ][a.trace]:
+                v.append(f"{a.trace}: its copy was confirmed, yet is not on amazonmq")
+            if a.trace in failed - doubted and found[AMAZONMQ][a.trace]:
+                v.append(f"{a.trace}: its copy failed (not possibly stored), yet is on amazonmq")
+    if unrouted:
+        row.facts += f", lost with their connection {unrouted}"
+
+    # 3. every copy is explained; 4. the story
+    _explain_copies(cell, row, facts, found, lambda trace: False)
+    row.story += _story(cell, facts, p)
 
 
 # -- transactions under faults ------------------------------------------------------------
@@ -2311,6 +2575,11 @@ def test_docs_reliability_has_a_row_for_every_cell() -> None:
     cells = [p.values for p in _cells()] + [p.values for p in _tx_cells()]
     missing = [
         f"{fault} x {mode}" for mode, fault in cells if f"| `{fault}` | `{mode}` |" not in text
+    ]
+    missing += [
+        f"{fault} x {mode}, no receipts"
+        for mode, fault in (p.values for p in _rl_cells())
+        if f"| `{fault}`, no receipts | `{mode}` |" not in text
     ]
     missing += [combo for combo in COMBOS if f"| `{combo}` |" not in text]
     assert not missing, f"regenerate docs/reliability.md (its module docstring says how): {missing}"
