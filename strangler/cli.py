@@ -20,6 +20,7 @@ from collections.abc import Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from . import allocator
 from .conventions import (
     ExitCode,
     add_routes_option,
@@ -332,6 +333,7 @@ def _run(args: argparse.Namespace) -> int:
         max_buffered_bytes=args.max_buffered,
     )
     ctx = ProxyContext(settings, RoutesHolder(table), facts, tap=capture)
+    allocator.tune()
     facts.emit(
         Fact.ROUTES_LOADED,
         source=table.source,

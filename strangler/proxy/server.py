@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 
+from .. import allocator
 from ..facts import Fact
 from ..routes import AMAZONMQ
 from ..stomp import error_frame, native
@@ -81,6 +82,7 @@ class ProxyServer:
             dry_run=settings.dry_run,
             routes_version=table.version,
             frame_pump=native.BUILD,  # compiled, or the pure-Python fallback
+            malloc=allocator.state,  # glibc's thresholds (strangler/allocator.py)
         )
 
     def _accepted(self, client: Connection) -> None:

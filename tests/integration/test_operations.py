@@ -324,6 +324,8 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(
     assert process.wait(WAIT) == 0
     assert _facts(facts, "routes_applied")[0]["trigger"] == "SIGHUP"
     assert _facts(facts, "proxy_stopped")
+    # `strangler run` set glibc's thresholds (strangler/allocator.py) and says so.
+    assert _facts(facts, "proxy_started")[0]["malloc"] == "mmap from 1 MiB, trim above 4 MiB"
     client.close()
 
 
