@@ -7,7 +7,7 @@ time and makes a few such blocks per read (the read, the frame pump's output, a 
 frame's buffer), so its heap grew and shrank on nearly every read of large frames, and
 each growth was fresh pages for the kernel to fault in and zero: ``brk`` about once a
 read and page faults about a third of the proxy's CPU in bench S4 (64 KiB frames; strace
-and perf), 57-63 us a message against 43-50 with the settings below (bench/README.md,
+and perf), 57-70 us a message against 43-50 with the settings below (bench/README.md,
 "2026-12-08, later").
 
 ``tune()`` (called once by ``strangler run``) sets mmap only from 1 MiB and keeps up to
