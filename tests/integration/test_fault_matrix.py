@@ -8,7 +8,8 @@ The promise under test (README, "What the proxy promises"):
   as producers do, reconnects and sends it again).
 
 Each cell runs one producer (stomp.py, persistent messages, a receipt for each,
-at most ``WINDOW`` unconfirmed) through a proxy routing one queue in one mode.
+at most ``WINDOW`` unconfirmed) through a proxy routing one queue in one mode; the
+receipt-less section's producer asks a receipt for its last message only.
 The producer sends ``FIRST`` messages, then keeps sending at a steady pace while
 the fault is injected, held until the facts show its effect, and healed; it goes
 on at that pace until every broker the proxy reported unavailable is reported
@@ -1358,7 +1359,9 @@ def _explain_copies(
             v.append(f"ERROR for {receipt} without message_rejected: {error['message']}")
         # A receipt-less SEND's rejection names no receipt: it ends the connection it came on.
         refused_here = any(
-            attempts[t].conn == int(error["conn"]) for t in rejected if t in attempts
+            attempts[t].conn == int(error["conn"]) and attempts[t].outcome == "unasked"
+            for t in rejected
+            if t in attempts
         )
         refused = any(f["event"] == "client_refused" for f in facts)
         if not receipt and not refused_here and not refused:
