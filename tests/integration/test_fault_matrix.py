@@ -568,6 +568,7 @@ class Producer(ProducerThread):
                     headers["receipt"] = attempt.trace
                 else:
                     attempt.outcome = "unasked"
+                self.cond.notify_all()  # the test thread waits on attempts (``_burst``)
                 conn = self._conn
             try:
                 conn.send(self.dest, msg.id.encode(), headers=headers)
