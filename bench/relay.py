@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import sys
 
+from strangler import allocator
+
 from .loadgen import run
 
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", type=_address, required=True, help="HOST:PORT")
     parser.add_argument("--to", type=_address, required=True, help="the broker's HOST:PORT")
     args = parser.parse_args(argv)
+    allocator.tune()  # glibc's thresholds as `strangler run` sets them: the same floor
     with contextlib.suppress(KeyboardInterrupt):
         run(serve(args.listen, args.to))
     return 0

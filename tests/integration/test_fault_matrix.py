@@ -1186,7 +1186,8 @@ LIMITS = (
     " writes after that stays in the socket and is gone when the connection closes, as"
     " when a broker stops. A producer asking receipts resends it; one asking none loses"
     " it (*lost with their connection* in the receipt-less `proxy_sigterm` rows: 10-14"
-    " messages at 12.5 a second while the proxy settled what it had read). Each such"
+    " messages in the runs so far, at 12.5 a second while the proxy settled what it had"
+    " read). Each such"
     " message has no `message_routed` fact and is on no broker.",
 )
 
