@@ -1241,6 +1241,22 @@ def _count_row(
         row.violations.append(f"producer {p.gave_up}")
 
 
+def _routed(facts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ``message_routed`` fact of each trace id."""
+    return {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
+
+
+def _traces(facts: list[dict[str, Any]], event: str | None = None, **match: Any) -> set[str]:
+    """The trace ids of the facts named ``event`` (any name, when None) whose fields hold
+    ``match``: ``_traces(facts, possibly_stored=True)``, the outcomes in doubt."""
+    return {
+        str(f.get("trace_id"))
+        for f in facts
+        if (event is None or f["event"] == event)
+        and all(f.get(k) == val for k, val in match.items())
+    }
+
+
 def _analyse(
     cell: Cell,
     row: Row,
@@ -1252,8 +1268,8 @@ def _analyse(
     v = row.violations
     attempts = {a.trace: a for a in p.attempts}
     found = _found(on_legacy, on_amazonmq)
-    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
-    fell_back = {str(f.get("trace_id")) for f in facts if f["event"] == "message_fell_back"}
+    routed = _routed(facts)
+    fell_back = _traces(facts, "message_fell_back")
     _count_row(cell, row, facts, on_legacy, on_amazonmq)
 
     def lost_with_proxy(trace: str) -> bool:
@@ -1306,14 +1322,10 @@ def _explain_copies(
     p = cell.producer
     v = row.violations
     attempts = {a.trace: a for a in p.attempts}
-    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
-
-    def traces_of(event: str) -> set[str]:
-        return {str(f.get("trace_id")) for f in facts if f["event"] == event}
-
-    fell_back, resent = traces_of("message_fell_back"), traces_of("message_resent")
-    rejected = traces_of("message_rejected")
-    doubted = {str(f.get("trace_id")) for f in facts if f.get("possibly_stored")}
+    routed = _routed(facts)
+    fell_back, resent = _traces(facts, "message_fell_back"), _traces(facts, "message_resent")
+    rejected = _traces(facts, "message_rejected")
+    doubted = _traces(facts, possibly_stored=True)
     for broker, counter in found.items():
         for trace, n in counter.items():
             if trace not in attempts:
@@ -1566,13 +1578,10 @@ def _rl_cells() -> list[Any]:
 
 def _amazonmq_settled(facts: list[dict[str, Any]], traces: list[str]) -> bool:
     """Every one of ``traces`` is routed, and its Amazon MQ part (if any) has an outcome."""
-    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
-    settled = {
-        f.get("trace_id")
-        for f in facts
-        if f["event"] in AMQ_OUTCOMES
-        or (f["event"] == "message_confirmed" and f.get("broker") == AMAZONMQ)
-    }
+    routed = _routed(facts)
+    settled = _traces(facts, "message_confirmed", broker=AMAZONMQ)
+    for event in AMQ_OUTCOMES:
+        settled |= _traces(facts, event)
     return all(
         t in routed and (AMAZONMQ not in routed[t]["targets"] or t in settled) for t in traces
     )
@@ -1641,19 +1650,11 @@ def _analyse_receipt_less(
     v = row.violations
     found = _found(on_legacy, on_amazonmq)
     _count_row(cell, row, facts, on_legacy, on_amazonmq)
-    routed = {f["trace_id"]: f for f in facts if f["event"] == "message_routed"}
-
-    def traces_of(event: str, **match: Any) -> set[str]:
-        return {
-            str(f.get("trace_id"))
-            for f in facts
-            if f["event"] == event and all(f.get(k) == val for k, val in match.items())
-        }
-
-    confirmed = traces_of("message_confirmed", broker=AMAZONMQ)
-    fell_back, rejected = traces_of("message_fell_back"), traces_of("message_rejected")
-    failed = traces_of("message_mirror_failed")
-    doubted = {str(f.get("trace_id")) for f in facts if f.get("possibly_stored")}
+    routed = _routed(facts)
+    confirmed = _traces(facts, "message_confirmed", broker=AMAZONMQ)
+    fell_back, rejected = _traces(facts, "message_fell_back"), _traces(facts, "message_rejected")
+    failed = _traces(facts, "message_mirror_failed")
+    doubted = _traces(facts, possibly_stored=True)
 
     # 1. the producer finished: its last message, the one with a receipt, was receipted
     unreceipted = [m.id for m in p.messages.values() if m.ask and not m.receipted]
